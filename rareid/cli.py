@@ -1,0 +1,112 @@
+"""The ``rareid`` command: LightningCLI (fit/validate/test/predict) plus ``rareid synth``.
+
+``main(args)`` is what the console script runs and what tests call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+from rareid.callbacks.progressive import ProgressiveMaskTraining
+from rareid.callbacks.report import EvaluationReport
+from rareid.data.datamodule import ReIDDataModule
+from rareid.models.module import RAReIDModule
+
+
+def default_loggers(root: str | os.PathLike) -> list[Logger]:
+    """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode."""
+    root = Path(root)
+    return [
+        CSVLogger(save_dir=root, name="csv"),
+        WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True),
+    ]
+
+
+class RAReIDCLI(LightningCLI):
+    """LightningCLI with the callbacks rareid needs forced and the shared values linked."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ProgressiveMaskTraining, "progressive")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.set_defaults(
+            {
+                "checkpoint.filename": "best",
+                "checkpoint.monitor": "val/rank1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.enable_version_counter": False,
+                "trainer.default_root_dir": "runs/default",
+            }
+        )
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "checkpoint.dirpath",
+            compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
+        )
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "report.output_dir",
+            compute_fn=lambda root: str(Path(root or ".") / "results"),
+        )
+        # One source of truth for values model and data must agree on.
+        parser.link_arguments("data.rates", "model.rates")
+        parser.link_arguments("data.input_size", "model.img_size")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        """Turn rareid's own configuration errors into a one-line CLI error, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, FileNotFoundError) as error:  # BackboneError is a ValueError
+            self._parser(self.subcommand).error(f"{type(error).__name__}: {error}")
+
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or ".")
+        return super().instantiate_trainer(**kwargs)
+
+
+def synth_main(argv: Sequence[str]) -> Path:
+    """``rareid synth``: write the built-in synthetic dataset in the Market-1501 layout."""
+    from rareid.data.synthetic import write_synthetic_dataset
+
+    parser = argparse.ArgumentParser(
+        prog="rareid synth",
+        description="Write the procedural synthetic pedestrian dataset (Market-1501 layout).",
+    )
+    parser.add_argument("--out", required=True, help="output folder, e.g. data/synthetic")
+    parser.add_argument("--identities", type=int, default=100, help="number of identities")
+    parser.add_argument("--cameras", type=int, default=4, help="number of cameras")
+    parser.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
+    args = parser.parse_args(list(argv))
+    summary = write_synthetic_dataset(
+        args.out, identities=args.identities, cameras=args.cameras, seed=args.seed
+    )
+    print(summary)
+    return Path(args.out)
+
+
+def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | None:
+    """Entry point of ``rareid`` / ``python -m rareid``; returns the CLI object for tests."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "synth":
+        return synth_main(argv[1:])
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return RAReIDCLI(
+        RAReIDModule,
+        ReIDDataModule,
+        args=argv,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )

@@ -1,0 +1,115 @@
+"""Embedding head, varying-length padding (Eq. 2), prototype classifier, verification MLP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def resolve_split_sizes(
+    embedding_dim: int, num_levels: int, split_sizes: Sequence[int] | None = None
+) -> list[int]:
+    """Sizes of the ``m`` sub-vectors: equal by default, or as given (must sum to ``d``)."""
+    if split_sizes is None:
+        if embedding_dim % num_levels:
+            raise ValueError(
+                f"embedding_dim={embedding_dim} does not split into {num_levels} equal "
+                "sub-vectors (one per rate): choose a multiple of the number of rates or set "
+                "split_sizes"
+            )
+        return [embedding_dim // num_levels] * num_levels
+    sizes = [int(s) for s in split_sizes]
+    if len(sizes) != num_levels or sum(sizes) != embedding_dim or min(sizes) <= 0:
+        raise ValueError(
+            f"split_sizes={sizes} must have one positive size per rate ({num_levels}) "
+            f"summing to embedding_dim={embedding_dim}"
+        )
+    return sizes
+
+
+def prefix_lengths(split_sizes: Sequence[int]) -> torch.Tensor:
+    """Embedding length used by level k (1..m) at index k-1."""
+    return torch.tensor(split_sizes).cumsum(0)
+
+
+def level_mask(levels: torch.Tensor, split_sizes: Sequence[int], dtype=torch.float32) -> torch.Tensor:
+    """(N, d) mask: 1 on the first ``k`` sub-vectors of a level-``k`` sample, 0 after."""
+    lengths = prefix_lengths(split_sizes).to(levels.device)[levels - 1]
+    positions = torch.arange(sum(split_sizes), device=levels.device)
+    return (positions[None, :] < lengths[:, None]).to(dtype)
+
+
+def pad_by_level(v: torch.Tensor, levels: torch.Tensor, split_sizes: Sequence[int]) -> torch.Tensor:
+    """Zero the sub-vectors above each sample's level.
+
+    Multiplying by the mask also makes the gradient into the padded part exactly zero.
+    """
+    return v * level_mask(levels, split_sizes, v.dtype)
+
+
+class EmbeddingHead(nn.Module):
+    """Pooled backbone feature -> FC to ``d`` -> ``v = [v_1 .. v_m]``."""
+
+    def __init__(self, in_features: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, embedding_dim)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.fc(pooled)
+
+
+class PrototypeClassifier(nn.Module):
+    """Bias-free identity prototypes ``W`` (d x C).
+
+    On a zero-padded level-``k`` embedding only the first ``k`` sub-classifiers
+    contribute to the logits (paper §III-D).
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 identities, got {num_classes}")
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.normal_(self.weight, std=0.001)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.weight.t()
+
+
+class VerificationHead(nn.Module):
+    """MLP ``f: R^d -> R`` on the difference of two embeddings cut to the lower level (Eq. 4)."""
+
+    def __init__(self, embedding_dim: int, split_sizes: Sequence[int], hidden: int = 512) -> None:
+        super().__init__()
+        self.split_sizes = list(split_sizes)
+        self.fc1 = nn.Linear(embedding_dim, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, difference: torch.Tensor) -> torch.Tensor:
+        """Logits (N,) for already-cut differences (N, d)."""
+        return self.fc2(torch.relu(self.fc1(difference))).squeeze(-1)
+
+    def forward_pairs(
+        self,
+        z_a: torch.Tensor,
+        levels_a: torch.Tensor,
+        z_b: torch.Tensor,
+        levels_b: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits (Na, Nb) of every a-b pair, each difference cut to ``min(k_a, k_b)``.
+
+        Equal to ``forward`` on the masked differences, but the first (linear) layer
+        is applied once per level prefix, so no ``Na x Nb x d`` tensor is built.
+        """
+        lengths = prefix_lengths(self.split_sizes).tolist()
+        weight = self.fc1.weight
+        # (m, N, hidden): projection of each embedding's level-k prefix, for every k.
+        proj_a = torch.stack([z_a[:, :n] @ weight[:, :n].t() for n in lengths])
+        proj_b = torch.stack([z_b[:, :n] @ weight[:, :n].t() for n in lengths])
+        common = torch.minimum(levels_a[:, None], levels_b[None, :]) - 1  # (Na, Nb)
+        rows = torch.arange(z_a.shape[0], device=z_a.device)[:, None].expand_as(common)
+        cols = torch.arange(z_b.shape[0], device=z_b.device)[None, :].expand_as(common)
+        hidden = proj_a[common, rows] - proj_b[common, cols] + self.fc1.bias
+        return self.fc2(torch.relu(hidden)).squeeze(-1)

@@ -1,0 +1,126 @@
+"""Resolution-adaptive channel masks (paper Eq. 3), attached to backbone stages by hooks.
+
+Every stage ``l`` owns ``M^l`` of shape ``(m, C_l)``; a level-``k`` sample's stage
+output is multiplied channel-wise by ``sigmoid(M^l[k])``. One batch may mix levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from rareid.models.backbone import Backbone, StageInfo
+
+
+class StageMask(nn.Module):
+    """The masks of one stage, one row per resolution level.
+
+    ``active`` is a buffer (saved in checkpoints). An inactive stage is an identity,
+    yet its parameter stays in the autograd graph (``x * (1 + 0 * gate)``), so that
+    DDP with ``find_unused_parameters=False`` sees a gradient for it on every step.
+    """
+
+    def __init__(
+        self,
+        num_levels: int,
+        channels: int,
+        channel_dim: int,
+        init_mean: float = 0.0,
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.init_mean = init_mean
+        self.init_std = init_std
+        self.logits = nn.Parameter(torch.empty(num_levels, channels))
+        self.register_buffer("active", torch.tensor(False))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Gaussian initialisation (a fresh draw when the stage becomes active)."""
+        with torch.no_grad():
+            values = torch.randn(self.logits.shape, generator=generator)
+            self.logits.copy_(values * self.init_std + self.init_mean)
+
+    def gates(self, level_index: torch.Tensor) -> torch.Tensor:
+        """Per-sample channel gates (B, C); ones (still in the graph) while inactive."""
+        gate = torch.sigmoid(self.logits)[level_index]
+        return torch.where(self.active, gate, gate * 0 + 1)
+
+    def forward(self, features: torch.Tensor, level_index: torch.Tensor) -> torch.Tensor:
+        gate = self.gates(level_index)
+        shape = [features.shape[0]] + [1] * (features.ndim - 1)
+        shape[self.channel_dim] = gate.shape[1]
+        return features * gate.view(shape)
+
+
+class ResolutionMasks(nn.Module):
+    """All stages' masks, and the forward hooks that apply them inside a backbone.
+
+    Call the backbone inside ``with masks.levels(level_index): ...`` so the hooks
+    know each sample's level (0-based index, ``level - 1``).
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[StageInfo],
+        num_levels: int,
+        init_mean: float = 0.0,
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.stage_names = [s.name for s in stages]
+        self.masks = nn.ModuleList(
+            StageMask(num_levels, s.channels, s.channel_dim, init_mean, init_std) for s in stages
+        )
+        self._handles: list[RemovableHandle] = []
+        self._level_index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def attach(self, backbone: Backbone) -> None:
+        """Register one forward hook per stage (idempotent)."""
+        self.remove()
+        for name, mask in zip(self.stage_names, self.masks, strict=True):
+            self._handles.append(backbone.get_stage(name).register_forward_hook(self._hook(mask)))
+
+    def remove(self) -> None:
+        """Remove the hooks: the backbone is the plain timm model again."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def _hook(self, mask: StageMask):
+        def apply(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            if self._level_index is None:
+                raise RuntimeError(
+                    "resolution masks are attached but no levels were given: run the backbone "
+                    "inside `with masks.levels(level_index):` (RAReIDModule does this for you)"
+                )
+            return mask(output, self._level_index)
+
+        return apply
+
+    @contextmanager
+    def levels(self, level_index: torch.Tensor) -> Iterator[None]:
+        """Make each sample's 0-based level index visible to the hooks for one forward."""
+        self._level_index = level_index
+        try:
+            yield
+        finally:
+            self._level_index = None
+
+    def set_active(self, stage: int, active: bool) -> None:
+        self.masks[stage].active.fill_(active)
+
+    def active_flags(self) -> list[bool]:
+        return [bool(m.active) for m in self.masks]

@@ -1,0 +1,307 @@
+"""``RAReIDModule``: the paper's resolution-adaptive re-ID model as a LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from rareid.levels import normalize_rates
+from rareid.losses import identity_loss, verification_loss
+from rareid.metrics import MLRMetric, level_distances
+from rareid.models.backbone import Backbone
+from rareid.models.heads import (
+    EmbeddingHead,
+    PrototypeClassifier,
+    VerificationHead,
+    pad_by_level,
+    resolve_split_sizes,
+)
+from rareid.models.masks import ResolutionMasks
+
+MASK_SCHEDULES = ("progressive", "end_to_end")
+
+
+class RAReIDModule(L.LightningModule):
+    """Backbone with resolution masks + varying-length embedding + ID and verification losses.
+
+    Args:
+        backbone: any timm model name with ``feature_info`` (e.g. ``resnet50``,
+            ``swin_base_patch4_window7_224``).
+        num_classes: number of training identities (linked from the DataModule by the CLI).
+        rates: downsampling rates the model knows; ``m = len(rates)`` levels.
+        embedding_dim: ``d``; split into ``m`` sub-vectors (equal, or ``split_sizes``).
+        pretrained / weights_path: timm weights from the hub, or a local file (offline).
+        img_size: network input (H, W); Swin needs it at construction.
+        last_stride: 1 for the re-ID last-stride trick; default 1 for ResNets, native otherwise.
+        use_masks / varying_length / use_cls_loss / use_verif_loss / mask_schedule: the
+            paper's ablation switches (Tables III-V). All off = the "IDE + Verif" baseline.
+        verif_weight: ``lambda`` in ``L_cls + lambda L_verif``.
+        lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
+        distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 751,
+        rates: Sequence[float] = (1, 2, 3, 4),
+        embedding_dim: int = 2048,
+        split_sizes: Sequence[int] | None = None,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        img_size: tuple[int, int] = (256, 128),
+        last_stride: int | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+        use_masks: bool = True,
+        varying_length: bool = True,
+        mask_schedule: str = "progressive",
+        mask_init_mean: float = 0.0,
+        mask_init_std: float = 1.0,
+        use_cls_loss: bool = True,
+        use_verif_loss: bool = True,
+        verif_weight: float = 0.5,
+        verif_hidden: int = 512,
+        label_smoothing: float = 0.0,
+        lr: float = 3.5e-4,
+        weight_decay: float = 5e-4,
+        milestones: Sequence[int] = (40, 70),
+        gamma: float = 0.1,
+        distance: str = "euclidean",
+        max_rank: int = 20,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if mask_schedule not in MASK_SCHEDULES:
+            raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}")
+        if not (use_cls_loss or use_verif_loss):
+            raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
+        self.rates = normalize_rates(rates)
+        self.num_levels = len(self.rates)
+        self.split_sizes = resolve_split_sizes(embedding_dim, self.num_levels, split_sizes)
+        self.embedding_dim = embedding_dim
+
+        self.backbone = Backbone(
+            backbone,
+            pretrained=pretrained,
+            weights_path=weights_path,
+            img_size=img_size,
+            last_stride=last_stride,
+            **(backbone_kwargs or {}),
+        )
+        self.masks: ResolutionMasks | None = None
+        if use_masks:
+            self.masks = ResolutionMasks(
+                self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std
+            )
+            self.masks.attach(self.backbone)
+        self.head = EmbeddingHead(self.backbone.num_features, embedding_dim)
+        # A switched-off loss has no head at all, so DDP never meets an unused parameter.
+        self.classifier = PrototypeClassifier(embedding_dim, num_classes) if use_cls_loss else None
+        self.verifier = (
+            VerificationHead(embedding_dim, self.split_sizes, verif_hidden)
+            if use_verif_loss
+            else None
+        )
+        self.val_metric = self._make_metric()
+        self.test_metric = self._make_metric()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _make_metric(self) -> MLRMetric:
+        return MLRMetric(
+            split_sizes=self.distance_split_sizes,
+            rates=self.rates,
+            max_rank=self.hparams.max_rank,
+            distance=self.hparams.distance,
+        )
+
+    @property
+    def distance_split_sizes(self) -> list[int]:
+        """Sub-vector sizes as seen by distances: one block when varying length is off."""
+        if self.hparams.varying_length:
+            return self.split_sizes
+        return [self.embedding_dim]
+
+    # ------------------------------------------------------------------ embedding
+    def _level_index(self, levels: torch.Tensor) -> torch.Tensor:
+        levels = torch.as_tensor(levels, device=self.device).long()
+        if levels.numel() and (levels.min() < 1 or levels.max() > self.num_levels):
+            raise ValueError(
+                f"levels must be in 1..{self.num_levels} (rates {list(self.rates)}), got "
+                f"{levels.min().item()}..{levels.max().item()}"
+            )
+        return levels
+
+    def forward(self, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """Un-padded embedding ``v`` (N, d); masks pick each sample's level."""
+        levels = self._level_index(levels)
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.masks is None:
+            return self.head(self.backbone(images))
+        with self.masks.levels(levels - 1):
+            return self.head(self.backbone(images))
+
+    def embedding_levels(self, levels: torch.Tensor) -> torch.Tensor:
+        """Levels that decide the embedding length: all-``m`` when varying length is off."""
+        if self.hparams.varying_length:
+            return levels
+        return torch.full_like(levels, self.num_levels)
+
+    def pad(self, v: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        if not self.hparams.varying_length:
+            return v
+        return pad_by_level(v, levels, self.split_sizes)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m)."""
+        levels = self._level_index(levels)
+        return self.pad(self(images.to(self.device), levels), levels)
+
+    def distance(
+        self,
+        query: torch.Tensor,
+        query_levels: torch.Tensor | Sequence[int],
+        gallery: torch.Tensor,
+        gallery_levels: torch.Tensor | Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """(Q, G) distances over the first ``min(k_q, k_g)`` sub-vectors (Eq. 2).
+
+        ``gallery_levels=None`` means an HR gallery (level m).
+        """
+        q_levels = self.embedding_levels(self._level_index(query_levels))
+        g_levels = None
+        if gallery_levels is not None:
+            g_levels = self.embedding_levels(self._level_index(gallery_levels))
+        if not self.hparams.varying_length:
+            q_levels = torch.ones_like(q_levels)
+            g_levels = None
+        return level_distances(
+            query,
+            q_levels,
+            gallery,
+            g_levels,
+            self.distance_split_sizes,
+            metric=self.hparams.distance,
+        )
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        hr, lr = batch["hr"], batch["lr"]
+        pids = batch["pid"]
+        n = hr.shape[0]
+        levels = torch.cat([torch.full_like(batch["lr_level"], self.num_levels), batch["lr_level"]])
+        v = self(torch.cat([hr, lr]), levels)
+        z_levels = self.embedding_levels(levels)
+        z = self.pad(v, z_levels)
+
+        loss = z.new_zeros(())
+        if self.classifier is not None:
+            loss_cls = identity_loss(
+                self.classifier(z), torch.cat([pids, pids]), self.hparams.label_smoothing
+            )
+            self.log("train/loss_cls", loss_cls, batch_size=n)
+            loss = loss + loss_cls
+        if self.verifier is not None:
+            # Every LR view against every HR view, each pair cut to the lower level.
+            logits = self.verifier.forward_pairs(z[n:], z_levels[n:], z[:n], z_levels[:n])
+            loss_verif = verification_loss(logits, pids, pids)
+            self.log("train/loss_verif", loss_verif, batch_size=n)
+            loss = loss + self.hparams.verif_weight * loss_verif
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        return loss
+
+    def on_fit_start(self) -> None:
+        if self.masks is None:
+            return
+        from rareid.callbacks.progressive import ProgressiveMaskTraining
+
+        has_schedule = any(isinstance(c, ProgressiveMaskTraining) for c in self.trainer.callbacks)
+        if not has_schedule:
+            raise RuntimeError(
+                "RAReIDModule with use_masks=True needs the ProgressiveMaskTraining callback "
+                "(it activates, re-initialises and freezes the masks stage by stage; the rareid "
+                "CLI adds it): Trainer(callbacks=[ProgressiveMaskTraining()]) — or set "
+                "use_masks=False"
+            )
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_update(self, metric: MLRMetric, batch: dict[str, torch.Tensor]) -> None:
+        levels = batch["level"]
+        z = self.embed(batch["image"], levels)
+        metric.update(
+            z,
+            levels,
+            batch["pid"],
+            batch["camid"],
+            batch["role"],
+            batch["trial"],
+            batch["gallery_trials"],
+            batch["index"],
+        )
+
+    def _log_results(self, metric: MLRMetric, prefix: str) -> dict[str, torch.Tensor]:
+        results = metric.compute()
+        # Values are already gathered across ranks by the metric: no sync_dist.
+        for key, value in results.items():
+            self.log(f"{prefix}/{key}", float(value), prog_bar=key in ("rank1", "mAP"))
+        return results
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_metric.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_update(self.val_metric, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_results(self.val_metric, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_metric.reset()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_update(self.test_metric, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._log_results(self.test_metric, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        levels = batch["level"]
+        out = {"embedding": self.embed(batch["image"], levels).cpu()}
+        for key in ("level", "pid", "camid", "role", "trial", "index"):
+            if key in batch:
+                out[key] = batch[key].cpu()
+        return out
+
+    # ------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Weight decay on weights only: masks, norms and biases are exempt."""
+        mask_params = set() if self.masks is None else {id(p) for p in self.masks.parameters()}
+        decay, no_decay = [], []
+        for param in self.parameters():
+            if not param.requires_grad:
+                continue
+            if id(param) in mask_params or param.ndim <= 1:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+        return [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.hparams.milestones), gamma=self.hparams.gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def mask_parameters(self) -> list[nn.Parameter]:
+        return [] if self.masks is None else [m.logits for m in self.masks.masks]
