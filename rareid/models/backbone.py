@@ -60,13 +60,20 @@ def _channel_dim(shape: torch.Size, channels: int, fallback: str | None) -> int:
 
 
 def _set_last_stride_one(stage: nn.Module, stage_name: str) -> None:
-    """Turn every stride-2 convolution/pool in the last stage into stride 1 (no dilation)."""
+    """Make the last stage keep its input resolution: stride-2 convolutions get stride 1
+    (no dilation) and stride-2 poolings (ResNet-D shortcuts) become identities."""
     changed = 0
-    for module in stage.modules():
-        if isinstance(module, nn.Conv2d | nn.AvgPool2d | nn.MaxPool2d):
-            stride = module.stride if isinstance(module.stride, tuple) else (module.stride,) * 2
-            if any(s > 1 for s in stride):
-                module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
+    for parent in list(stage.modules()):
+        for child_name, child in list(parent.named_children()):
+            stride = getattr(child, "stride", 1)
+            stride = stride if isinstance(stride, tuple) else (stride, stride)
+            if max(stride) < 2:
+                continue
+            if isinstance(child, nn.Conv2d):
+                child.stride = (1, 1)
+                changed += 1
+            elif isinstance(child, nn.AvgPool2d | nn.MaxPool2d):
+                setattr(parent, child_name, nn.Identity())
                 changed += 1
     if changed == 0:
         raise BackboneError(
