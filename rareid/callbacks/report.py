@@ -1,0 +1,123 @@
+"""After ``rareid test``: the results table, a rank-list picture and a t-SNE, in the run folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+from rareid.report import format_results_table, results_to_json
+from rareid.viz import draw_rank_list, log_images_to_loggers, plot_tsne
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationReport(Callback):
+    """Print and save the MLR results of a test run, with pictures.
+
+    Args:
+        output_dir: folder for ``results.md``, ``results.json``, ``rank_list.png`` and
+            ``tsne.png`` (the CLI links it to ``<default_root_dir>/results``).
+        rank_list_queries: queries shown in the rank list (one per level first).
+        topk: gallery images per query in the rank list.
+        tsne: draw the t-SNE picture (paper Fig. 5); it takes a few seconds.
+    """
+
+    def __init__(
+        self,
+        output_dir: str = "results",
+        rank_list_queries: int = 8,
+        topk: int = 10,
+        tsne: bool = True,
+    ) -> None:
+        self.output_dir = output_dir
+        self.rank_list_queries = rank_list_queries
+        self.topk = topk
+        self.tsne = tsne
+        self.paths: dict[str, Path] = {}
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metric = pl_module.test_metric
+        # Every rank takes part in the gather; only rank zero writes.
+        with metric.sync_context(should_sync=trainer.world_size > 1):
+            rank_lists = metric.rank_lists(trial=0, topk=self.topk)
+            tsne_data = metric.embeddings_for_tsne() if self.tsne else None
+        self._write(trainer, pl_module, rank_lists, tsne_data)
+
+    @rank_zero_only
+    def _write(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        rank_lists: dict[str, Any],
+        tsne_data: Any,
+    ) -> None:
+        out = Path(self.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        results = pl_module.test_results
+        table = format_results_table(results, pl_module.rates, style="terminal")
+        (out / "results.md").write_text(
+            format_results_table(results, pl_module.rates, style="markdown") + "\n"
+        )
+        (out / "results.json").write_text(results_to_json(results))
+        print("\nMLR evaluation (mean ± std over trials, %)\n" + table)
+        self.paths = {"results": out / "results.md"}
+
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "load_eval_image"):
+            log.warning("no rank-list picture: the datamodule cannot load evaluation images")
+        else:
+            self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
+        if tsne_data is not None:
+            embeddings, pids, levels = tsne_data
+            self.paths["tsne"] = plot_tsne(embeddings, pids, levels, out / "tsne.png")
+        log_images_to_loggers(
+            trainer.loggers, {k: v for k, v in self.paths.items() if v.suffix == ".png"}
+        )
+        for name, path in self.paths.items():
+            print(f"{name}: {path}")
+
+    def _rank_list(self, datamodule: Any, rank_lists: dict[str, Any], out: Path) -> Path:
+        query_index = rank_lists["query_index"].tolist()
+        levels = rank_lists["query_level"].tolist()
+        # Spread the picked queries over the levels, lowest resolution first.
+        order = sorted(range(len(query_index)), key=lambda i: (levels[i], i))
+        by_level: dict[int, list[int]] = {}
+        for i in order:
+            by_level.setdefault(levels[i], []).append(i)
+        picked: list[int] = []
+        while len(picked) < min(self.rank_list_queries, len(order)):
+            for rows in by_level.values():
+                if rows and len(picked) < self.rank_list_queries:
+                    picked.append(rows.pop(0))
+        queries, galleries = [], []
+        for row in picked:
+            info = datamodule.eval_sample_info("test", query_index[row])
+            queries.append(
+                {
+                    "image": datamodule.load_eval_image("test", query_index[row]),
+                    "level": int(info["level"]),
+                    "rate": float(info["rate"]),
+                    "pid": int(info["pid"]),
+                }
+            )
+            gallery_row = []
+            for g_index, match in zip(
+                rank_lists["gallery_index"][row].tolist(),
+                rank_lists["matches"][row].tolist(),
+                strict=True,
+            ):
+                g_info = datamodule.eval_sample_info("test", g_index)
+                gallery_row.append(
+                    {
+                        "image": datamodule.load_eval_image("test", g_index),
+                        "pid": int(g_info["pid"]),
+                        "match": bool(match),
+                    }
+                )
+            galleries.append(gallery_row)
+        return draw_rank_list(queries, galleries, out / "rank_list.png")
