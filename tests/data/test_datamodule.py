@@ -1,0 +1,397 @@
+"""ReIDDataModule: training batches, MLR evaluation sets, options (rareid/data/datamodule.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import cv2
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+from rareid.data.datamodule import (
+    ROLE_GALLERY,
+    ROLE_HR_QUERY,
+    ROLE_QUERY,
+    ReIDDataModule,
+)
+from rareid.data.datasets import ImageRecord, ReIDDataset
+from rareid.data.lowres import degrade
+from rareid.levels import rate_to_level
+from tests.data.fixtures import write_caviar_tree, write_market_tree
+
+SIZE = (64, 32)
+# write_market_tree defaults: 4 train ids x 3 cams x 2 images; 3 test ids -> 9 queries,
+# 18 gallery images + 2 distractors (pid 0); 3 junk images (pid -1, dropped by the reader)
+N_QUERY, N_GALLERY, TEST_IDS = 9, 20, {3, 5, 40}
+
+
+@pytest.fixture(scope="module")
+def market_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("market")
+    write_market_tree(root)
+    return str(root)
+
+
+def make_dm(root: str, **kwargs) -> ReIDDataModule:
+    options = dict(
+        dataset="market1501", root=root, input_size=SIZE, p=2, k=4, num_workers=0, trials=3
+    )
+    options.update(kwargs)
+    return ReIDDataModule(**options)
+
+
+def test_num_classes_right_after_init(market_root):
+    dm = make_dm(market_root)
+    assert dm.num_classes == 4
+    assert dm.eval_rates == (2.0, 3.0, 4.0)  # rates without 1
+    assert dm.hparams.p == 2 and dm.hparams.gallery_mode == "single"
+
+
+def test_train_batches(market_root):
+    dm = make_dm(market_root)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) > 0
+    for batch in batches:
+        assert set(batch) == {"hr", "lr", "lr_level", "pid", "camid"}
+        assert batch["hr"].shape == batch["lr"].shape == (8, 3, *SIZE)
+        assert batch["hr"].dtype == batch["lr"].dtype == torch.float32
+        for key in ("lr_level", "pid", "camid"):
+            assert batch[key].dtype == torch.int64 and batch[key].shape == (8,)
+        assert batch["lr_level"].min() >= 1 and batch["lr_level"].max() <= 4
+        assert batch["pid"].min() >= 0 and batch["pid"].max() < dm.num_classes
+        assert sorted(Counter(batch["pid"].tolist()).values()) == [4, 4]  # P x K
+        assert -5 < batch["hr"].mean() < 5  # normalised, not 0..255
+    levels = torch.cat([b["lr_level"] for b in batches])
+    assert len(set(levels.tolist())) > 1
+
+
+def eval_arrays(ds) -> dict[str, np.ndarray]:
+    t = ds.table
+    return {"role": t.role, "trial": t.trial, "level": t.level, "rate": t.rate, "pid": t.pid}
+
+
+def test_eval_dataset_roles_trials_levels(market_root):
+    dm = make_dm(market_root, trials=3)
+    ds = dm.eval_dataset("test")
+    t = ds.table
+    assert len(ds) == N_GALLERY + 3 * N_QUERY + N_QUERY
+    assert (t.role == ROLE_GALLERY).sum() == N_GALLERY
+    assert (t.role == ROLE_HR_QUERY).sum() == N_QUERY
+    queries = t.role == ROLE_QUERY
+    assert Counter(t.trial[queries].tolist()) == {0: N_QUERY, 1: N_QUERY, 2: N_QUERY}
+    assert (t.trial[~queries] == -1).all()
+    assert set(t.rate[queries].tolist()) <= {2.0, 3.0, 4.0}
+    for rate, level in zip(t.rate[queries], t.level[queries], strict=True):
+        assert level == rate_to_level(rate, [1, 2, 3, 4])
+    assert (t.level[~queries] == 4).all()
+    # per trial every query once
+    for trial in range(3):
+        rows = np.flatnonzero(queries & (t.trial == trial))
+        assert sorted(ds.path(i) for i in rows) == sorted({ds.path(i) for i in rows})
+    # validation uses val_trials
+    assert (dm.eval_dataset("validate").table.role == ROLE_QUERY).sum() == N_QUERY
+
+
+def test_eval_batches(market_root):
+    dm = make_dm(market_root, eval_batch_size=16)
+    loader = dm.test_dataloader()
+    batches = list(loader)
+    keys = {"image", "level", "pid", "camid", "role", "trial", "gallery_trials", "index"}
+    for batch in batches:
+        assert set(batch) == keys
+        assert batch["image"].dtype == torch.float32 and batch["image"].shape[1:] == (3, *SIZE)
+        for key in keys - {"image"}:
+            assert batch[key].dtype == torch.int64
+    index = torch.cat([b["index"] for b in batches])
+    assert index.tolist() == list(range(len(dm.eval_dataset("test"))))
+    gallery_trials = torch.cat([b["gallery_trials"] for b in batches])
+    role = torch.cat([b["role"] for b in batches])
+    assert (gallery_trials[role != ROLE_GALLERY] == 0).all()
+    assert len(list(dm.predict_dataloader())) == len(batches)
+    assert len(list(dm.val_dataloader())) >= 1
+
+
+def test_single_shot_gallery_bitmask(market_root):
+    dm = make_dm(market_root, trials=5, gallery_mode="single")
+    t = dm.eval_dataset("test").table
+    gallery = t.role == ROLE_GALLERY
+    bits, pids = t.gallery_trials[gallery], t.pid[gallery]
+    draws = []
+    for trial in range(5):
+        member = (bits >> trial) & 1 == 1
+        chosen = pids[member]
+        assert (chosen == 0).sum() == 2  # distractors kept in every trial
+        assert Counter(chosen[chosen != 0].tolist()) == {pid: 1 for pid in TEST_IDS}
+        draws.append(tuple(np.flatnonzero(member)))
+    assert len(set(draws)) > 1  # each trial its own draw
+    assert (bits < (1 << 5)).all()
+
+
+def test_multi_shot_gallery_bitmask(market_root):
+    t = make_dm(market_root, trials=4, gallery_mode="multi").eval_dataset("test").table
+    assert (t.gallery_trials[t.role == ROLE_GALLERY] == 0b1111).all()
+
+
+def query_rows(dm, stage="test"):
+    ds = dm.eval_dataset(stage)
+    rows = np.flatnonzero(ds.table.role == ROLE_QUERY)
+    return ds, rows
+
+
+def test_same_seed_same_rates_and_pixels(market_root):
+    ds_a, rows = query_rows(make_dm(market_root, seed=3))
+    ds_b, _ = query_rows(make_dm(market_root, seed=3))
+    np.testing.assert_array_equal(ds_a.table.rate, ds_b.table.rate)
+    np.testing.assert_array_equal(ds_a.table.gallery_trials, ds_b.table.gallery_trials)
+    for i in rows[:6]:
+        assert torch.equal(ds_a[i]["image"], ds_b[i]["image"])
+    ds_c, _ = query_rows(make_dm(market_root, seed=4))
+    assert not np.array_equal(ds_a.table.rate[rows], ds_c.table.rate[rows])
+    diff = [not torch.equal(ds_a[i]["image"], ds_c[i]["image"]) for i in rows]
+    assert any(diff)
+
+
+def test_degraded_query_pixels_and_display_image(market_root):
+    dm = make_dm(market_root)
+    ds, rows = query_rows(dm)
+    i = int(rows[0])
+    info = dm.eval_sample_info("test", i)
+    assert set(info) >= {"path", "role", "trial", "rate", "level", "pid", "camid"}
+    assert info["role"] == ROLE_QUERY and info["trial"] == 0 and info["pid"] in TEST_IDS
+    native = cv2.cvtColor(cv2.imread(info["path"]), cv2.COLOR_BGR2RGB)
+    shown = dm.load_eval_image("test", i)
+    np.testing.assert_array_equal(shown, degrade(native, info["rate"]))
+    assert shown.shape[0] == round(128 / info["rate"])
+    gallery_info = dm.eval_sample_info("test", 0)
+    assert gallery_info["role"] == ROLE_GALLERY and gallery_info["level"] == 4
+    assert dm.load_eval_image("test", 0).shape == (128, 64, 3)
+    with pytest.raises(IndexError):
+        dm.eval_sample_info("test", len(ds))
+
+
+def test_num_workers_two_gives_the_same_eval_batches(market_root):
+    serial = list(make_dm(market_root).test_dataloader())
+    dm = make_dm(market_root, num_workers=2)
+    parallel = list(dm.test_dataloader())
+    assert len(serial) == len(parallel)
+    for a, b in zip(serial, parallel, strict=True):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    batches = list(dm.train_dataloader())
+    assert len(batches) == len(dm.train_dataloader()) and batches[0]["hr"].shape[0] == 8
+
+
+def test_train_randomness_seeded_without_workers(market_root):
+    first = next(iter(make_dm(market_root, seed=1).train_dataloader()))
+    again = next(iter(make_dm(market_root, seed=1).train_dataloader()))
+    other = next(iter(make_dm(market_root, seed=2).train_dataloader()))
+    assert torch.equal(first["lr"], again["lr"]) and torch.equal(first["pid"], again["pid"])
+    assert not torch.equal(first["lr"], other["lr"])
+
+
+def test_unseen_eval_rates_get_assigned_levels(market_root):
+    dm = make_dm(market_root, rates=[1, 2, 4, 8], eval_rates=[3, 6], level_policy="nearest")
+    t = dm.eval_dataset("test").table
+    queries = t.role == ROLE_QUERY
+    for rate, level in zip(t.rate[queries], t.level[queries], strict=True):
+        assert level == {3.0: 2, 6.0: 1}[rate]  # 3 -> 4 (level 2), 6 -> 8 (level 1)
+    t = make_dm(market_root, rates=[1, 2, 4, 8], eval_rates=[3], level_policy="higher")
+    assert set(t.eval_dataset("test").table.level[queries].tolist()) == {3}  # 3 -> 2
+
+
+def test_caviar_real_lowres_queries(tmp_path):
+    write_caviar_tree(tmp_path)  # near 64x32 (HR gallery), far 24x12 (real LR queries)
+    dm = ReIDDataModule(
+        dataset="caviar",
+        root=str(tmp_path),
+        dataset_options={"caviar_num_test": 4},
+        input_size=SIZE,
+        p=2,
+        k=2,
+        num_workers=0,
+        trials=2,
+    )
+    ds = dm.eval_dataset("test")
+    t = ds.table
+    n_query = len(dm.dataset.query)
+    assert (t.role == ROLE_HR_QUERY).sum() == 0  # no HR version of a real LR query
+    queries = np.flatnonzero(t.role == ROLE_QUERY)
+    assert Counter(t.trial[queries].tolist()) == {0: n_query, 1: n_query}
+    # reference height = median gallery height 64; 64 / 24 = 2.67 -> log-nearest rate 3 = level 2
+    np.testing.assert_allclose(t.rate[queries], 64 / 24)
+    assert (t.level[queries] == 2).all()
+    i = int(queries[0])
+    assert dm.load_eval_image("test", i).shape == (24, 12, 3)  # shown as it is
+    assert ds[i]["image"].shape == (3, *SIZE)
+    # an explicit reference height: 96 / 24 = 4 -> level 1
+    dm96 = ReIDDataModule(
+        dataset="caviar",
+        root=str(tmp_path),
+        dataset_options={"caviar_num_test": 4},
+        input_size=SIZE,
+        reference_height=96,
+        trials=1,
+    )
+    t96 = dm96.eval_dataset("test").table
+    assert (t96.level[t96.role == ROLE_QUERY] == 1).all()
+
+
+def test_directly_built_dataset(tmp_path):
+    """A ReIDDataset made by hand (no reader) works once assigned to ``dataset``."""
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), np.full((40, 20, 3), 30 * i, dtype=np.uint8))
+        paths.append(str(path))
+    train = [ImageRecord(paths[i], i % 2, 0) for i in range(4)]
+    query = [ImageRecord(paths[4], 7, 0)]
+    gallery = [ImageRecord(paths[5], 7, 1), ImageRecord(paths[0], 0, 1)]
+    dm = ReIDDataModule(input_size=SIZE, p=2, k=2, num_workers=0, trials=2)
+    dm.dataset = ReIDDataset("hand", train, query, gallery, num_classes=2)
+    assert dm.num_classes == 2
+    assert next(iter(dm.train_dataloader()))["hr"].shape == (4, 3, *SIZE)
+    t = dm.eval_dataset("test").table
+    assert t.gallery_trials[:2].tolist() == [0b11, 0b11]
+
+
+def test_corrupt_image_error_names_the_file(tmp_path):
+    info = write_market_tree(tmp_path, extras=False)
+    bad = info.train[0]
+    bad.write_bytes(b"\xff\xd8 broken")
+    dm = make_dm(str(tmp_path))
+    train = dm.train_dataset()
+    with pytest.raises(OSError, match=bad.name):
+        train[train.paths.index(str(bad))]
+    gallery = info.gallery[0]
+    gallery.write_bytes(b"")
+    with pytest.raises(OSError, match=gallery.name):
+        list(dm.test_dataloader())
+
+
+def test_lightning_injects_distributed_sampler(market_root):
+    """What Lightning does under DDP: re-create the PK sampler with a DistributedSampler."""
+    from lightning.fabric.utilities.data import _replace_dunder_methods
+    from lightning.pytorch.utilities.data import _update_dataloader
+
+    dm = make_dm(market_root, p=2, k=2)
+    with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
+        loader = dm.train_dataloader()
+    batches = []
+    for rank in range(2):
+        dist = DistributedSampler(loader.dataset, num_replicas=2, rank=rank)
+        new = _update_dataloader(loader, dist)
+        assert (new.batch_sampler.num_replicas, new.batch_sampler.rank) == (2, rank)
+        batches.append([b["pid"].tolist() for b in new])
+    assert len(batches[0]) == len(batches[1]) > 0
+    for pids0, pids1 in zip(*batches, strict=True):
+        assert not set(pids0) & set(pids1)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("gallery_mode", "few"),
+        ("interpolation", "bicubic2"),
+        ("level_policy", "closest"),
+        ("trials", 63),
+        ("trials", 0),
+        ("val_trials", 0),
+        ("p", 0),
+        ("k", -1),
+        ("num_workers", -1),
+        ("rates", []),
+        ("rates", [0.5, 1]),
+        ("eval_rates", [0.5]),
+        ("eval_rates", []),
+        ("input_size", (0, 32)),
+        ("mean", (0.5, 0.5)),
+        ("std", (0.2, 0.2, 0.0)),
+        ("reference_height", -3),
+        ("dataset", "market9000"),
+        ("dataset_options", [1, 2]),
+    ],
+)
+def test_bad_options_name_the_option(market_root, option, value):
+    with pytest.raises(ValueError, match=option):
+        make_dm(market_root, **{option: value})
+
+
+def test_rates_without_r1_need_explicit_eval_rates(market_root):
+    with pytest.raises(ValueError, match="eval_rates"):
+        make_dm(market_root, rates=[1])
+    assert make_dm(market_root, rates=[1], eval_rates=[2]).eval_rates == (2.0,)
+
+
+def test_unknown_stage(market_root):
+    with pytest.raises(ValueError, match="stage"):
+        make_dm(market_root).eval_dataset("training")
+
+
+class Recorder(L.LightningModule):
+    """Consumes the DataModule's batches and records what it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+        self.train_pids: list[list[int]] = []
+        self.eval_index: list[int] = []
+
+    def training_step(self, batch, batch_idx):
+        self.train_pids.append(batch["pid"].tolist())
+        return self.layer(batch["hr"].mean(dim=(2, 3))).mean() + 0 * batch["lr"].sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.eval_index.extend(batch["index"].tolist())
+
+    def on_train_epoch_end(self):
+        gathered = self.all_gather(torch.tensor(self.train_pids[-1]))
+        if gathered.dim() == 2:  # DDP: (world, P*K) -> disjoint identities per step
+            assert not set(gathered[0].tolist()) & set(gathered[1].tolist())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_lightning_fit_single_device(market_root):
+    dm = make_dm(market_root, p=2, k=2, val_trials=1)
+    model = Recorder()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert trainer.train_dataloader.batch_sampler.epoch == 1  # Lightning called set_epoch
+    per_epoch = len(model.train_pids) // 2
+    assert per_epoch == len(trainer.train_dataloader)
+    assert model.train_pids[:per_epoch] != model.train_pids[per_epoch:]
+    n_val = len(dm.eval_dataset("val"))
+    assert sorted(model.eval_index) == sorted(list(range(n_val)) * 2)  # validated every epoch
+
+
+@pytest.mark.e2e
+def test_lightning_ddp_two_cpu_processes(market_root):
+    dm = make_dm(market_root, p=2, k=2, num_workers=1)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(Recorder(), datamodule=dm)
+    assert trainer.state.finished
