@@ -85,13 +85,19 @@ class TrainDataset(Dataset):
     """
 
     def __init__(
-        self, records: Sequence[ImageRecord], transform: TrainTransform, seed: int = 0
+        self,
+        records: Sequence[ImageRecord],
+        transform: TrainTransform,
+        seed: int = 0,
+        level_rates: Sequence[float] | None = None,
     ) -> None:
         self.paths = [r.path for r in records]
         self.pids = np.asarray([r.pid for r in records], dtype=np.int64)
         self.camids = np.asarray([r.camid for r in records], dtype=np.int64)
         self.transform = transform
-        self.levels = {rate: rate_to_level(rate, transform.rates) for rate in transform.rates}
+        # Levels are relative to the model's rates (``level_rates``, default the drawn ones).
+        level_rates = transform.rates if level_rates is None else level_rates
+        self.levels = {rate: rate_to_level(rate, level_rates) for rate in transform.rates}
         self.seed = int(seed)
         self.rank = 0
         self._rng_key: tuple[int, int] | None = None
@@ -181,6 +187,7 @@ def build_eval_table(
     level_policy: str = "nearest",
     reference_height: float | None = None,
     hr_reference: bool = True,
+    gallery_rate: float = 1.0,
 ) -> EvalTable:
     """Rows of the MLR evaluation set (see the module docstring for the protocol)."""
     rates = normalize_rates(rates)
@@ -209,10 +216,10 @@ def build_eval_table(
             camid=g_cam,
             role=np.full(len(gallery), ROLE_GALLERY),
             trial=np.full(len(gallery), -1),
-            rate=np.ones(len(gallery)),
+            rate=np.full(len(gallery), float(gallery_rate)),
             level=np.full(len(gallery), m),
             gallery_trials=bits,
-            synthesize=np.zeros(len(gallery), dtype=bool),
+            synthesize=np.full(len(gallery), gallery_rate != 1),
         )
     ]
 
@@ -381,6 +388,9 @@ class ReIDDataModule(L.LightningDataModule):
         mean, std: normalisation (link them from the backbone's timm data config).
         pin_memory: pin batches (only when CUDA is available).
         persistent_workers: keep workers between epochs; default: when num_workers > 0.
+        naive_rate: the naive per-level baseline (paper Table III): train with both views at
+            this rate (one of ``rates``), and evaluate queries at this rate only against a
+            gallery downsampled to it. ``None`` (default) is the normal MLR setting.
     """
 
     def __init__(
@@ -407,6 +417,7 @@ class ReIDDataModule(L.LightningDataModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         pin_memory: bool = True,
         persistent_workers: bool | None = None,
+        naive_rate: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -430,6 +441,13 @@ class ReIDDataModule(L.LightningDataModule):
             if not np.isfinite(float(r)) or float(r) < 1:
                 raise ValueError(f"eval_rates: every rate must be >= 1, got {list(eval_rates)}")
         self.eval_rates = tuple(float(r) for r in eval_rates)
+        self.naive_rate = None if naive_rate is None else float(naive_rate)
+        if self.naive_rate is not None:
+            if self.naive_rate not in self.rates:
+                raise ValueError(
+                    f"naive_rate: {naive_rate} must be one of rates={list(self.rates)}"
+                )
+            self.eval_rates = (self.naive_rate,)
         self.p = _check_positive_int("p", p)
         self.k = _check_positive_int("k", k)
         self.num_workers = _check_positive_int("num_workers", num_workers, minimum=0)
@@ -480,15 +498,19 @@ class ReIDDataModule(L.LightningDataModule):
     def train_dataset(self) -> TrainDataset:
         if self._train_dataset is None:
             hp = self.hparams
+            naive = self.naive_rate
             transform = TrainTransform(
                 self.input_size,
-                self.rates,
+                self.rates if naive is None else (naive,),
                 hp.mean,
                 hp.std,
                 interpolation=hp.interpolation,
                 seed=self.seed,
+                hr_rate=1.0 if naive is None else naive,
             )
-            self._train_dataset = TrainDataset(self.dataset.train, transform, seed=self.seed)
+            self._train_dataset = TrainDataset(
+                self.dataset.train, transform, seed=self.seed, level_rates=self.rates
+            )
         return self._train_dataset
 
     @staticmethod
@@ -519,7 +541,8 @@ class ReIDDataModule(L.LightningDataModule):
                 seed=self.seed,
                 level_policy=hp.level_policy,
                 reference_height=hp.reference_height,
-                hr_reference=hp.hr_reference,
+                hr_reference=hp.hr_reference and self.naive_rate is None,
+                gallery_rate=1.0 if self.naive_rate is None else self.naive_rate,
             )
             transform = EvalTransform(self.input_size, hp.mean, hp.std, hp.interpolation)
             self._eval_datasets[key] = EvalDataset(table, transform)

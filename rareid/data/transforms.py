@@ -120,6 +120,8 @@ class TrainTransform:
         flip_p: horizontal flip probability.
         interpolation: downsampling interpolation of the LR synthesis.
         seed: seed of the initial Generator (the dataset re-seeds per worker process).
+        hr_rate: rate of the "HR" view; 1 normally, the baseline's rate for the naive
+            per-level baseline (paper Table III), where both views share one resolution.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class TrainTransform:
         flip_p: float = 0.5,
         interpolation: str = "area",
         seed: int = 0,
+        hr_rate: float = 1.0,
     ) -> None:
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
@@ -141,6 +144,9 @@ class TrainTransform:
             raise ValueError(f"padding: expected >= 0 pixels, got {padding}")
         if not 0.0 <= flip_p <= 1.0:
             raise ValueError(f"flip_p: expected a probability in [0, 1], got {flip_p}")
+        if not float(hr_rate) >= 1:
+            raise ValueError(f"hr_rate: expected a rate >= 1, got {hr_rate}")
+        self.hr_rate = float(hr_rate)
         self.normalize = Normalize(mean, std)
         height, width = self.input_size
         self.augment = A.Compose(
@@ -169,9 +175,15 @@ class TrainTransform:
 
     def views(self, image: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
         """The augmented uint8 HR and LR views (input size) of a native image."""
-        hr = resize_to(image, self.input_size)
+        hr = (
+            resize_to(image, self.input_size)
+            if self.hr_rate == 1
+            else synthesize_lowres(image, self.hr_rate, self.input_size, self.interpolation)
+        )
         lr = (
-            hr if rate == 1 else synthesize_lowres(image, rate, self.input_size, self.interpolation)
+            hr
+            if rate == self.hr_rate
+            else synthesize_lowres(image, rate, self.input_size, self.interpolation)
         )
         return self.augment(image=hr)["image"], self.augment(image=lr)["image"]
 

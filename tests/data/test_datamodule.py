@@ -395,3 +395,21 @@ def test_lightning_ddp_two_cpu_processes(market_root):
     )
     trainer.fit(Recorder(), datamodule=dm)
     assert trainer.state.finished
+
+
+def test_naive_rate_degrades_both_views_queries_and_gallery(market_root):
+    dm = make_dm(market_root, naive_rate=3)
+    assert dm.eval_rates == (3.0,)
+    sample = dm.train_dataset()[0]
+    # Both training views come from the rate-3 image; the LR view's level is rate 3's level.
+    assert sample["lr_level"] == rate_to_level(3, dm.rates)
+    ds = dm.eval_dataset("test")
+    arrays = eval_arrays(ds)
+    assert set(arrays["role"].tolist()) == {0, 1}  # no HR reference queries
+    gallery_rows = np.flatnonzero(arrays["role"] == 0)
+    info = ds.info(int(gallery_rows[0]))
+    assert info["rate"] == 3.0 and info["synthesized"]
+    native = cv2.imread(info["path"])
+    assert ds.load_image(int(gallery_rows[0])).shape[:2] == degrade(native, 3).shape[:2]
+    with pytest.raises(ValueError, match="naive_rate"):
+        make_dm(market_root, naive_rate=5)
