@@ -248,8 +248,13 @@ class RAReIDModule(L.LightningModule):
 
     def _log_results(self, metric: MLRMetric, prefix: str) -> dict[str, torch.Tensor]:
         results = metric.compute()
-        # Values are already gathered across ranks by the metric: no sync_dist.
+        # Values are already gathered across ranks by the metric: no sync_dist. Standard
+        # deviations and per-level rank-5+ stay in the report (results.json), so that
+        # Lightning's own table stays readable.
         for key, value in results.items():
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith("_std") or ("/" in key and name not in ("rank1", "mAP")):
+                continue
             self.log(f"{prefix}/{key}", float(value), prog_bar=key in ("rank1", "mAP"))
         return results
 
