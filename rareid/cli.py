@@ -78,8 +78,11 @@ class RAReIDCLI(LightningCLI):
 
 
 def synth_main(argv: Sequence[str]) -> Path:
-    """``rareid synth``: write the built-in synthetic dataset in the Market-1501 layout."""
-    from rareid.data.synthetic import write_synthetic_dataset
+    """``rareid synth``: write the built-in synthetic dataset in the Market-1501 layout.
+
+    A folder that already holds the same dataset (same parameters) is left as it is.
+    """
+    from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
 
     parser = argparse.ArgumentParser(
         prog="rareid synth",
@@ -89,10 +92,13 @@ def synth_main(argv: Sequence[str]) -> Path:
     parser.add_argument("--identities", type=int, default=100, help="number of identities")
     parser.add_argument("--cameras", type=int, default=4, help="number of cameras")
     parser.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
+    parser.add_argument("--force", action="store_true", help="rewrite even if up to date")
     args = parser.parse_args(list(argv))
-    summary = write_synthetic_dataset(
-        args.out, identities=args.identities, cameras=args.cameras, seed=args.seed
-    )
+    write = write_synthetic_dataset if args.force else ensure_synthetic_dataset
+    try:
+        summary = write(args.out, identities=args.identities, cameras=args.cameras, seed=args.seed)
+    except (ValueError, FileExistsError) as error:
+        parser.error(str(error))
     print(summary)
     return Path(args.out)
 
@@ -106,7 +112,7 @@ def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | None:
     return RAReIDCLI(
         RAReIDModule,
         ReIDDataModule,
-        args=argv,
+        args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

@@ -6,6 +6,7 @@ output is multiplied channel-wise by ``sigmoid(M^l[k])``. One batch may mix leve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -100,15 +101,19 @@ class ResolutionMasks(nn.Module):
         return bool(self._handles)
 
     def _hook(self, mask: StageMask):
-        def apply(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-            if self._level_index is None:
-                raise RuntimeError(
-                    "resolution masks are attached but no levels were given: run the backbone "
-                    "inside `with masks.levels(level_index):` (RAReIDModule does this for you)"
-                )
-            return mask(output, self._level_index)
+        # A partial of a bound method, not a closure: the hook then pickles (ddp_spawn) and
+        # deep-copies with the module (EMA/SWA copies apply their own masks, not these).
+        return functools.partial(self._apply_mask, mask)
 
-        return apply
+    def _apply_mask(
+        self, mask: StageMask, _module: nn.Module, _inputs: tuple, output: torch.Tensor
+    ) -> torch.Tensor:
+        if self._level_index is None:
+            raise RuntimeError(
+                "resolution masks are attached but no levels were given: run the backbone "
+                "inside `with masks.levels(level_index):` (RAReIDModule does this for you)"
+            )
+        return mask(output, self._level_index)
 
     @contextmanager
     def levels(self, level_index: torch.Tensor) -> Iterator[None]:
