@@ -1,0 +1,366 @@
+"""Evaluation speed and memory at Market-1501 scale.
+
+    .venv/bin/python benchmarks/evaluation.py            # Market scale (about 2-4 minutes)
+    .venv/bin/python benchmarks/evaluation.py --help     # sizes, trials, repeats
+
+Measures, each part in a fresh subprocess so that its peak memory (ru_maxrss) is its own:
+  (a) ``evaluate_rank`` on a multi-shot distance matrix (3,368 x 15,913) against the plain
+      per-query NumPy reference of tests/test_metrics.py (timed on a subset of queries and
+      extrapolated linearly), with a check that both give the same numbers on that subset;
+  (b) ``level_distances`` (queries at random levels) against one plain ``torch.mm`` of the full
+      Q x d by d x G matrices;
+  (c) the whole single-shot multi-trial MLR protocol through ``MLRMetric`` (update in batches,
+      compute, table).
+Embeddings are synthetic (identity centres plus noise, LR queries zero-padded by level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rareid.metrics import MLRMetric, evaluate_rank, level_distances  # noqa: E402
+from rareid.report import format_results_table  # noqa: E402
+
+TARGET_SPEEDUP = 50.0
+TARGET_MEMORY_GB = 1.5
+TARGET_DISTANCE_RATIO = 1.25
+
+
+def _status_gb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**20  # KiB
+    except OSError:
+        pass
+    return None
+
+
+def rss_gb() -> float:
+    """Current resident memory (falls back to the peak where /proc is missing)."""
+    value = _status_gb("VmRSS")
+    return value if value is not None else peak_gb()
+
+
+def peak_gb() -> float:
+    """Peak resident memory since the last :func:`reset_peak` (process start otherwise)."""
+    value = _status_gb("VmHWM")
+    if value is not None:
+        return value
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def reset_peak() -> bool:
+    """Reset the peak-RSS mark (Linux clear_refs), so a peak belongs to what runs next."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def reference_eval():
+    """The per-query NumPy reference, loaded from the test file so both stay the same."""
+    spec = importlib.util.spec_from_file_location("_ref", ROOT / "tests" / "test_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_eval
+
+
+def best_of(fn, repeats: int) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(args: argparse.Namespace, out: Path) -> None:
+    """Synthetic multi-shot evaluation set: ids + distractors (pid 0), 6 cameras, levels 1..m."""
+    rng = np.random.default_rng(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    d, m = args.dim, args.levels
+    centers = torch.randn(args.ids + 1, d, generator=g) * args.signal
+    g_pids = rng.integers(0, args.ids + 1, args.gallery)  # 0 = distractor
+    g_pids[: args.ids] = np.arange(1, args.ids + 1)  # every identity has gallery images
+    q_pids = rng.integers(1, args.ids + 1, args.queries)
+    g_cams = rng.integers(0, args.cams, args.gallery)
+    q_cams = rng.integers(0, args.cams, args.queries)
+    q_levels = rng.integers(1, m + 1, args.queries)
+    gallery = centers[g_pids] + torch.randn(args.gallery, d, generator=g)
+    distractor = torch.from_numpy(g_pids == 0)
+    gallery[distractor] = torch.randn(int(distractor.sum()), d, generator=g) * (1 + args.signal)
+    query = centers[q_pids] + torch.randn(args.queries, d, generator=g)
+    sizes = split_sizes(d, m)
+    bounds = np.cumsum(sizes)
+    for k in range(1, m):
+        query[torch.from_numpy(q_levels == k), bounds[k - 1] :] = 0  # zero padding
+    np.savez(
+        out / "ids.npz",
+        q_pids=q_pids,
+        g_pids=g_pids,
+        q_cams=q_cams,
+        g_cams=g_cams,
+        q_levels=q_levels,
+    )
+    torch.save({"query": query, "gallery": gallery}, out / "emb.pt")
+    dist = level_distances(query, torch.from_numpy(q_levels), gallery, None, sizes)
+    np.save(out / "dist.npy", dist.numpy())
+
+
+def dist_gb(args: argparse.Namespace) -> float:
+    return args.queries * args.gallery * 4 / 2**30
+
+
+def split_sizes(d: int, m: int) -> list[int]:
+    base = d // m
+    return [base] * (m - 1) + [d - base * (m - 1)]
+
+
+# ----------------------------------------------------------------------------- parts
+def part_a(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    ids = np.load(work / "ids.npz")
+    dist = np.load(work / "dist.npy")
+    q_pids, g_pids, q_cams, g_cams = ids["q_pids"], ids["g_pids"], ids["q_cams"], ids["g_cams"]
+    exact_peak = reset_peak()
+    base = rss_gb()
+    seconds, (cmc, mean_ap) = best_of(
+        lambda: evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams), args.repeats
+    )
+    peak = peak_gb()
+    n = min(args.ref_queries, len(q_pids))
+    ref = reference_eval()
+    t0 = time.perf_counter()
+    ref_cmc, ref_ap = ref(dist[:n], q_pids[:n], g_pids, q_cams[:n], g_cams)
+    ref_subset = time.perf_counter() - t0
+    sub_cmc, sub_ap = evaluate_rank(dist[:n], q_pids[:n], g_pids, q_cams[:n], g_cams)
+    return {
+        "seconds": seconds,
+        "rank1": float(cmc[0]),
+        "mAP": mean_ap,
+        "ref_subset_queries": n,
+        "ref_subset_seconds": ref_subset,
+        "ref_extrapolated_seconds": ref_subset * len(q_pids) / n,
+        "cmc_identical": bool(np.array_equal(sub_cmc, ref_cmc)),
+        "max_abs_map_diff": abs(sub_ap - ref_ap),
+        "base_gb": base,
+        "peak_gb": peak,
+        "exact_peak": exact_peak,
+    }
+
+
+def part_b(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    emb = torch.load(work / "emb.pt")
+    q, g = emb["query"], emb["gallery"]
+    q_levels = torch.from_numpy(np.load(work / "ids.npz")["q_levels"])
+    sizes = split_sizes(args.dim, args.levels)
+    # Interleaved, best of N each: both see the same machine load.
+    all_m = torch.full_like(q_levels, args.levels)  # worst case: every query full length
+    mm_s = ld_s = full_s = float("inf")
+    for _ in range(args.repeats):
+        mm_s = min(mm_s, best_of(lambda: torch.mm(q, g.T), 1)[0])
+        ld_s = min(ld_s, best_of(lambda: level_distances(q, q_levels, g, None, sizes), 1)[0])
+        full_s = min(full_s, best_of(lambda: level_distances(q, all_m, g, None, sizes), 1)[0])
+    g_levels = torch.full((g.shape[0],), args.levels)
+    g_levels[::5] = 1  # a gallery with mixed levels exercises the (level, level) blocks
+    mixed_s, _ = best_of(lambda: level_distances(q, q_levels, g, g_levels, sizes), 1)
+    return {
+        "mm_seconds": mm_s,
+        "level_seconds": ld_s,
+        "full_level_seconds": full_s,
+        "mixed_gallery_seconds": mixed_s,
+    }
+
+
+def part_c(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Single-shot, ``trials`` trials: per trial one random gallery image per identity, every
+    query degraded to a random level 1..m-1; HR reference queries at level m."""
+    emb = torch.load(work / "emb.pt")
+    ids = np.load(work / "ids.npz")
+    rng = np.random.default_rng(args.seed + 1)
+    g = torch.Generator().manual_seed(args.seed + 1)
+    m, sizes = args.levels, split_sizes(args.dim, args.levels)
+    bounds = np.cumsum(sizes)
+    g_pids = ids["g_pids"]
+    bits = np.zeros(len(g_pids), dtype=np.int64)
+    by_pid: dict[int, np.ndarray] = {}
+    for i, p in enumerate(g_pids):
+        by_pid.setdefault(int(p), []).append(i)
+    for t in range(args.trials):
+        for p, rows in by_pid.items():
+            if p > 0:
+                bits[rng.choice(rows)] |= 1 << t
+    nq = len(ids["q_pids"])
+    hr_query = emb["query"]  # HR reference queries (role 2) at full length
+    parts = {
+        "embeddings": [emb["gallery"], hr_query],
+        "levels": [np.full(len(g_pids), m), np.full(nq, m)],
+        "pids": [g_pids, ids["q_pids"]],
+        "camids": [ids["g_cams"], ids["q_cams"]],
+        "roles": [np.zeros(len(g_pids), int), np.full(nq, 2)],
+        "trials": [np.full(len(g_pids), -1), np.full(nq, -1)],
+        "gallery_trials": [bits, np.zeros(nq, int)],
+    }
+    for t in range(args.trials):
+        levels = rng.integers(1, m, nq)
+        q = emb["query"] + 0.5 * torch.randn(hr_query.shape, generator=g)
+        for k in range(1, m):
+            q[torch.from_numpy(levels == k), bounds[k - 1] :] = 0
+        for key, value in (
+            ("embeddings", q),
+            ("levels", levels),
+            ("pids", ids["q_pids"]),
+            ("camids", ids["q_cams"]),
+            ("roles", np.ones(nq, int)),
+            ("trials", np.full(nq, t)),
+            ("gallery_trials", np.zeros(nq, int)),
+        ):
+            parts[key].append(value)
+    data = {
+        k: torch.cat([torch.as_tensor(v) for v in vs]).to(
+            torch.float32 if k == "embeddings" else torch.int64
+        )
+        for k, vs in parts.items()
+    }
+    n = data["pids"].shape[0]
+    data["indices"] = torch.arange(n)
+    del emb, parts
+    metric = MLRMetric(sizes, rates=[float(r) for r in range(1, m + 1)])
+    t0 = time.perf_counter()
+    batch = 256
+    for a in range(0, n, batch):
+        metric.update(*(data[k][a : a + batch] for k in MLRMetric._STATES))
+    t_update = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    results = metric.compute()
+    t_compute = time.perf_counter() - t1
+    table = format_results_table(results, range(1, m + 1))
+    return {
+        "samples": n,
+        "update_seconds": t_update,
+        "compute_seconds": t_compute,
+        "total_seconds": time.perf_counter() - t0,
+        "table": table,
+        "peak_gb": peak_gb(),
+    }
+
+
+PARTS = {"a": part_a, "b": part_b, "c": part_c}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_part(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--part", name, "--workdir", str(work), *sys.argv[1:]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"part {name} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--queries", type=int, default=3368)
+    p.add_argument("--gallery", type=int, default=15913)
+    p.add_argument("--dim", type=int, default=2048)
+    p.add_argument("--ids", type=int, default=750, help="identities (plus distractors, pid 0)")
+    p.add_argument("--cams", type=int, default=6)
+    p.add_argument("--levels", type=int, default=4, help="m resolution levels")
+    p.add_argument("--signal", type=float, default=0.3, help="identity centre scale vs noise 1")
+    p.add_argument("--ref-queries", type=int, default=300, help="queries timed for the reference")
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3, help="best of N timings")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
+    p.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.part:
+        print(json.dumps(PARTS[args.part](args, args.workdir)))
+        return
+
+    print(
+        f"rareid evaluation benchmark: {args.queries} queries x {args.gallery} gallery, "
+        f"d={args.dim}, m={args.levels}, {args.ids} ids + distractors, {args.cams} cameras; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs"
+    )
+    with tempfile.TemporaryDirectory(prefix="rareid-bench-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        make_data(args, work)
+        print(f"data + distance matrix built in {time.perf_counter() - t0:.1f} s\n")
+
+        a = run_part("a", args, work)
+        speedup = a["ref_extrapolated_seconds"] / a["seconds"]
+        print("(a) evaluate_rank, multi-shot")
+        print(
+            f"    evaluate_rank (all {args.queries} queries, best of {args.repeats}): {a['seconds']:.3f} s"
+        )
+        print(
+            f"    NumPy per-query reference: {a['ref_subset_seconds']:.2f} s for the first "
+            f"{a['ref_subset_queries']} queries -> {a['ref_extrapolated_seconds']:.1f} s for "
+            f"{args.queries} (linear extrapolation)"
+        )
+        print(f"    speed-up: {speedup:.1f}x (target >= {TARGET_SPEEDUP:.0f}x)")
+        print(
+            f"    same numbers on the subset: CMC identical={a['cmc_identical']}, "
+            f"|mAP diff|={a['max_abs_map_diff']:.1e}"
+        )
+        print(f"    rank-1 {100 * a['rank1']:.1f}%, mAP {100 * a['mAP']:.1f}%")
+        extra = a["peak_gb"] - a["base_gb"]
+        print(
+            f"    peak RSS of the process during evaluate_rank: {a['peak_gb']:.2f} GB "
+            f"(target <= {TARGET_MEMORY_GB} GB); before the call {a['base_gb']:.2f} GB "
+            f"(Python + torch + the {dist_gb(args):.2f} GB distance matrix), so evaluate_rank "
+            f"itself adds {extra:.2f} GB"
+            + ("" if a["exact_peak"] else " (peak not resettable here: ru_maxrss since start)")
+            + "\n"
+        )
+
+        b = run_part("b", args, work)
+        ratio = b["level_seconds"] / b["mm_seconds"]
+        print("(b) level_distances vs one plain torch.mm (Q x d @ d x G)")
+        print(f"    torch.mm: {b['mm_seconds']:.3f} s, level_distances: {b['level_seconds']:.3f} s")
+        print(f"    ratio: {ratio:.2f} (target <= {TARGET_DISTANCE_RATIO})")
+        print(
+            f"    all queries at level {args.levels} (no prefix saving): "
+            f"{b['full_level_seconds']:.3f} s, ratio {b['full_level_seconds'] / b['mm_seconds']:.2f}"
+        )
+        print(f"    (mixed-level gallery, 1 run: {b['mixed_gallery_seconds']:.3f} s)\n")
+
+        c = run_part("c", args, work)
+        print(
+            f"(c) single-shot {args.trials}-trial protocol through MLRMetric ({c['samples']} samples)"
+        )
+        print(
+            f"    update: {c['update_seconds']:.2f} s, compute: {c['compute_seconds']:.2f} s, "
+            f"total: {c['total_seconds']:.2f} s, peak RSS {c['peak_gb']:.2f} GB"
+        )
+        print(c["table"])
+        print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

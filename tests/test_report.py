@@ -1,0 +1,68 @@
+"""Results table and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rareid.report import format_results_table, results_to_json
+
+RESULTS = {
+    "rank1": torch.tensor(0.81234),
+    "rank1_std": torch.tensor(0.01234),
+    "rank5": 0.9,
+    "rank5_std": 0.0,
+    "rank10": 0.95,
+    "rank10_std": 0.001,
+    "rank20": 0.99,
+    "rank20_std": 0.002,
+    "mAP": 0.6049,
+    "mAP_std": 0.0151,
+    "level1/rank1": 0.5,
+    "level1/rank1_std": 0.02,
+    "level1/mAP": 0.4,
+    "level1/mAP_std": 0.03,
+    "level3/rank1": 0.9,
+    "level3/rank1_std": 0.01,
+    "level3/mAP": 0.7,
+    "level3/mAP_std": 0.0,
+    "hr/rank1": 0.95,
+    "hr/rank1_std": 0.005,
+    "hr/mAP": 0.8,
+    "hr/mAP_std": 0.0,
+}
+
+
+def test_terminal_table() -> None:
+    table = format_results_table(RESULTS, [1, 2, 3, 4])
+    lines = table.splitlines()
+    assert lines[0].split() == ["queries", "rank-1", "rank-5", "rank-10", "rank-20", "mAP"]
+    assert "81.2 ± 1.2" in lines[2] and "60.5 ± 1.5" in lines[2] and "90.0 ± 0.0" in lines[2]
+    rows = [line.split("  ")[0].strip() for line in lines[2:]]
+    assert rows == ["all levels", "level 3 (r=2)", "level 1 (r=4)", "HR query (r=1)"]
+    assert "50.0 ± 2.0" in lines[4] and "40.0 ± 3.0" in lines[4] and "–" in lines[4]
+    assert "95.0 ± 0.5" in lines[5]
+    assert len({len(line) for line in lines}) == 1  # aligned
+
+
+def test_markdown_table_and_missing_columns() -> None:
+    table = format_results_table(
+        {"rank1": 0.5, "rank1_std": 0.1, "mAP": 0.25, "mAP_std": 0.05}, (1, 2)
+    )
+    assert table.splitlines()[0].split() == ["queries", "rank-1", "mAP"]
+    md = format_results_table(RESULTS, [1, 2, 3, 4], style="markdown").splitlines()
+    assert md[0] == "| queries | rank-1 | rank-5 | rank-10 | rank-20 | mAP |"
+    assert md[1].startswith("|---|---:")
+    assert (
+        md[2] == "| all levels | 81.2 ± 1.2 | 90.0 ± 0.0 | 95.0 ± 0.1 | 99.0 ± 0.2 | 60.5 ± 1.5 |"
+    )
+    with pytest.raises(ValueError, match="style"):
+        format_results_table(RESULTS, [1, 2], style="html")
+
+
+def test_results_to_json() -> None:
+    data = json.loads(results_to_json({**RESULTS, "hr/rank5": float("nan")}, dataset="market"))
+    assert data["rank1"] == pytest.approx(0.81234) and data["hr/rank5"] is None
+    assert data["dataset"] == "market"
