@@ -1,0 +1,231 @@
+"""ProgressiveMaskTraining: phases, freezing, fresh initialisation, checkpoint state (Alg. 1)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from rareid.callbacks.progressive import ProgressiveMaskTraining, even_phase_starts
+from rareid.models.module import RAReIDModule
+from tests.helpers import RandomReIDDataModule, quiet_trainer_kwargs, tiny_module_kwargs
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:You defined a `validation_step` but have no `val_dataloader`"
+)
+
+NUM_STAGES = 4  # resnet18: layer1..layer4; stage 3 is next to the output
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class Recorder(Callback):
+    """Snapshots of the masks at every epoch start (after the schedule ran) and every step."""
+
+    def __init__(self, schedule: ProgressiveMaskTraining) -> None:
+        self.schedule = schedule
+        self.epochs: list[dict] = []
+        self.steps: list[dict] = []
+        self.at_train_start: dict | None = None
+
+    @staticmethod
+    def _masks(pl_module) -> list[torch.Tensor]:
+        return [m.logits.detach().clone() for m in pl_module.masks.masks]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.at_train_start = {
+            "phase": self.schedule.phase,
+            "active": pl_module.masks.active_flags(),
+            "masks": self._masks(pl_module),
+        }
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append(
+            {
+                "epoch": trainer.current_epoch,
+                "phase": self.schedule.phase,
+                "active": pl_module.masks.active_flags(),
+                "masks": self._masks(pl_module),
+            }
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append(
+            {
+                "epoch": trainer.current_epoch,
+                "masks": self._masks(pl_module),
+                "fc": pl_module.head.fc.weight.detach().clone(),
+            }
+        )
+
+
+def fit(
+    tmp_path,
+    max_epochs: int,
+    phase_epochs=None,
+    init_seed: int = 0,
+    seed: int = 0,
+    batches: int = 1,
+    module_kwargs: dict | None = None,
+    ckpt_path: str | None = None,
+    **trainer_kwargs,
+) -> tuple[RAReIDModule, ProgressiveMaskTraining, Recorder, L.Trainer]:
+    L.seed_everything(seed, verbose=False)
+    module = RAReIDModule(**tiny_module_kwargs(**(module_kwargs or {})))
+    schedule = ProgressiveMaskTraining(phase_epochs=phase_epochs, init_seed=init_seed)
+    recorder = Recorder(schedule)
+    trainer = L.Trainer(
+        callbacks=[schedule, recorder],
+        **quiet_trainer_kwargs(
+            tmp_path, max_epochs=max_epochs, limit_train_batches=batches, **trainer_kwargs
+        ),
+    )
+    trainer.fit(module, datamodule=RandomReIDDataModule(size=12, batch_size=4), ckpt_path=ckpt_path)
+    return module, schedule, recorder, trainer
+
+
+def expected_active(phase: int) -> list[bool]:
+    return [stage >= NUM_STAGES - phase for stage in range(NUM_STAGES)]
+
+
+def test_even_phase_starts() -> None:
+    assert even_phase_starts(4, 4) == [0, 1, 2, 3]
+    assert even_phase_starts(120, 4) == [0, 30, 60, 90]
+    assert even_phase_starts(6, 4) == [0, 1, 3, 4]
+
+
+def test_phases_switch_at_the_given_epochs(tmp_path) -> None:
+    module, schedule, recorder, _ = fit(tmp_path, max_epochs=5, phase_epochs=[0, 2, 2, 3])
+    phases = [e["phase"] for e in recorder.epochs]
+    assert phases == [1, 1, 3, 4, 4]  # equal starts pass through phase 2 at once
+    for record in recorder.epochs:
+        assert record["active"] == expected_active(record["phase"])
+    assert recorder.at_train_start["phase"] == 0
+    assert recorder.at_train_start["active"] == [False] * NUM_STAGES
+    assert schedule.phase == 4 and module.masks.active_flags() == [True] * NUM_STAGES
+
+
+def test_default_phases_split_max_epochs_evenly(tmp_path) -> None:
+    _, _, recorder, _ = fit(tmp_path, max_epochs=6)
+    assert [e["phase"] for e in recorder.epochs] == [1, 2, 2, 3, 4, 4]  # starts 0, 1, 3, 4
+
+
+def test_frozen_masks_never_move_and_only_the_current_stage_trains(tmp_path) -> None:
+    _, _, recorder, _ = fit(tmp_path, max_epochs=4, phase_epochs=[0, 1, 2, 3], batches=3)
+    initial = recorder.at_train_start["masks"]
+    epoch_start = {e["epoch"]: e["masks"] for e in recorder.epochs}
+    previous = None
+    for step in recorder.steps:
+        epoch = step["epoch"]
+        current = NUM_STAGES - 1 - epoch  # phase epoch+1 trains this stage
+        before = (
+            epoch_start[epoch]
+            if previous is None or previous["epoch"] != epoch
+            else previous["masks"]
+        )
+        for stage in range(NUM_STAGES):
+            now = step["masks"][stage]
+            if stage == current:
+                assert not torch.equal(now, before[stage]), (epoch, stage)
+            else:
+                # Frozen (trained before) and not-yet-active stages: bit-for-bit unchanged.
+                assert torch.equal(now, before[stage]), (epoch, stage)
+            if stage < current:
+                assert torch.equal(now, initial[stage])  # never touched before activation
+        previous = step
+    # Across each phase switch the stage trained before keeps its last trained value.
+    last_of_epoch = {s["epoch"]: s["masks"] for s in recorder.steps}
+    for epoch in range(1, 4):
+        frozen = NUM_STAGES - epoch
+        assert torch.equal(last_of_epoch[3][frozen], last_of_epoch[epoch - 1][frozen])
+    # Backbone and heads train in every phase.
+    assert all(
+        not torch.equal(a["fc"], b["fc"])
+        for a, b in zip(recorder.steps[:-1], recorder.steps[1:], strict=True)
+    )
+
+
+def test_new_stage_is_freshly_initialised_from_init_seed(tmp_path) -> None:
+    options = {"max_epochs": 2, "phase_epochs": [0, 1, 2, 3]}
+    kwargs = {"mask_init_mean": 3.0, "mask_init_std": 0.5}
+    _, _, run_a, _ = fit(tmp_path / "a", seed=1, init_seed=5, module_kwargs=kwargs, **options)
+    _, _, run_b, _ = fit(tmp_path / "b", seed=2, init_seed=5, module_kwargs=kwargs, **options)
+    _, _, run_c, _ = fit(tmp_path / "c", seed=1, init_seed=6, module_kwargs=kwargs, **options)
+    for epoch, stage in ((0, 3), (1, 2)):
+        new_a = run_a.epochs[epoch]["masks"][stage]
+        # A fresh draw, not the value the module was built with ...
+        assert not torch.equal(new_a, run_a.at_train_start["masks"][stage])
+        # ... that depends on init_seed only (model seeds 1 and 2 differ).
+        assert not torch.equal(
+            run_a.at_train_start["masks"][stage], run_b.at_train_start["masks"][stage]
+        )
+        assert torch.equal(new_a, run_b.epochs[epoch]["masks"][stage])
+        assert not torch.equal(new_a, run_c.epochs[epoch]["masks"][stage])
+        # Gaussian with the module's mask_init_mean / mask_init_std.
+        assert abs(new_a.mean().item() - 3.0) < 0.1
+        assert abs(new_a.std().item() - 0.5) < 0.1
+
+
+def test_phase_is_saved_in_and_restored_from_checkpoints(tmp_path) -> None:
+    _, schedule, _, trainer = fit(tmp_path / "first", max_epochs=2, phase_epochs=[0, 1, 2, 3])
+    assert schedule.phase == 2
+    path = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["callbacks"]["ProgressiveMaskTraining"]["phase"] == 2
+    saved_masks = [checkpoint["state_dict"][f"masks.masks.{s}.logits"] for s in range(NUM_STAGES)]
+
+    resumed, schedule2, recorder, _ = fit(
+        tmp_path / "resumed", max_epochs=3, phase_epochs=[0, 1, 2, 3], ckpt_path=str(path)
+    )
+    assert recorder.at_train_start["phase"] == 2
+    assert recorder.at_train_start["active"] == expected_active(2)
+    assert [e["epoch"] for e in recorder.epochs] == [2]
+    assert recorder.epochs[0]["phase"] == 3 and schedule2.phase == 3
+    start = recorder.epochs[0]["masks"]
+    # Phase 2's stage is restored, not re-initialised; phase 3's stage is freshly drawn.
+    assert torch.equal(start[2], saved_masks[2]) and torch.equal(start[3], saved_masks[3])
+    assert not torch.equal(start[1], saved_masks[1])
+    assert resumed.masks.active_flags() == expected_active(3)
+
+
+@pytest.mark.parametrize(
+    "phase_epochs",
+    [[1, 2, 3, 4], [0, 2, 1, 3], [0, 1, 2], [0, 1, 2, 3, 4]],
+    ids=["first-not-zero", "decreasing", "too-few", "too-many"],
+)
+def test_bad_phase_epochs_are_rejected(tmp_path, phase_epochs) -> None:
+    with pytest.raises(ValueError, match="phase_epochs"):
+        fit(tmp_path, max_epochs=4, phase_epochs=phase_epochs)
+
+
+def test_default_phases_need_max_epochs(tmp_path) -> None:
+    with pytest.raises(ValueError, match="max_epochs"):
+        fit(tmp_path, max_epochs=-1, max_steps=2)
+
+
+def test_masks_without_the_callback_is_a_clear_error(tmp_path) -> None:
+    module = RAReIDModule(**tiny_module_kwargs())
+    trainer = L.Trainer(**quiet_trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=1))
+    with pytest.raises(RuntimeError, match="ProgressiveMaskTraining"):
+        trainer.fit(module, datamodule=RandomReIDDataModule(size=4, batch_size=4))
+
+
+def test_callback_is_a_no_op_without_masks(tmp_path) -> None:
+    L.seed_everything(0, verbose=False)
+    module = RAReIDModule(**tiny_module_kwargs(use_masks=False))
+    schedule = ProgressiveMaskTraining()
+    trainer = L.Trainer(
+        callbacks=[schedule], **quiet_trainer_kwargs(tmp_path, max_epochs=2, limit_train_batches=1)
+    )
+    trainer.fit(module, datamodule=RandomReIDDataModule(size=4, batch_size=4))
+    assert schedule.phase == 0
+    assert trainer.global_step == 2
