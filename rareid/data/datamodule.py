@@ -391,6 +391,8 @@ class ReIDDataModule(L.LightningDataModule):
         naive_rate: the naive per-level baseline (paper Table III): train with both views at
             this rate (one of ``rates``), and evaluate queries at this rate only against a
             gallery downsampled to it. ``None`` (default) is the normal MLR setting.
+        padding: zero padding before the random crop of training views, in input pixels
+            (paper: 10 at 256x128; scale it down with the input size).
     """
 
     def __init__(
@@ -418,6 +420,7 @@ class ReIDDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool | None = None,
         naive_rate: float | None = None,
+        padding: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -504,6 +507,7 @@ class ReIDDataModule(L.LightningDataModule):
                 self.rates if naive is None else (naive,),
                 hp.mean,
                 hp.std,
+                padding=hp.padding,
                 interpolation=hp.interpolation,
                 seed=self.seed,
                 hr_rate=1.0 if naive is None else naive,

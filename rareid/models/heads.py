@@ -50,14 +50,19 @@ def pad_by_level(v: torch.Tensor, levels: torch.Tensor, split_sizes: Sequence[in
 
 
 class EmbeddingHead(nn.Module):
-    """Pooled backbone feature -> FC to ``d`` -> ``v = [v_1 .. v_m]``."""
+    """Pooled backbone feature -> FC to ``d`` -> ``v = [v_1 .. v_m]``.
 
-    def __init__(self, in_features: int, embedding_dim: int) -> None:
+    ``batchnorm`` adds a BatchNorm1d after the FC (the re-ID "BN neck"); off by default,
+    as in the paper, but it speeds up training from scratch a lot.
+    """
+
+    def __init__(self, in_features: int, embedding_dim: int, batchnorm: bool = False) -> None:
         super().__init__()
         self.fc = nn.Linear(in_features, embedding_dim)
+        self.norm = nn.BatchNorm1d(embedding_dim) if batchnorm else nn.Identity()
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.fc(pooled)
+        return self.norm(self.fc(pooled))
 
 
 class PrototypeClassifier(nn.Module):

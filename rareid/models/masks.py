@@ -56,6 +56,10 @@ class StageMask(nn.Module):
         gate = self.gates(level_index)
         shape = [features.shape[0]] + [1] * (features.ndim - 1)
         shape[self.channel_dim] = gate.shape[1]
+        if not torch.is_grad_enabled():
+            # Inference: scale the stage output in place; allocating a new activation-sized
+            # tensor costs more than the product itself. Autograd needs the copy otherwise.
+            return features.mul_(gate.view(shape))
         return features * gate.view(shape)
 
 

@@ -34,6 +34,7 @@ class RAReIDModule(L.LightningModule):
         num_classes: number of training identities (linked from the DataModule by the CLI).
         rates: downsampling rates the model knows; ``m = len(rates)`` levels.
         embedding_dim: ``d``; split into ``m`` sub-vectors (equal, or ``split_sizes``).
+        embedding_norm: BatchNorm1d after the embedding FC (off in the paper).
         pretrained / weights_path: timm weights from the hub, or a local file (offline).
         img_size: network input (H, W); Swin needs it at construction.
         last_stride: 1 for the re-ID last-stride trick; default 1 for ResNets, native otherwise.
@@ -51,6 +52,7 @@ class RAReIDModule(L.LightningModule):
         rates: Sequence[float] = (1, 2, 3, 4),
         embedding_dim: int = 2048,
         split_sizes: Sequence[int] | None = None,
+        embedding_norm: bool = False,
         pretrained: bool = False,
         weights_path: str | None = None,
         img_size: tuple[int, int] = (256, 128),
@@ -99,7 +101,7 @@ class RAReIDModule(L.LightningModule):
                 self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std
             )
             self.masks.attach(self.backbone)
-        self.head = EmbeddingHead(self.backbone.num_features, embedding_dim)
+        self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
         # A switched-off loss has no head at all, so DDP never meets an unused parameter.
         self.classifier = PrototypeClassifier(embedding_dim, num_classes) if use_cls_loss else None
         self.verifier = (
