@@ -196,7 +196,9 @@ class Backbone(nn.Module):
         fmt = getattr(self.model, "output_fmt", None)
         fmt = getattr(fmt, "value", fmt)
         stages = [
-            StageInfo(s.name, s.channels, _channel_dim(shapes[s.name], s.channels, fmt), s.reduction)
+            StageInfo(
+                s.name, s.channels, _channel_dim(shapes[s.name], s.channels, fmt), s.reduction
+            )
             for s in self.stages
         ]
         return stages, _channel_dim(final.shape, int(self.model.num_features), fmt)

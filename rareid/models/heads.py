@@ -34,7 +34,9 @@ def prefix_lengths(split_sizes: Sequence[int]) -> torch.Tensor:
     return torch.tensor(split_sizes).cumsum(0)
 
 
-def level_mask(levels: torch.Tensor, split_sizes: Sequence[int], dtype=torch.float32) -> torch.Tensor:
+def level_mask(
+    levels: torch.Tensor, split_sizes: Sequence[int], dtype=torch.float32
+) -> torch.Tensor:
     """(N, d) mask: 1 on the first ``k`` sub-vectors of a level-``k`` sample, 0 after."""
     lengths = prefix_lengths(split_sizes).to(levels.device)[levels - 1]
     positions = torch.arange(sum(split_sizes), device=levels.device)

@@ -79,7 +79,9 @@ class RAReIDModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if mask_schedule not in MASK_SCHEDULES:
-            raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}")
+            raise ValueError(
+                f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}"
+            )
         if not (use_cls_loss or use_verif_loss):
             raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
         self.rates = normalize_rates(rates)
@@ -308,7 +310,10 @@ class RAReIDModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(self.hparams.milestones), gamma=self.hparams.gamma
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return [] if self.masks is None else [m.logits for m in self.masks.masks]

@@ -294,3 +294,21 @@ def test_mask_schedule_at_fit_start(tmp_path, schedule: str) -> None:
         assert probe.flags == [False] * 4
         assert changed == [False, False, False, True]
         assert module.masks.active_flags() == [False, False, False, True]
+
+
+def test_embedding_norm_puts_batchnorm_after_the_fc_and_keeps_padding() -> None:
+    plain = make_module()
+    normed = make_module(embedding_norm=True)
+    assert isinstance(plain.head.norm, torch.nn.Identity)
+    assert isinstance(normed.head.norm, torch.nn.BatchNorm1d)
+    normed.train()
+    activate_all(normed)
+    levels = torch.tensor([1, 2, 3, 4])
+    v = normed(torch.randn(4, 3, 64, 32), levels)
+    # Training-mode BatchNorm: every embedding dimension is standardised over the batch.
+    torch.testing.assert_close(v.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    z = normed.eval().embed(torch.randn(4, 3, 64, 32), levels)
+    for row, level in enumerate(levels.tolist()):
+        length = sum(normed.split_sizes[:level])
+        assert torch.count_nonzero(z[row, length:]) == 0
+        assert torch.count_nonzero(z[row, :length]) == length
