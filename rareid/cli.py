@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import timm
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -19,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
 from rareid.data.datamodule import ReIDDataModule
+from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 
 
@@ -29,6 +31,13 @@ def default_loggers(root: str | os.PathLike) -> list[Logger]:
         CSVLogger(save_dir=root, name="csv"),
         WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True),
     ]
+
+
+def backbone_normalization(name: str, which: str) -> tuple[float, float, float]:
+    """``mean`` or ``std`` of a timm backbone's pretrained config (ImageNet's if it has none)."""
+    cfg = timm.get_pretrained_cfg(name) if timm.is_model(name) else None
+    default = IMAGENET_MEAN if which == "mean" else IMAGENET_STD
+    return tuple(getattr(cfg, which, None) or default)
 
 
 class RAReIDCLI(LightningCLI):
@@ -62,6 +71,13 @@ class RAReIDCLI(LightningCLI):
         parser.link_arguments("data.rates", "model.rates")
         parser.link_arguments("data.input_size", "model.img_size")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        # Images are normalised with the statistics the backbone was trained with.
+        for which in ("mean", "std"):
+            parser.link_arguments(
+                "model.backbone",
+                f"data.{which}",
+                compute_fn=lambda name, which=which: backbone_normalization(name, which),
+            )
 
     def instantiate_classes(self) -> None:
         """Turn rareid's own configuration errors into a one-line CLI error, not a traceback."""

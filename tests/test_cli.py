@@ -168,3 +168,16 @@ def test_fit_then_test_end_to_end(tiny_synthetic: Path, tmp_path: Path) -> None:
     assert "test/rank1" in cli.trainer.callback_metrics
     # A second fit in the same folder must not crash (config is overwritten).
     main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"])
+
+
+def test_data_normalisation_follows_the_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rareid import cli
+
+    assert cli.backbone_normalization("resnet18", "mean") == (0.485, 0.456, 0.406)
+    assert cli.backbone_normalization("resnet18", "std") == (0.229, 0.224, 0.225)
+
+    class OtherCfg:
+        mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    monkeypatch.setattr(cli.timm, "get_pretrained_cfg", lambda name: OtherCfg())
+    assert cli.backbone_normalization("resnet18", "std") == (0.25, 0.25, 0.25)
