@@ -18,13 +18,6 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-#: Presets for the paper's backbones: extra ``timm.create_model`` keyword arguments.
-PRESETS: dict[str, dict] = {
-    "resnet50": {},
-    "swin_base_patch4_window7_224": {},
-    "swin_large_patch4_window7_224": {},
-}
-
 
 @dataclass(frozen=True)
 class StageInfo:
@@ -116,7 +109,7 @@ class Backbone(nn.Module):
     def _create(
         self, name: str, pretrained: bool, weights_path: str | None, timm_kwargs: dict
     ) -> nn.Module:
-        kwargs = {**PRESETS.get(name, {}), **timm_kwargs, "num_classes": 0, "global_pool": ""}
+        kwargs = {**timm_kwargs, "num_classes": 0, "global_pool": ""}
         if weights_path is not None:
             path = Path(weights_path).expanduser()
             if not path.is_file():
@@ -202,11 +195,6 @@ class Backbone(nn.Module):
             for s in self.stages
         ]
         return stages, _channel_dim(final.shape, int(self.model.num_features), fmt)
-
-    def pretrained_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Normalisation the backbone was trained with (timm's data config)."""
-        cfg = timm.data.resolve_data_config({}, model=self.model)
-        return tuple(cfg["mean"]), tuple(cfg["std"])
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """Global average pool over every axis but batch and channels."""
