@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
+from rareid.callbacks.writer import EmbeddingWriter
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
@@ -47,6 +48,7 @@ class RAReIDCLI(LightningCLI):
         parser.add_lightning_class_args(ProgressiveMaskTraining, "progressive")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.add_lightning_class_args(EmbeddingWriter, "predict_writer")
         parser.set_defaults(
             {
                 "checkpoint.filename": "best",
@@ -61,6 +63,11 @@ class RAReIDCLI(LightningCLI):
             "trainer.default_root_dir",
             "checkpoint.dirpath",
             compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
+        )
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "predict_writer.output_dir",
+            compute_fn=lambda root: str(Path(root or ".") / "predictions"),
         )
         parser.link_arguments(
             "trainer.default_root_dir",

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from rareid.cli import main
@@ -166,6 +167,12 @@ def test_fit_then_test_end_to_end(tiny_synthetic: Path, tmp_path: Path) -> None:
     assert any(key.startswith("level1/") for key in results)
     assert (run / "results" / "rank_list.png").is_file()
     assert "test/rank1" in cli.trainer.callback_metrics
+    main(["predict", *common, "--ckpt_path", str(best)])
+    table = torch.load(run / "predictions" / "embeddings.pt", weights_only=True)
+    rows = len(table["index"])
+    assert table["embedding"].shape == (rows, 32) and rows > 0
+    assert sorted(table["index"].tolist()) == list(range(rows))
+    assert set(table["role"].tolist()) == {0, 1, 2}
     # A second fit in the same folder must not crash (config is overwritten).
     main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"])
 
