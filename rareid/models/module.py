@@ -179,13 +179,11 @@ class RAReIDModule(L.LightningModule):
 
         ``gallery_levels=None`` means an HR gallery (level m).
         """
-        q_levels = self.embedding_levels(self._level_index(query_levels))
-        g_levels = None
-        if gallery_levels is not None:
-            g_levels = self.embedding_levels(self._level_index(gallery_levels))
+        q_levels = self._level_index(query_levels)
+        g_levels = None if gallery_levels is None else self._level_index(gallery_levels)
         if not self.hparams.varying_length:
-            q_levels = torch.ones_like(q_levels)
-            g_levels = None
+            # One block of sub-vector sizes: every level uses the whole embedding.
+            q_levels, g_levels = torch.ones_like(q_levels), None
         return level_distances(
             query,
             q_levels,

@@ -11,20 +11,14 @@ from rareid.callbacks.progressive import ProgressiveMaskTraining, even_phase_sta
 from rareid.models.module import RAReIDModule
 from tests.helpers import RandomReIDDataModule, quiet_trainer_kwargs, tiny_module_kwargs
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:You defined a `validation_step` but have no `val_dataloader`"
-)
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings(
+        "ignore:You defined a `validation_step` but have no `val_dataloader`"
+    ),
+]
 
 NUM_STAGES = 4  # resnet18: layer1..layer4; stage 3 is next to the output
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Recorder(Callback):

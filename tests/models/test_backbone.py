@@ -10,14 +10,7 @@ from torch import nn
 from rareid.models import backbone as backbone_module
 from rareid.models.backbone import Backbone, BackboneError, StageInfo, _channel_dim
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def stage_outputs(backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -15,13 +15,7 @@ from rareid.models.masks import ResolutionMasks, StageMask
 LEVELS = torch.tensor([1, 4, 2, 3, 4, 1])  # mixed levels in one batch (1..m)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def masked_backbone(name: str, img_size: tuple[int, int]) -> tuple[Backbone, ResolutionMasks]:

@@ -16,19 +16,13 @@ from tests.helpers import (
     tiny_module_kwargs,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
+]
 
 SPLITS = [2, 4, 4, 6]  # unequal sub-vectors, d = 16
 BOUNDS = [0, 2, 6, 10, 16]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_module(**overrides) -> RAReIDModule:

@@ -13,20 +13,12 @@ from rareid.models.module import RAReIDModule
 from tests.helpers import RandomReIDDataModule, quiet_trainer_kwargs, tiny_module_kwargs
 
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.e2e,
     pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no"),
 ]
 
 MAX_EPOCHS = 4  # default even split over 4 stages: phases start at epochs 0, 1, 2, 3
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads stall each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class StartState(Callback):
