@@ -30,10 +30,10 @@ __all__ = ["MLRMetric", "evaluate_rank", "level_distances", "query_ranks", "summ
 
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)
-#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~8 M).
-_CHUNK_ELEMENTS = 1 << 23
-#: Histogram bins per query row of the counting method.
-_MAX_BINS = 4096
+#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~2 M).
+_CHUNK_ELEMENTS = 1 << 21
+#: log2 of the histogram bins per query row of the counting method.
+_LOG2_BINS = 12
 _DISTANCES = ("euclidean", "cosine")
 
 
@@ -128,16 +128,27 @@ class _Workspace:
         return buf[:numel].view(shape)
 
 
-def _order_by_group_value(group: Tensor, values: Tensor) -> Tensor:
-    """Stable order of entries by (group, value); entries are given in index order."""
-    if values.dtype == torch.float32 and int(group.max()) < (1 << 30):
-        # One integer sort: order-preserving int of the float (-0.0 folded into +0.0) below
-        # the group id.
-        bits = (values + 0.0).view(torch.int32).long()
-        bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + (1 << 31)
-        return torch.argsort((group << 32) | bits, stable=True)
-    order = torch.argsort(values, stable=True)
+def _order_by_group_key(group: Tensor, keys: Tensor) -> Tensor:
+    """Stable order of entries by (group, key); entries are given in index order."""
+    if keys.dtype == torch.int32 and group.numel() and int(group.max()) < (1 << 31):
+        return torch.argsort((group << 32) | (keys.long() + (1 << 31)), stable=True)
+    order = torch.argsort(keys, stable=True)
     return order[torch.argsort(group[order], stable=True)]
+
+
+def _order_keys(values: Tensor) -> Tensor:
+    """Integers in the order of float ``values``, equal exactly when the values are equal.
+
+    Non-negative floats already order as their bit patterns; otherwise -0.0 is folded into
+    +0.0 and the magnitude bits of negative numbers are flipped.
+    """
+    itype = torch.int32 if values.element_size() == 4 else torch.int64
+    bits = values.view(itype)
+    if bits.numel() == 0 or int(bits.amin()) >= 0:
+        return bits
+    bits = (values + 0.0).view(itype)
+    sign = bits.element_size() * 8 - 1
+    return bits ^ ((bits >> sign) & ((1 << sign) - 1))
 
 
 def _count_before_hist(dist: Tensor, s_idx: Tensor, sel: Tensor, work: _Workspace) -> Tensor | None:
@@ -156,41 +167,44 @@ def _count_before_hist(dist: Tensor, s_idx: Tensor, sel: Tensor, work: _Workspac
     rows_sel = sel.any(1)
     lo = torch.where(rows_sel, torch.where(sel, t, inf).amin(1), 0)
     hi = torch.where(rows_sel, torch.where(sel, t, -inf).amax(1), 0)
-    nbins = max(16, min(_MAX_BINS, g))
+    nbins = 1 << _LOG2_BINS
     # A single selected distance still gets narrow bins around it (width ~ |t| / nbins).
     span = torch.where(hi > lo, hi - lo, lo.abs()).clamp_min(1e-30)
     scale = (nbins - 1) / span
+    if not bool(torch.isfinite(scale).all() & (scale > 0).all()):
+        return None  # a range beyond the float type (|distances| near its maximum)
     origin = lo - 2 / scale  # the lowest selected distance lands in bin ~2, above bin 0
     # (x - origin) * scale with separately rounded ops is monotone non-decreasing and the same
-    # on every code path (no fused multiply-add), so a lower bin means a strictly smaller
-    # distance. Clamping keeps far entries in bins 0 and nbins + 2.
+    # on every code path (no fused multiply-add). Entries up to about twice the selected range
+    # keep their own bins and only those beyond share the top one: a crowded bin would
+    # serialise the histogram's increments.
+    top = 2 * nbins + 2
     x = torch.sub(dist, origin[:, None], out=work.get("x", (c, g), dist.dtype, dev))
-    x.mul_(scale[:, None]).clamp_(0, nbins + 2)
+    x.mul_(scale[:, None]).clamp_(0, top)
     bins = work.get("bins", (c, g), torch.int64, dev)
     bins.copy_(x)
-    width = nbins + 3
+    width = top + 1
     ones = torch.ones(1, dtype=torch.int32, device=dev).expand(c, g)
-    hist = torch.zeros(c, width, dtype=torch.int32, device=dev).scatter_add_(1, bins, ones)
-    below = torch.cumsum(hist, 1, dtype=torch.int32) - hist  # entries in strictly lower bins
+    hist = work.get("hist", (c, width), torch.int32, dev).zero_().scatter_add_(1, bins, ones)
+    below = torch.cumsum(hist, 1, out=work.get("below", (c, width), torch.int32, dev))
+    below.sub_(hist)  # entries in strictly lower bins
     b_t = bins.gather(1, s_idx)
     # Entries sharing a bin with a selected distance: order them exactly by (distance, index).
-    mark = torch.zeros(c, width + 1, dtype=torch.bool, device=dev)
+    mark = work.get("mark", (c, width + 1), torch.bool, dev).zero_()
     mark.scatter_(1, torch.where(sel, b_t, width), True)
     cand = torch.gather(mark, 1, bins, out=work.get("cand", (c, g), torch.bool, dev))
-    rows, cols = cand.nonzero(as_tuple=True)  # row-major: sorted by (row, index)
-    if rows.numel() > c * g // 2:  # massive ties: sorting the rows is cheaper
+    flat = cand.view(-1).nonzero().squeeze(1)  # row-major: sorted by (row, index)
+    if flat.numel() > c * g // 2:  # massive ties: sorting the rows is cheaper
         return None
-    group = rows * width + bins[rows, cols]
-    order = _order_by_group_value(group, dist[rows, cols])  # by (row, bin, distance, index)
-    group_sorted = group[order]
+    group = torch.div(flat, g, rounding_mode="floor") * width + bins.view(-1)[flat]
+    order = _order_by_group_key(group, _order_keys(dist.view(-1)[flat]))
+    group_sorted = group[order]  # by (row, bin, distance, index)
     start = torch.searchsorted(group_sorted, group_sorted)  # first position of each group
     within = torch.arange(order.numel(), device=dev) - start
     pos_of = torch.empty_like(order)
     pos_of[order] = torch.arange(order.numel(), device=dev)
-    # Locate every selected entry among the candidates (keys row * g + index are sorted).
-    key = rows * g + cols
-    ar = torch.arange(c, device=dev)[:, None]
-    where = torch.searchsorted(key, (ar * g + s_idx)[sel])
+    # Locate every selected entry among the candidates (flat indices are sorted).
+    where = torch.searchsorted(flat, (torch.arange(c, device=dev)[:, None] * g + s_idx)[sel])
     count = torch.zeros_like(s_idx)
     count[sel] = below.gather(1, b_t)[sel].long() + within[pos_of[where]]
     return count
@@ -314,7 +328,7 @@ def evaluate_rank(
     """Market-1501 evaluation of a (Q, G) distance matrix: (CMC of length ``max_rank``, mAP).
 
     Works on numpy arrays or tensors, on the distance matrix's device, chunked over queries
-    (``chunk_size`` queries at a time; default keeps a chunk around 8 M entries).
+    (``chunk_size`` queries at a time; default keeps a chunk around 2 M entries).
 
     ``max_rank`` larger than the gallery: unlike libraries that shrink ``max_rank`` to the
     gallery size, the CMC keeps length ``max_rank``; ranks beyond the number of candidates hold

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchmetrics.functional.retrieval import retrieval_average_precision, retrieval_hit_rate
 
+from rareid import metrics
 from rareid.metrics import MLRMetric, evaluate_rank, level_distances, query_ranks
 
 
@@ -108,6 +109,40 @@ def test_sort_and_count_paths_and_chunks_are_identical() -> None:
             assert torch.equal(first, base[0])
             assert torch.equal(ap, base[1])
     assert (base[0] >= 0).sum() > 40
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "signed", "ties", "inf"])
+def test_count_path_matches_sort_on_rows_wider_than_the_histogram(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 9,000 gallery entries: several per histogram bin, so ties within a bin are ordered by
+    # the exact (distance, index) step, and the order keys cover signs, float64 and infinity.
+    rng = np.random.default_rng(len(kind))
+    num_q, num_g = 24, 9000
+    dist = rng.normal(5, 1, (num_q, num_g))
+    if kind == "float32":
+        dist = np.abs(dist).astype(np.float32)
+    elif kind == "float64":
+        dist = np.abs(dist)
+    elif kind == "signed":  # negative values and signed zeros
+        dist = (dist - 5).astype(np.float32)
+        dist[:, ::11] = -0.0
+        dist[:, 5::11] = 0.0
+    elif kind == "ties":  # about 7 entries per distinct value
+        dist = np.round(np.abs(dist), 3).astype(np.float32)
+    q_pids, g_pids = rng.integers(1, 30, num_q), rng.integers(0, 30, num_g)
+    if kind == "inf":  # on distractors only, so the histogram path (not the fallback) runs
+        dist = dist.astype(np.float32)
+        far = (g_pids == 0)[None, :] & (rng.random(dist.shape) < 0.5)
+        dist[far] = np.where(rng.random(dist.shape) < 0.7, np.inf, -np.inf)[far]
+    q_cams, g_cams = rng.integers(0, 4, num_q), rng.integers(0, 4, num_g)
+    sort = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, method="sort")
+    with monkeypatch.context() as patch:  # the histogram path itself, not its sort fallback
+        patch.setattr(metrics, "_count_before_sort", None)
+        count = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, method="count")
+    assert torch.equal(count[0], sort[0])
+    assert torch.equal(count[1], sort[1])
+    assert (count[0] >= 0).all()
 
 
 def test_identity_with_many_gallery_images() -> None:
