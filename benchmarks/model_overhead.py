@@ -18,6 +18,12 @@ Measured, interleaved in one run (warm-up, then alternating A/B repetitions, med
 On a machine shared with other jobs, ``--threads 1`` is much steadier: with every core
 busy, OpenMP threads wait on each other and whole steps vary by tens of percent.
 
+Both variants run in one process with the malloc setting that ``rareid fit`` uses on the CPU
+(``--allocator rareid``): glibc keeps freed memory for reuse. With glibc's defaults
+(``--allocator default``) every activation-sized tensor is a fresh mmap that page-faults in,
+which slows both variants and charges the masks' extra activations far more than their
+arithmetic.
+
 Targets: train <= 1.05x, embed <= 1.03x, judged on the median of paired (adjacent A/B)
 ratios. Whole steps are long and a shared machine makes them noisy, so the mask operations
 are also timed alone on tensors shaped like the stage outputs, which gives a steadier
@@ -40,6 +46,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rareid.models.module import RAReIDModule
+from rareid.runtime import keep_freed_memory
 
 TARGETS = {"train": 1.05, "embed": 1.03}
 
@@ -214,11 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mask-repeats", type=int, default=20, help="mask-op micro timings")
+    parser.add_argument(
+        "--allocator",
+        choices=("rareid", "default"),
+        default="rareid",
+        help="rareid: glibc malloc keeps freed memory, as `rareid fit` does on the CPU "
+        "(rareid.runtime.keep_freed_memory); default: leave malloc as it is",
+    )
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables")
     parser.add_argument("--profile-rows", type=int, default=15)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = "glibc default"
+    if args.allocator == "rareid":
+        allocator = "keeps freed memory" if keep_freed_memory() else "unchanged (not glibc)"
     embed_iterations = (
         2 * args.iterations if args.embed_iterations is None else args.embed_iterations
     )
@@ -229,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     levels = torch.cat([torch.full_like(batch["lr_level"], 4), batch["lr_level"]])
     print(
         f"{args.backbone} at {args.height}x{args.width}, batch {args.batch} HR + {args.batch} LR, "
-        f"d={args.embedding_dim}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"d={args.embedding_dim}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"malloc: {allocator}; "
         f"{args.iterations} train / {embed_iterations} embed repetitions after "
         f"{args.warmup} warm-up"
     )

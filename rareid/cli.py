@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -23,6 +24,7 @@ from rareid.callbacks.writer import EmbeddingWriter
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
+from rareid.runtime import cpu_malloc_wanted, keep_freed_memory
 
 
 def default_loggers(root: str | os.PathLike) -> list[Logger]:
@@ -97,7 +99,10 @@ class RAReIDCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or ".")
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if isinstance(trainer.accelerator, CPUAccelerator) and cpu_malloc_wanted():
+            keep_freed_memory()
+        return trainer
 
 
 def synth_main(argv: Sequence[str]) -> Path:

@@ -151,6 +151,21 @@ def _order_keys(values: Tensor) -> Tensor:
     return bits ^ ((bits >> sign) & ((1 << sign) - 1))
 
 
+def _nonzero_sparse(flags: Tensor) -> Tensor:
+    """Indices of the True entries of a 1-D bool tensor that has few, in ascending order.
+
+    Scans the flags 8 at a time as int64 words, several times faster than ``nonzero`` on the
+    bools, then looks inside the few words that are not zero.
+    """
+    body = flags.numel() - flags.numel() % 8
+    if body == 0 or flags.storage_offset() % 8:
+        return flags.nonzero().squeeze(1)
+    hit = flags[:body].view(torch.int64).nonzero().squeeze(1)
+    inside = flags[:body].view(-1, 8)[hit].nonzero()
+    tail = flags[body:].nonzero().squeeze(1) + body
+    return torch.cat([hit[inside[:, 0]] * 8 + inside[:, 1], tail])
+
+
 def _count_before_hist(dist: Tensor, s_idx: Tensor, sel: Tensor, work: _Workspace) -> Tensor | None:
     """Entries before each selected ``s_idx`` entry in its row, without sorting the row.
 
@@ -193,7 +208,7 @@ def _count_before_hist(dist: Tensor, s_idx: Tensor, sel: Tensor, work: _Workspac
     mark = work.get("mark", (c, width + 1), torch.bool, dev).zero_()
     mark.scatter_(1, torch.where(sel, b_t, width), True)
     cand = torch.gather(mark, 1, bins, out=work.get("cand", (c, g), torch.bool, dev))
-    flat = cand.view(-1).nonzero().squeeze(1)  # row-major: sorted by (row, index)
+    flat = _nonzero_sparse(cand.view(-1))  # row-major: sorted by (row, index)
     if flat.numel() > c * g // 2:  # massive ties: sorting the rows is cheaper
         return None
     group = torch.div(flat, g, rounding_mode="floor") * width + bins.view(-1)[flat]

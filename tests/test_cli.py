@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from rareid import cli as cli_module
 from rareid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,7 +117,11 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_fit_then_test_end_to_end(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_fit_then_test_end_to_end(
+    tiny_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    malloc_calls: list[bool] = []  # recorded, not applied: it would outlive this test
+    monkeypatch.setattr(cli_module, "keep_freed_memory", lambda: malloc_calls.append(True))
     run = tmp_path / "run"
     common = [
         "--config",
@@ -160,6 +165,7 @@ def test_fit_then_test_end_to_end(tiny_synthetic: Path, tmp_path: Path) -> None:
     )
     best = run / "checkpoints" / "best.ckpt"
     assert best.is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert malloc_calls == [True]  # CPU trainer: freed memory is kept for reuse
     cli = main(["test", *common, "--ckpt_path", str(best)])
     results = json.loads((run / "results" / "results.json").read_text())
     for key in ("rank1", "rank5", "mAP", "rank1_std", "hr/rank1"):

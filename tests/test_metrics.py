@@ -482,3 +482,11 @@ def test_rank_lists_and_tsne_data() -> None:
         + ((role == 0) & (gbits & 1 == 1)).sum()
     )
     assert t_emb.shape == (expected_n, 8) and t_pid.shape == t_lv.shape == (expected_n,)
+
+
+@pytest.mark.parametrize("size", [0, 5, 8, 64, 1001])
+def test_sparse_nonzero_matches_nonzero(size: int) -> None:
+    rng = np.random.default_rng(size)
+    flags = torch.from_numpy(rng.random(size + 3) < 0.05)
+    for view in (flags, flags[3:], flags[1:]):  # aligned and unaligned starts
+        assert torch.equal(metrics._nonzero_sparse(view), view.nonzero().squeeze(1))
