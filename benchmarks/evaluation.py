@@ -1,6 +1,7 @@
 """Evaluation speed and memory at Market-1501 scale.
 
     .venv/bin/python benchmarks/evaluation.py            # Market scale (about 2-4 minutes)
+    .venv/bin/python benchmarks/evaluation.py --device cuda   # (a) on a GPU
     .venv/bin/python benchmarks/evaluation.py --help     # sizes, trials, repeats
 
 Measures, each part in a fresh subprocess so that its peak memory (ru_maxrss) is its own:
@@ -142,12 +143,17 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ids = np.load(work / "ids.npz")
     dist = np.load(work / "dist.npy")
     q_pids, g_pids, q_cams, g_cams = ids["q_pids"], ids["g_pids"], ids["q_cams"], ids["g_cams"]
+    device = torch.device(args.device)
+    matrix = dist if device.type == "cpu" else torch.from_numpy(dist).to(device)
     exact_peak = reset_peak()
     base = rss_gb()
-    seconds, (cmc, mean_ap) = best_of(
-        lambda: evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams), args.repeats
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds, (cmc, mean_ap) = best_of(  # returns NumPy/float: the device is synchronised
+        lambda: evaluate_rank(matrix, q_pids, g_pids, q_cams, g_cams), args.repeats
     )
     peak = peak_gb()
+    gpu_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     n = min(args.ref_queries, len(q_pids))
     ref = reference_eval()
     t0 = time.perf_counter()
@@ -166,6 +172,7 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "base_gb": base,
         "peak_gb": peak,
         "exact_peak": exact_peak,
+        "gpu_peak_gb": gpu_peak,
     }
 
 
@@ -290,6 +297,9 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3, help="best of N timings")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--device", default="cpu", help="device of the distance matrix in (a), e.g. cuda"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     p.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -314,7 +324,7 @@ def main() -> None:
 
         a = run_part("a", args, work)
         speedup = a["ref_extrapolated_seconds"] / a["seconds"]
-        print("(a) evaluate_rank, multi-shot")
+        print(f"(a) evaluate_rank, multi-shot, distance matrix on {args.device}")
         print(
             f"    evaluate_rank (all {args.queries} queries, best of {args.repeats}): {a['seconds']:.3f} s"
         )
@@ -336,8 +346,10 @@ def main() -> None:
             f"(Python + torch + the {dist_gb(args):.2f} GB distance matrix), so evaluate_rank "
             f"itself adds {extra:.2f} GB"
             + ("" if a["exact_peak"] else " (peak not resettable here: ru_maxrss since start)")
-            + "\n"
         )
+        if a["gpu_peak_gb"] is not None:
+            print(f"    peak GPU memory: {a['gpu_peak_gb']:.2f} GB (the matrix included)")
+        print()
 
         b = run_part("b", args, work)
         ratio = b["level_seconds"] / b["mm_seconds"]
