@@ -31,9 +31,9 @@ __all__ = ["MLRMetric", "evaluate_rank", "level_distances", "query_ranks", "summ
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)
 #: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~2 M).
-_CHUNK_ELEMENTS = 1 << 21
+_CHUNK_ELEMENTS = 1 << 20
 #: log2 of the histogram bins per query row of the counting method.
-_LOG2_BINS = 12
+_LOG2_BINS = 11
 _DISTANCES = ("euclidean", "cosine")
 
 
@@ -166,62 +166,111 @@ def _nonzero_sparse(flags: Tensor) -> Tensor:
     return torch.cat([hit[inside[:, 0]] * 8 + inside[:, 1], tail])
 
 
-def _count_before_hist(dist: Tensor, s_idx: Tensor, sel: Tensor, work: _Workspace) -> Tensor | None:
-    """Entries before each selected ``s_idx`` entry in its row, without sorting the row.
+def _bin_maps(t: Tensor, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row, a linear map of distances onto histogram bins spanning its selected distances.
 
-    Every row is binned by a monotone map spanning its selected distances: entries in lower
-    bins are strictly smaller; the few entries sharing a bin with a selected distance are
-    ordered exactly by a small sort. Returns None when the chunk needs the sort fallback.
+    Returns (usable rows, origin, scale); rows whose selected distances are not finite or span
+    a range beyond the float type are not usable and take the sort path.
     """
-    c, g = dist.shape
-    dev = dist.device
-    t = dist.gather(1, s_idx)
-    if not bool(torch.isfinite(t[sel]).all()):
-        return None
-    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dev)
-    rows_sel = sel.any(1)
-    lo = torch.where(rows_sel, torch.where(sel, t, inf).amin(1), 0)
-    hi = torch.where(rows_sel, torch.where(sel, t, -inf).amax(1), 0)
+    inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
+    finite = torch.where(sel, torch.isfinite(t), True).all(1)
+    lo = torch.where(sel, t, inf).amin(1)
+    hi = torch.where(sel, t, -inf).amax(1)
+    ok = sel.any(1) & finite
+    lo, hi = torch.where(ok, lo, 0), torch.where(ok, hi, 0)
     nbins = 1 << _LOG2_BINS
     # A single selected distance still gets narrow bins around it (width ~ |t| / nbins).
     span = torch.where(hi > lo, hi - lo, lo.abs()).clamp_min(1e-30)
     scale = (nbins - 1) / span
-    if not bool(torch.isfinite(scale).all() & (scale > 0).all()):
-        return None  # a range beyond the float type (|distances| near its maximum)
-    origin = lo - 2 / scale  # the lowest selected distance lands in bin ~2, above bin 0
-    # (x - origin) * scale with separately rounded ops is monotone non-decreasing and the same
-    # on every code path (no fused multiply-add). Entries up to about twice the selected range
-    # keep their own bins and only those beyond share the top one: a crowded bin would
-    # serialise the histogram's increments.
-    top = 2 * nbins + 2
-    x = torch.sub(dist, origin[:, None], out=work.get("x", (c, g), dist.dtype, dev))
-    x.mul_(scale[:, None]).clamp_(0, top)
-    bins = work.get("bins", (c, g), torch.int64, dev)
-    bins.copy_(x)
-    width = top + 1
-    ones = torch.ones(1, dtype=torch.int32, device=dev).expand(c, g)
-    hist = work.get("hist", (c, width), torch.int32, dev).zero_().scatter_add_(1, bins, ones)
-    below = torch.cumsum(hist, 1, out=work.get("below", (c, width), torch.int32, dev))
-    below.sub_(hist)  # entries in strictly lower bins
-    b_t = bins.gather(1, s_idx)
-    # Entries sharing a bin with a selected distance: order them exactly by (distance, index).
-    mark = work.get("mark", (c, width + 1), torch.bool, dev).zero_()
-    mark.scatter_(1, torch.where(sel, b_t, width), True)
-    cand = torch.gather(mark, 1, bins, out=work.get("cand", (c, g), torch.bool, dev))
-    flat = _nonzero_sparse(cand.view(-1))  # row-major: sorted by (row, index)
-    if flat.numel() > c * g // 2:  # massive ties: sorting the rows is cheaper
-        return None
-    group = torch.div(flat, g, rounding_mode="floor") * width + bins.view(-1)[flat]
-    order = _order_by_group_key(group, _order_keys(dist.view(-1)[flat]))
-    group_sorted = group[order]  # by (row, bin, distance, index)
-    start = torch.searchsorted(group_sorted, group_sorted)  # first position of each group
-    within = torch.arange(order.numel(), device=dev) - start
-    pos_of = torch.empty_like(order)
-    pos_of[order] = torch.arange(order.numel(), device=dev)
-    # Locate every selected entry among the candidates (flat indices are sorted).
-    where = torch.searchsorted(flat, (torch.arange(c, device=dev)[:, None] * g + s_idx)[sel])
+    ok &= torch.isfinite(scale) & (scale > 0)
+    scale = torch.where(ok, scale, 1)
+    origin = torch.where(ok, lo - 2 / scale, 0)  # the lowest selected distance lands in bin ~2
+    return ok, origin, scale
+
+
+def _reject_nan(values: Tensor) -> None:
+    if bool(torch.isnan(values.sum())) and bool(torch.isnan(values).any()):
+        raise ValueError("distmat contains NaN; distances must be real numbers")
+
+
+def _count_before(
+    dist_all: Tensor, s_idx: Tensor, sel: Tensor, chunk_size: int, method: str
+) -> Tensor:
+    """For every selected ``s_idx`` entry, how many entries precede it in its row in
+    (distance, gallery index) order; 0 elsewhere.
+
+    Histogram path, one chunk of rows at a time: every row is binned by a monotone map spanning
+    its selected distances, so entries in lower bins are strictly smaller. The entries sharing a
+    bin with a selected one (a few per row) are collected over all chunks and ordered exactly by
+    one small sort at the end. Rows the histogram cannot serve (non-finite selected distances,
+    massive ties) and ``method="sort"`` use a stable sort of the row: the same numbers.
+    """
+    num_q, g = dist_all.shape
+    dev = dist_all.device
     count = torch.zeros_like(s_idx)
-    count[sel] = below.gather(1, b_t)[sel].long() + within[pos_of[where]]
+    if method == "count":
+        hist_rows, origin, scale = _bin_maps(_float_dist(dist_all.gather(1, s_idx)), sel)
+    else:
+        hist_rows = torch.zeros(num_q, dtype=torch.bool, device=dev)
+    nbins = 1 << _LOG2_BINS
+    # Entries up to about twice the selected range keep their own bins and only those beyond
+    # share the top one: a crowded bin would serialise the histogram's increments.
+    top = 2 * nbins + 2
+    width = top + 1
+    work = _Workspace()
+    found: list[tuple[Tensor, Tensor, Tensor]] = []  # candidates: flat index, bin, distance
+    for start in range(0, num_q, chunk_size):
+        stop = min(start + chunk_size, num_q)
+        dist = _float_dist(dist_all[start:stop])
+        c = stop - start
+        rows = hist_rows[start:stop]
+        if not bool(rows.any()):
+            if dist.is_floating_point():
+                _reject_nan(dist)
+            continue
+        # (x - origin) * scale with separately rounded ops: monotone non-decreasing in x.
+        x = torch.sub(dist, origin[start:stop, None], out=work.get("x", (c, g), dist.dtype, dev))
+        x.mul_(scale[start:stop, None]).clamp_(0, top)
+        _reject_nan(x)  # NaN survives the map; anything else is now within [0, top]
+        bins = work.get("bins", (c, g), torch.int64, dev)
+        bins.copy_(x)
+        ones = torch.ones(1, dtype=torch.int32, device=dev).expand(c, g)
+        hist = work.get("hist", (c, width), torch.int32, dev).zero_().scatter_add_(1, bins, ones)
+        cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width), torch.int32, dev))
+        s_c = s_idx[start:stop]
+        sel_c = sel[start:stop] & rows[:, None]
+        b_t = bins.gather(1, s_c)
+        below = cum.gather(1, b_t) - hist.gather(1, b_t)  # entries in strictly lower bins
+        mark = work.get("mark", (c, width + 1), torch.bool, dev).zero_()
+        mark.scatter_(1, torch.where(sel_c, b_t, width), True)
+        cand = torch.gather(mark, 1, bins, out=work.get("cand", (c, g), torch.bool, dev))
+        flat = _nonzero_sparse(cand.view(-1))  # row-major: sorted by (row, index)
+        if flat.numel() > c * g // 2:  # massive ties: sorting these rows is cheaper
+            hist_rows[start:stop] = False
+            continue
+        count[start:stop] = torch.where(sel_c, below.long(), 0)
+        found.append((flat + start * g, bins.view(-1)[flat], dist.reshape(-1)[flat]))
+    if found:
+        flat, bin_of, values = (torch.cat(parts) for parts in zip(*found, strict=True))
+        group = torch.div(flat, g, rounding_mode="floor") * width + bin_of
+        order = _order_by_group_key(group, _order_keys(values))
+        group_sorted = group[order]  # by (row, bin, distance, index)
+        first_of_group = torch.searchsorted(group_sorted, group_sorted)
+        within = torch.arange(order.numel(), device=dev) - first_of_group
+        pos_of = torch.empty_like(order)
+        pos_of[order] = torch.arange(order.numel(), device=dev)
+        # Locate every selected entry among the candidates (flat indices are sorted).
+        sel_h = sel & hist_rows[:, None]
+        rows_g = torch.arange(num_q, device=dev)[:, None] * g
+        where = torch.searchsorted(flat, (rows_g + s_idx)[sel_h])
+        count[sel_h] += within[pos_of[where]]
+    sort_rows = (sel.any(1) & ~hist_rows).nonzero().squeeze(1)
+    for start in range(0, sort_rows.numel(), chunk_size):
+        rows_s = sort_rows[start : start + chunk_size]
+        dist = _float_dist(dist_all[rows_s])
+        if dist.is_floating_point():
+            _reject_nan(dist)
+        count[rows_s] = _count_before_sort(dist, s_idx[rows_s])
     return count
 
 
@@ -230,40 +279,6 @@ def _exclusive_count_in_order(flags: Tensor, order: Tensor) -> Tensor:
     in_order = flags.gather(1, order).long()
     before = torch.cumsum(in_order, 1) - in_order
     return torch.empty_like(before).scatter_(1, order, before)
-
-
-def _chunk_ranks(
-    dist: Tensor,
-    q_pids: Tensor,
-    q_camids: Tensor,
-    gallery: _GalleryByPid,
-    method: str,
-    work: _Workspace,
-) -> tuple[Tensor, Tensor]:
-    """First-match rank (0-based, -1 if no valid match) and AP (float64) of a chunk of queries."""
-    s_idx, good, junk = gallery.same_pid(q_pids, q_camids)
-    n_good = good.sum(1)
-    first = torch.full_like(q_pids, -1)
-    ap = torch.zeros(q_pids.numel(), dtype=torch.float64, device=dist.device)
-    if s_idx.shape[1] == 0 or not bool((n_good > 0).any()):
-        return first, ap
-    count = _count_before_hist(dist, s_idx, good, work) if method == "count" else None
-    if count is None:
-        count = _count_before_sort(dist, s_idx)
-    # Among the query's same-identity entries: how many junk / good ones come before each.
-    # Columns are in gallery order, so a stable sort by distance gives (distance, index) order.
-    order = torch.sort(dist.gather(1, s_idx), dim=1, stable=True).indices
-    junk_before = _exclusive_count_in_order(junk, order)
-    good_before = _exclusive_count_in_order(good, order)
-    rank = count - junk_before  # position among valid (non-junk) entries, 0-based
-    big = torch.iinfo(torch.long).max
-    valid = n_good > 0
-    first = torch.where(valid, torch.where(good, rank, big).amin(1), first)
-    precision = (good_before + 1).double() / (rank + 1).double()
-    # A left-to-right scan (not a tree reduction) so that padding columns cannot change the
-    # rounding: the same query gets the same AP whatever chunk it is evaluated in.
-    ap = torch.cumsum(torch.where(good, precision, 0), 1)[:, -1] / n_good.clamp_min(1).double()
-    return first, ap
 
 
 def query_ranks(
@@ -302,16 +317,26 @@ def query_ranks(
         chunk_size = max(1, _CHUNK_ELEMENTS // num_g)
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive number of queries, got {chunk_size}")
-    # One cheap reduction detects NaN (the exact check runs only if the sum is NaN).
-    nan_sum = dist_all.is_floating_point() and bool(torch.isnan(dist_all.sum()))
-    if nan_sum and bool(torch.isnan(dist_all).any()):
-        raise ValueError("distmat contains NaN; distances must be real numbers")
-    gallery = _GalleryByPid(gp, gc)
-    work = _Workspace()
-    for start in range(0, num_q, chunk_size):
-        sl = slice(start, min(start + chunk_size, num_q))
-        dist = _float_dist(dist_all[sl])
-        first[sl], ap[sl] = _chunk_ranks(dist, qp[sl], qc[sl], gallery, method, work)
+    s_idx, good, junk = _GalleryByPid(gp, gc).same_pid(qp, qc)
+    n_good = good.sum(1)
+    valid = n_good > 0
+    if not bool(valid.any()):
+        if dist_all.is_floating_point():
+            _reject_nan(dist_all)
+        return first, ap
+    count = _count_before(dist_all, s_idx, good, chunk_size, method)
+    # Among the query's same-identity entries: how many junk / good ones come before each.
+    # Columns are in gallery order, so a stable sort by distance gives (distance, index) order.
+    order = torch.sort(_float_dist(dist_all.gather(1, s_idx)), dim=1, stable=True).indices
+    junk_before = _exclusive_count_in_order(junk, order)
+    good_before = _exclusive_count_in_order(good, order)
+    rank = count - junk_before  # position among valid (non-junk) entries, 0-based
+    big = torch.iinfo(torch.long).max
+    first = torch.where(valid, torch.where(good, rank, big).amin(1), first)
+    precision = (good_before + 1).double() / (rank + 1).double()
+    # A left-to-right scan (not a tree reduction) so that padding columns cannot change the
+    # rounding: the same query gets the same AP whatever else is evaluated with it.
+    ap = torch.cumsum(torch.where(good, precision, 0), 1)[:, -1] / n_good.clamp_min(1).double()
     return first, ap
 
 

@@ -145,6 +145,43 @@ def test_count_path_matches_sort_on_rows_wider_than_the_histogram(
     assert (count[0] >= 0).all()
 
 
+def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Infinite true-match distances send their rows to the sort path while the other rows of
+    # the same chunks go through the histogram; a NaN anywhere is an error on every path.
+    rng = np.random.default_rng(7)
+    num_q, num_g = 30, 2000
+    dist = rng.random((num_q, num_g)).astype(np.float32)
+    q_pids, g_pids = rng.integers(1, 10, num_q), rng.integers(0, 10, num_g)
+    q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
+    odd_rows = np.arange(num_q) % 3 == 1
+    dist[odd_rows[:, None] & (q_pids[:, None] == g_pids[None, :])] = np.inf
+    expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
+    sort_calls = []
+    count_before_sort = metrics._count_before_sort
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            metrics,
+            "_count_before_sort",
+            lambda d, s: sort_calls.append(d.shape[0]) or count_before_sort(d, s),
+        )
+        for chunk_size in (None, 4, 7):
+            sort_calls.clear()
+            cmc, mean_ap = evaluate_rank(
+                dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size
+            )
+            np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+            assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+            assert 0 < sum(sort_calls) <= odd_rows.sum()  # only the rows that need it
+    for row in (0, 1, num_q - 1):
+        bad = dist.copy()
+        bad[row, -1] = np.nan
+        for chunk_size in (None, 4):
+            with pytest.raises(ValueError, match="NaN"):
+                evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
+
+
 def test_identity_with_many_gallery_images() -> None:
     # 600 gallery images of one identity (half in the query camera) among 400 others.
     rng = np.random.default_rng(4)
