@@ -9,8 +9,9 @@ Speed: the evaluation never sorts a whole gallery row. Each query only needs the
 true matches among the valid entries, i.e. how many gallery entries come before each match in
 (distance, gallery index) order. Those counts come from a per-row histogram over monotone bins
 (a handful of vectorised passes over the distance matrix, chunked over queries); only entries that
-share a bin with a match are compared exactly. A stable sort is the fallback for pathological
-chunks (non-finite match distances, massive ties), and gives identical numbers.
+share a bin with a match are compared exactly, in one small sort for all queries. A stable sort
+of the row is the fallback for rows the histogram cannot serve (non-finite match distances,
+massive ties), and gives identical numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ __all__ = ["MLRMetric", "evaluate_rank", "level_distances", "query_ranks", "summ
 
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)
-#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~2 M).
+#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~1 M: the
+#: chunk's buffers stay in the last-level cache).
 _CHUNK_ELEMENTS = 1 << 20
 #: log2 of the histogram bins per query row of the counting method.
 _LOG2_BINS = 11
@@ -368,7 +370,7 @@ def evaluate_rank(
     """Market-1501 evaluation of a (Q, G) distance matrix: (CMC of length ``max_rank``, mAP).
 
     Works on numpy arrays or tensors, on the distance matrix's device, chunked over queries
-    (``chunk_size`` queries at a time; default keeps a chunk around 2 M entries).
+    (``chunk_size`` queries at a time; default keeps a chunk around 1 M entries).
 
     ``max_rank`` larger than the gallery: unlike libraries that shrink ``max_rank`` to the
     gallery size, the CMC keeps length ``max_rank``; ranks beyond the number of candidates hold
