@@ -33,9 +33,11 @@ __all__ = ["MLRMetric", "evaluate_rank", "level_distances", "query_ranks", "summ
 REPORTED_RANKS = (1, 5, 10, 20)
 #: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~1 M: the
 #: chunk's buffers stay in the last-level cache).
-_CHUNK_ELEMENTS = 1 << 20
+_CHUNK_ELEMENTS = 1 << 19
 #: log2 of the histogram bins per query row of the counting method.
 _LOG2_BINS = 11
+#: Candidate flags scanned at once (bytes; several chunks).
+_CANDIDATE_SCAN_ELEMENTS = 1 << 24
 _DISTANCES = ("euclidean", "cosine")
 
 
@@ -129,6 +131,19 @@ class _Workspace:
             self.buffers[name] = buf
         return buf[:numel].view(shape)
 
+    def ones(self, shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A contiguous tensor of ones: scatter_add_ runs ~1.6x faster from it than from an
+        expanded (stride-0) scalar."""
+        buf = self.buffers.get("ones")
+        if (
+            buf is None
+            or buf.dtype != dtype
+            or buf.device != device
+            or buf.numel() < shape[0] * shape[1]
+        ):
+            self.buffers["ones"] = torch.ones(shape[0] * shape[1], dtype=dtype, device=device)
+        return self.get("ones", shape, dtype, device)
+
 
 def _order_by_group_key(group: Tensor, keys: Tensor) -> Tensor:
     """Stable order of entries by (group, key); entries are given in index order."""
@@ -195,77 +210,40 @@ def _reject_nan(values: Tensor) -> None:
         raise ValueError("distmat contains NaN; distances must be real numbers")
 
 
+def _to_bins_(x: Tensor, scale: Tensor, top: int) -> Tensor:
+    """Monotone bins, in place: ``x`` (distances minus the row's origin) becomes
+    ``clamp(x * scale, 0, top)``, whose integer part is the bin.
+
+    Separately rounded ops (no fused multiply-add), so recomputing the bin of one entry gives
+    exactly the value of the whole-row pass. Also rejects NaN, the one value the map keeps.
+    """
+    x.mul_(scale).clamp_(0, top)
+    _reject_nan(x)
+    return x
+
+
 def _count_before(
     dist_all: Tensor, s_idx: Tensor, sel: Tensor, chunk_size: int, method: str
 ) -> Tensor:
     """For every selected ``s_idx`` entry, how many entries precede it in its row in
-    (distance, gallery index) order; 0 elsewhere.
+    (distance, gallery index) order (other entries: unspecified).
 
     Histogram path, one chunk of rows at a time: every row is binned by a monotone map spanning
     its selected distances, so entries in lower bins are strictly smaller. The entries sharing a
-    bin with a selected one (a few per row) are collected over all chunks and ordered exactly by
-    one small sort at the end. Rows the histogram cannot serve (non-finite selected distances,
-    massive ties) and ``method="sort"`` use a stable sort of the row: the same numbers.
+    bin with a selected one (a few per row) are flagged, collected over many chunks at once, and
+    ordered exactly by one small sort at the end. Rows the histogram cannot serve (non-finite
+    selected distances, massive ties) and ``method="sort"`` use a stable sort of the row: the
+    same numbers.
     """
-    num_q, g = dist_all.shape
+    num_q = dist_all.shape[0]
     dev = dist_all.device
     count = torch.zeros_like(s_idx)
     if method == "count":
         hist_rows, origin, scale = _bin_maps(_float_dist(dist_all.gather(1, s_idx)), sel)
     else:
         hist_rows = torch.zeros(num_q, dtype=torch.bool, device=dev)
-    nbins = 1 << _LOG2_BINS
-    # Entries up to about twice the selected range keep their own bins and only those beyond
-    # share the top one: a crowded bin would serialise the histogram's increments.
-    top = 2 * nbins + 2
-    width = top + 1
-    work = _Workspace()
-    found: list[tuple[Tensor, Tensor, Tensor]] = []  # candidates: flat index, bin, distance
-    for start in range(0, num_q, chunk_size):
-        stop = min(start + chunk_size, num_q)
-        dist = _float_dist(dist_all[start:stop])
-        c = stop - start
-        rows = hist_rows[start:stop]
-        if not bool(rows.any()):
-            if dist.is_floating_point():
-                _reject_nan(dist)
-            continue
-        # (x - origin) * scale with separately rounded ops: monotone non-decreasing in x.
-        x = torch.sub(dist, origin[start:stop, None], out=work.get("x", (c, g), dist.dtype, dev))
-        x.mul_(scale[start:stop, None]).clamp_(0, top)
-        _reject_nan(x)  # NaN survives the map; anything else is now within [0, top]
-        bins = work.get("bins", (c, g), torch.int64, dev)
-        bins.copy_(x)
-        ones = torch.ones(1, dtype=torch.int32, device=dev).expand(c, g)
-        hist = work.get("hist", (c, width), torch.int32, dev).zero_().scatter_add_(1, bins, ones)
-        cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width), torch.int32, dev))
-        s_c = s_idx[start:stop]
-        sel_c = sel[start:stop] & rows[:, None]
-        b_t = bins.gather(1, s_c)
-        below = cum.gather(1, b_t) - hist.gather(1, b_t)  # entries in strictly lower bins
-        mark = work.get("mark", (c, width + 1), torch.bool, dev).zero_()
-        mark.scatter_(1, torch.where(sel_c, b_t, width), True)
-        cand = torch.gather(mark, 1, bins, out=work.get("cand", (c, g), torch.bool, dev))
-        flat = _nonzero_sparse(cand.view(-1))  # row-major: sorted by (row, index)
-        if flat.numel() > c * g // 2:  # massive ties: sorting these rows is cheaper
-            hist_rows[start:stop] = False
-            continue
-        count[start:stop] = torch.where(sel_c, below.long(), 0)
-        found.append((flat + start * g, bins.view(-1)[flat], dist.reshape(-1)[flat]))
-    if found:
-        flat, bin_of, values = (torch.cat(parts) for parts in zip(*found, strict=True))
-        group = torch.div(flat, g, rounding_mode="floor") * width + bin_of
-        order = _order_by_group_key(group, _order_keys(values))
-        group_sorted = group[order]  # by (row, bin, distance, index)
-        first_of_group = torch.searchsorted(group_sorted, group_sorted)
-        within = torch.arange(order.numel(), device=dev) - first_of_group
-        pos_of = torch.empty_like(order)
-        pos_of[order] = torch.arange(order.numel(), device=dev)
-        # Locate every selected entry among the candidates (flat indices are sorted).
-        sel_h = sel & hist_rows[:, None]
-        rows_g = torch.arange(num_q, device=dev)[:, None] * g
-        where = torch.searchsorted(flat, (rows_g + s_idx)[sel_h])
-        count[sel_h] += within[pos_of[where]]
+    if bool(hist_rows.any()):
+        _count_by_histogram(dist_all, s_idx, sel, hist_rows, origin, scale, chunk_size, count)
     sort_rows = (sel.any(1) & ~hist_rows).nonzero().squeeze(1)
     for start in range(0, sort_rows.numel(), chunk_size):
         rows_s = sort_rows[start : start + chunk_size]
@@ -273,7 +251,87 @@ def _count_before(
         if dist.is_floating_point():
             _reject_nan(dist)
         count[rows_s] = _count_before_sort(dist, s_idx[rows_s])
+    if not bool(hist_rows.any()) and dist_all.is_floating_point():
+        for start in range(0, num_q, chunk_size):  # the rows nobody read
+            _reject_nan(dist_all[start : start + chunk_size])
     return count
+
+
+def _count_by_histogram(
+    dist_all: Tensor,
+    s_idx: Tensor,
+    sel: Tensor,
+    hist_rows: Tensor,
+    origin: Tensor,
+    scale: Tensor,
+    chunk_size: int,
+    count: Tensor,
+) -> None:
+    """The histogram path of :func:`_count_before` for ``hist_rows`` (fills ``count`` there).
+
+    Rows it finds crowded (massive ties) are taken out of ``hist_rows``, for the sort path.
+    """
+    num_q, g = dist_all.shape
+    dev = dist_all.device
+    nbins = 1 << _LOG2_BINS
+    # Entries up to about twice the selected range keep their own bins and only those beyond
+    # share the top one: a crowded bin would serialise the histogram's increments.
+    top = 2 * nbins + 2
+    width = top + 1
+    # Unselected columns point at a selected one of their row, so that marking the bins of all
+    # columns marks exactly the bins of the selected ones.
+    first_sel = s_idx.gather(1, sel.to(torch.uint8).argmax(1, keepdim=True))
+    s_mark = torch.where(sel, s_idx, first_sel)
+    work = _Workspace()
+    # Candidate flags of several chunks, scanned together: one scan per chunk costs more than
+    # the flags themselves.
+    group_rows = max(chunk_size, _CANDIDATE_SCAN_ELEMENTS // g)
+    flagged = work.get("flagged", (group_rows, g), torch.bool, dev)
+    found: list[Tensor] = []  # flat indices (row * g + column) of the candidates
+    group_start = 0
+    for start in range(0, num_q, chunk_size):
+        stop = min(start + chunk_size, num_q)
+        if stop - group_start > group_rows:
+            found.append(_nonzero_sparse(flagged[: start - group_start].view(-1)) + group_start * g)
+            group_start = start
+        c = stop - start
+        dist = _float_dist(dist_all[start:stop])
+        x = torch.sub(dist, origin[start:stop, None], out=work.get("x", (c, g), dist.dtype, dev))
+        _to_bins_(x, scale[start:stop, None], top)
+        # Through int32: float -> int64 has no vector instruction, the two steps are 2x faster.
+        bins = work.get("bins", (c, g), torch.int64, dev)
+        bins.copy_(work.get("bins32", (c, g), torch.int32, dev).copy_(x))
+        ones = work.ones((c, g), torch.int32, dev)
+        hist = work.get("hist", (c, width), torch.int32, dev).zero_().scatter_add_(1, bins, ones)
+        cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width), torch.int32, dev))
+        b_t = bins.gather(1, s_mark[start:stop])
+        count[start:stop] = cum.gather(1, b_t) - hist.gather(1, b_t)  # in strictly lower bins
+        mark = work.get("mark", (c, width), torch.bool, dev).zero_().scatter_(1, b_t, True)
+        torch.gather(mark, 1, bins, out=flagged[start - group_start : stop - group_start])
+    found.append(_nonzero_sparse(flagged[: num_q - group_start].view(-1)) + group_start * g)
+    flat = torch.cat(found)  # row-major: sorted by (row, index)
+    rows = torch.div(flat, g, rounding_mode="floor")
+    # Massive ties (half a row shares the selected bins): sorting such a row is cheaper.
+    hist_rows &= torch.bincount(rows, minlength=num_q) <= g // 2
+    keep = hist_rows[rows]
+    flat, rows = flat[keep], rows[keep]
+    # Order the candidates by (row, bin, distance, index); the bins are recomputed exactly.
+    values = _float_dist(torch.take(dist_all, flat))
+    x = torch.sub(values, origin[rows])
+    group = rows * width + _to_bins_(x, scale[rows], top).long()
+    order = _order_by_group_key(group, _order_keys(values))
+    group_sorted = group[order]
+    starts = torch.ones_like(group_sorted, dtype=torch.bool)
+    starts[1:] = group_sorted[1:] != group_sorted[:-1]
+    position = torch.arange(order.numel(), device=dev)
+    within = position - torch.cummax(torch.where(starts, position, 0), 0).values
+    pos_of = torch.empty_like(order)
+    pos_of[order] = position
+    # Locate every selected entry among the candidates (flat indices are sorted).
+    sel_h = sel & hist_rows[:, None]
+    rows_g = torch.arange(num_q, device=dev)[:, None] * g
+    where = torch.searchsorted(flat, (rows_g + s_idx)[sel_h])
+    count[sel_h] += within[pos_of[where]]
 
 
 def _exclusive_count_in_order(flags: Tensor, order: Tensor) -> Tensor:
