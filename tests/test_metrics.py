@@ -525,5 +525,7 @@ def test_rank_lists_and_tsne_data() -> None:
 def test_sparse_nonzero_matches_nonzero(size: int) -> None:
     rng = np.random.default_rng(size)
     flags = torch.from_numpy(rng.random(size + 3) < 0.05)
-    for view in (flags, flags[3:], flags[1:]):  # aligned and unaligned starts
-        assert torch.equal(metrics._nonzero_sparse(view), view.nonzero().squeeze(1))
+    for dtype in (torch.bool, torch.int8):  # the one-byte flag types it is given
+        typed = flags.to(dtype)
+        for view in (typed, typed[3:], typed[1:]):  # aligned and unaligned starts
+            assert torch.equal(metrics._nonzero_sparse(view), view.nonzero().squeeze(1))
