@@ -194,6 +194,7 @@ def _bin_maps(t: Tensor, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _reject_nan(values: Tensor) -> None:
+    """Raise on NaN: it has no place in a ranking. One cheap sum, the exact check only if NaN."""
     if bool(torch.isnan(values.sum())) and bool(torch.isnan(values).any()):
         raise ValueError("distmat contains NaN; distances must be real numbers")
 
@@ -227,11 +228,12 @@ def _count_before(
     dev = dist_all.device
     count = torch.zeros_like(s_idx)
     if method == "count":
-        hist_rows, origin, scale = _bin_maps(_float_dist(dist_all.gather(1, s_idx)), sel)
+        t = _float_dist(dist_all.gather(1, s_idx))
+        hist_rows, origin, scale = _bin_maps(t, sel)
     else:
         hist_rows = torch.zeros(num_q, dtype=torch.bool, device=dev)
     if bool(hist_rows.any()):
-        _count_by_histogram(dist_all, s_idx, sel, hist_rows, origin, scale, chunk_size, count)
+        _count_by_histogram(dist_all, s_idx, t, sel, hist_rows, origin, scale, chunk_size, count)
     sort_rows = (sel.any(1) & ~hist_rows).nonzero().squeeze(1)
     for start in range(0, sort_rows.numel(), chunk_size):
         rows_s = sort_rows[start : start + chunk_size]
@@ -248,6 +250,7 @@ def _count_before(
 def _count_by_histogram(
     dist_all: Tensor,
     s_idx: Tensor,
+    t: Tensor,
     sel: Tensor,
     hist_rows: Tensor,
     origin: Tensor,
@@ -255,7 +258,8 @@ def _count_by_histogram(
     chunk_size: int,
     count: Tensor,
 ) -> None:
-    """The histogram path of :func:`_count_before` for ``hist_rows`` (fills ``count`` there).
+    """The histogram path of :func:`_count_before` for ``hist_rows`` (fills ``count`` there);
+    ``t`` holds the distances of the ``s_idx`` entries.
 
     Rows it finds crowded (massive ties) are taken out of ``hist_rows``, for the sort path.
     Per chunk of rows run the passes over every entry (bins, histogram, candidate flags); the
@@ -270,7 +274,6 @@ def _count_by_histogram(
     width = top + 1
     # The bins of the selected entries, computed from their distances by the same ops as the
     # whole-row pass (so exactly equal); unselected columns point at a spare bin.
-    t = _float_dist(dist_all.gather(1, s_idx))
     b_sel = _to_bins_(torch.sub(t, origin[:, None]), scale[:, None], top).long()
     b_sel = torch.where(sel & hist_rows[:, None], b_sel, width)
     group_rows = max(chunk_size, _CANDIDATE_SCAN_ELEMENTS // g)
