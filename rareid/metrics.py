@@ -300,11 +300,12 @@ def _count_by_histogram(
             # Through int32: float -> int64 has no vector instruction; two steps are 2x faster.
             bins = work.get("bins", (c, g), torch.int64, dev)
             bins.copy_(work.get("bins32", (c, g), torch.int32, dev).copy_(x))
-            hist = work.get("hist", (c, width + 1), torch.int32, dev).zero_()
-            hist.scatter_add_(1, bins, ones.expand(c, g))
-            cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width + 1), torch.int32, dev))
-            b_c = b_g[rows]
-            count[start:stop] = cum.gather(1, b_c) - hist.gather(1, b_c)  # strictly lower bins
+            # Bin b counts in column b + 1, so the running sum at column b counts the entries
+            # in strictly lower bins.
+            hist = work.get("hist", (c, width + 2), torch.int32, dev).zero_()
+            hist[:, 1:].scatter_add_(1, bins, ones.expand(c, g))
+            cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width + 2), torch.int32, dev))
+            count[start:stop] = cum.gather(1, b_g[rows])
             torch.gather(mark[rows], 1, bins, out=flagged[rows])
         found.append(_nonzero_sparse(flagged.view(-1)) + group_start * g)
     flat = torch.cat(found)  # row-major: sorted by (row, index)
