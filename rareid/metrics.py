@@ -307,13 +307,11 @@ def _count_by_histogram(
             cum = torch.cumsum(hist, 1, out=work.get("cum", (c, width + 2), torch.int32, dev))
             count[start:stop] = cum.gather(1, b_g[rows])
             torch.gather(mark[rows], 1, bins, out=flagged[rows])
-        found.append(_nonzero_sparse(flagged.view(-1)) + group_start * g)
+        flat, crowded = _candidates(flagged, chunk_size)
+        hist_rows[group_start:group_stop] &= ~crowded
+        found.append(flat + group_start * g)
     flat = torch.cat(found)  # row-major: sorted by (row, index)
     rows = torch.div(flat, g, rounding_mode="floor")
-    # Massive ties (half a row shares the selected bins): sorting such a row is cheaper.
-    hist_rows &= torch.bincount(rows, minlength=num_q) <= g // 2
-    keep = hist_rows[rows]
-    flat, rows = flat[keep], rows[keep]
     # Order the candidates by (row, bin, distance, index); the bins are recomputed exactly.
     values = _float_dist(torch.take(dist_all, flat))
     x = torch.sub(values, origin[rows])
@@ -331,6 +329,31 @@ def _count_by_histogram(
     rows_g = torch.arange(num_q, device=dev)[:, None] * g
     where = torch.searchsorted(flat, (rows_g + s_idx)[sel_h])
     count[sel_h] += within[pos_of[where]]
+
+
+def _candidates(flagged: Tensor, chunk_rows: int) -> tuple[Tensor, Tensor]:
+    """Flat indices of the flagged entries of a (rows, g) block, except in crowded rows (more
+    than half their entries flagged: massive ties, cheaper to sort), and the crowded rows.
+
+    A densely flagged block is scanned a chunk of rows at a time, so that its index lists stay
+    bounded by a chunk.
+    """
+    n, g = flagged.shape
+    body = n * g // 8 * 8
+    dense = int(torch.count_nonzero(flagged.view(-1)[:body].view(torch.int64))) > body // 32
+    step = chunk_rows if dense else n
+    parts = []
+    crowded = torch.zeros(n, dtype=torch.bool, device=flagged.device)
+    for start in range(0, n, step):
+        block = flagged[start : start + step]
+        flat = _nonzero_sparse(block.reshape(-1))
+        rows = torch.div(flat, g, rounding_mode="floor")
+        crowd = torch.bincount(rows, minlength=block.shape[0]) > g // 2
+        if bool(crowd.any()):
+            crowded[start : start + step] = crowd
+            flat = flat[~crowd[rows]]
+        parts.append(flat + start * g)
+    return torch.cat(parts), crowded
 
 
 def _exclusive_count_in_order(flags: Tensor, order: Tensor) -> Tensor:

@@ -182,6 +182,35 @@ def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
                 evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
 
 
+def test_crowded_rows_go_to_the_sort_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows whose distances are all tied flag every entry as a candidate: they are sorted
+    # instead, alone, also when the flags are dense enough to be scanned a chunk at a time.
+    rng = np.random.default_rng(11)
+    num_q, num_g = 40, 1500
+    dist = rng.random((num_q, num_g)).astype(np.float32)
+    tied_rows = np.arange(num_q) % 4 == 0
+    dist[tied_rows] = 0.5
+    q_pids, g_pids = rng.integers(1, 8, num_q), rng.integers(0, 8, num_g)
+    q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
+    expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
+    sorted_rows = []
+    count_before_sort = metrics._count_before_sort
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            metrics,
+            "_count_before_sort",
+            lambda d, s: sorted_rows.append(d.shape[0]) or count_before_sort(d, s),
+        )
+        for chunk_size in (None, 3):
+            sorted_rows.clear()
+            cmc, mean_ap = evaluate_rank(
+                dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size
+            )
+            np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+            assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+            assert sum(sorted_rows) == tied_rows.sum()
+
+
 def test_identity_with_many_gallery_images() -> None:
     # 600 gallery images of one identity (half in the query camera) among 400 others.
     rng = np.random.default_rng(4)
