@@ -195,6 +195,8 @@ def _bin_maps(t: Tensor, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _reject_nan(values: Tensor) -> None:
     """Raise on NaN: it has no place in a ranking. One cheap sum, the exact check only if NaN."""
+    if not values.is_floating_point():
+        return
     if bool(torch.isnan(values.sum())) and bool(torch.isnan(values).any()):
         raise ValueError("distmat contains NaN; distances must be real numbers")
 
@@ -212,10 +214,10 @@ def _to_bins_(x: Tensor, scale: Tensor, top: int) -> Tensor:
 
 
 def _count_before(
-    dist_all: Tensor, s_idx: Tensor, sel: Tensor, chunk_size: int, method: str
+    dist_all: Tensor, s_idx: Tensor, t: Tensor, sel: Tensor, chunk_size: int, method: str
 ) -> Tensor:
-    """For every selected ``s_idx`` entry, how many entries precede it in its row in
-    (distance, gallery index) order (other entries: unspecified).
+    """For every selected ``s_idx`` entry (distances ``t``), how many entries precede it in its
+    row in (distance, gallery index) order (other entries: unspecified). Rejects NaN anywhere.
 
     Histogram path, one chunk of rows at a time: every row is binned by a monotone map spanning
     its selected distances, so entries in lower bins are strictly smaller. The entries sharing a
@@ -228,22 +230,17 @@ def _count_before(
     dev = dist_all.device
     count = torch.zeros_like(s_idx)
     if method == "count":
-        t = _float_dist(dist_all.gather(1, s_idx))
         hist_rows, origin, scale = _bin_maps(t, sel)
     else:
         hist_rows = torch.zeros(num_q, dtype=torch.bool, device=dev)
-    if bool(hist_rows.any()):
+    if bool(hist_rows.any()):  # reads every row, rejecting NaN on the way
         _count_by_histogram(dist_all, s_idx, t, sel, hist_rows, origin, scale, chunk_size, count)
+    else:
+        _reject_nan(dist_all)
     sort_rows = (sel.any(1) & ~hist_rows).nonzero().squeeze(1)
     for start in range(0, sort_rows.numel(), chunk_size):
         rows_s = sort_rows[start : start + chunk_size]
-        dist = _float_dist(dist_all[rows_s])
-        if dist.is_floating_point():
-            _reject_nan(dist)
-        count[rows_s] = _count_before_sort(dist, s_idx[rows_s])
-    if not bool(hist_rows.any()) and dist_all.is_floating_point():
-        for start in range(0, num_q, chunk_size):  # the rows nobody read
-            _reject_nan(dist_all[start : start + chunk_size])
+        count[rows_s] = _count_before_sort(_float_dist(dist_all[rows_s]), s_idx[rows_s])
     return count
 
 
@@ -403,13 +400,13 @@ def query_ranks(
     n_good = good.sum(1)
     valid = n_good > 0
     if not bool(valid.any()):
-        if dist_all.is_floating_point():
-            _reject_nan(dist_all)
+        _reject_nan(dist_all)
         return first, ap
-    count = _count_before(dist_all, s_idx, good, chunk_size, method)
+    t = _float_dist(dist_all.gather(1, s_idx))  # distances of the same-identity entries
+    count = _count_before(dist_all, s_idx, t, good, chunk_size, method)
     # Among the query's same-identity entries: how many junk / good ones come before each.
     # Columns are in gallery order, so a stable sort by distance gives (distance, index) order.
-    order = torch.sort(_float_dist(dist_all.gather(1, s_idx)), dim=1, stable=True).indices
+    order = torch.sort(t, dim=1, stable=True).indices
     junk_before = _exclusive_count_in_order(junk, order)
     good_before = _exclusive_count_in_order(good, order)
     rank = count - junk_before  # position among valid (non-junk) entries, 0-based

@@ -145,9 +145,21 @@ def test_count_path_matches_sort_on_rows_wider_than_the_histogram(
     assert (count[0] >= 0).all()
 
 
-def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def sorted_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows handed to the sort fallback, call by call (the fallback itself still runs)."""
+    calls: list[int] = []
+    count_before_sort = metrics._count_before_sort
+
+    def recording(dist: torch.Tensor, s_idx: torch.Tensor) -> torch.Tensor:
+        calls.append(dist.shape[0])
+        return count_before_sort(dist, s_idx)
+
+    monkeypatch.setattr(metrics, "_count_before_sort", recording)
+    return calls
+
+
+def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(sorted_rows: list[int]) -> None:
     # Infinite true-match distances send their rows to the sort path while the other rows of
     # the same chunks go through the histogram; a NaN anywhere is an error on every path.
     rng = np.random.default_rng(7)
@@ -158,22 +170,12 @@ def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
     odd_rows = np.arange(num_q) % 3 == 1
     dist[odd_rows[:, None] & (q_pids[:, None] == g_pids[None, :])] = np.inf
     expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
-    sort_calls = []
-    count_before_sort = metrics._count_before_sort
-    with monkeypatch.context() as patch:
-        patch.setattr(
-            metrics,
-            "_count_before_sort",
-            lambda d, s: sort_calls.append(d.shape[0]) or count_before_sort(d, s),
-        )
-        for chunk_size in (None, 4, 7):
-            sort_calls.clear()
-            cmc, mean_ap = evaluate_rank(
-                dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size
-            )
-            np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
-            assert mean_ap == pytest.approx(expected[1], abs=1e-12)
-            assert 0 < sum(sort_calls) <= odd_rows.sum()  # only the rows that need it
+    for chunk_size in (None, 4, 7):
+        sorted_rows.clear()
+        cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
+        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+        assert 0 < sum(sorted_rows) <= odd_rows.sum()  # only the rows that need it
     for row in (0, 1, num_q - 1):
         bad = dist.copy()
         bad[row, -1] = np.nan
@@ -182,7 +184,7 @@ def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
                 evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
 
 
-def test_crowded_rows_go_to_the_sort_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crowded_rows_go_to_the_sort_path(sorted_rows: list[int]) -> None:
     # Rows whose distances are all tied flag every entry as a candidate: they are sorted
     # instead, alone, also when the flags are dense enough to be scanned a chunk at a time.
     rng = np.random.default_rng(11)
@@ -193,22 +195,12 @@ def test_crowded_rows_go_to_the_sort_path(monkeypatch: pytest.MonkeyPatch) -> No
     q_pids, g_pids = rng.integers(1, 8, num_q), rng.integers(0, 8, num_g)
     q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
     expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
-    sorted_rows = []
-    count_before_sort = metrics._count_before_sort
-    with monkeypatch.context() as patch:
-        patch.setattr(
-            metrics,
-            "_count_before_sort",
-            lambda d, s: sorted_rows.append(d.shape[0]) or count_before_sort(d, s),
-        )
-        for chunk_size in (None, 3):
-            sorted_rows.clear()
-            cmc, mean_ap = evaluate_rank(
-                dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size
-            )
-            np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
-            assert mean_ap == pytest.approx(expected[1], abs=1e-12)
-            assert sum(sorted_rows) == tied_rows.sum()
+    for chunk_size in (None, 3):
+        sorted_rows.clear()
+        cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
+        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+        assert sum(sorted_rows) == tied_rows.sum()
 
 
 def test_identity_with_many_gallery_images() -> None:
