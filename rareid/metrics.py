@@ -7,11 +7,17 @@ hit clipped at 1, AP = mean of the precision at each true match (non-interpolate
 
 Speed: the evaluation never sorts a whole gallery row. Each query only needs the rank of its few
 true matches among the valid entries, i.e. how many gallery entries come before each match in
-(distance, gallery index) order. Those counts come from a per-row histogram over monotone bins
-(a handful of vectorised passes over the distance matrix, chunked over queries); only entries that
-share a bin with a match are compared exactly, in one small sort for all queries. A stable sort
-of the row is the fallback for rows the histogram cannot serve (non-finite match distances,
-massive ties), and gives identical numbers.
+(distance, gallery index) order. Those counts come from a per-row histogram over monotone bins;
+only entries that share a bin with a match are compared exactly. Two implementations give the
+same numbers:
+
+- on CPU, float32/float64 matrices: the C extension ``rareid._rankcount`` (built at install
+  where a C compiler exists), one multi-threaded pass over the matrix;
+- elsewhere (GPU, other dtypes, or the extension not built): vectorised torch passes chunked
+  over queries, the in-bin entries ordered by one small sort for all queries.
+
+A stable sort of the row is the fallback for rows neither can serve (non-finite match
+distances; massive ties on the torch path), and gives identical numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +33,19 @@ from torchmetrics import Metric
 
 from rareid.levels import normalize_rates
 
-__all__ = ["MLRMetric", "evaluate_rank", "level_distances", "query_ranks", "summarize_ranks"]
+try:  # optional C accelerator, see the module docstring
+    from rareid import _rankcount
+except ImportError:  # no compiler at install time: the torch path gives the same numbers
+    _rankcount = None
+
+__all__ = [
+    "MLRMetric",
+    "evaluate_rank",
+    "level_distances",
+    "native_counting_available",
+    "query_ranks",
+    "summarize_ranks",
+]
 
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)
@@ -193,12 +211,58 @@ def _bin_maps(t: Tensor, sel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return ok, origin, scale
 
 
+_NAN_ERROR = "distmat contains NaN; distances must be real numbers"
+
+
 def _reject_nan(values: Tensor) -> None:
     """Raise on NaN: it has no place in a ranking. One cheap sum, the exact check only if NaN."""
     if not values.is_floating_point():
         return
     if bool(torch.isnan(values.sum())) and bool(torch.isnan(values).any()):
-        raise ValueError("distmat contains NaN; distances must be real numbers")
+        raise ValueError(_NAN_ERROR)
+
+
+def native_counting_available() -> bool:
+    """Whether the C rank counter (``rareid._rankcount``) was built: CPU evaluation is several
+    times faster with it. Without it (no C compiler at install) the numbers are the same."""
+    return _rankcount is not None
+
+
+def _native_serves(dist: Tensor) -> bool:
+    return (
+        _rankcount is not None
+        and dist.device.type == "cpu"
+        and dist.dtype in (torch.float32, torch.float64)
+        and (dist.stride(1) == 1 or dist.shape[1] <= 1)
+        and dist.stride(0) >= dist.shape[1]
+    )
+
+
+def _count_by_native(dist: Tensor, s_idx: Tensor, sel: Tensor, count: Tensor) -> Tensor:
+    """The C path of :func:`_count_before`: fills ``count`` at ``sel`` for the rows it serves
+    and returns those rows (the others, non-finite selected distances, take the sort path).
+    Rejects NaN anywhere."""
+    num_q, g = dist.shape
+    columns = s_idx.contiguous()
+    selected = sel.to(torch.uint8).contiguous()
+    served = torch.zeros(num_q, dtype=torch.uint8)
+    assert count.is_contiguous() and count.dtype == torch.int64 and count.shape == s_idx.shape
+    nan = _rankcount.count_before(
+        dist.data_ptr(),
+        dist.dtype == torch.float64,
+        num_q,
+        g,
+        max(dist.stride(0), g),
+        columns.data_ptr(),
+        selected.data_ptr(),
+        columns.shape[1],
+        count.data_ptr(),
+        served.data_ptr(),
+        torch.get_num_threads(),
+    )
+    if nan:
+        raise ValueError(_NAN_ERROR)
+    return served.bool()
 
 
 def _to_bins_(x: Tensor, scale: Tensor, top: int) -> Tensor:
@@ -219,25 +283,27 @@ def _count_before(
     """For every selected ``s_idx`` entry (distances ``t``), how many entries precede it in its
     row in (distance, gallery index) order (other entries: unspecified). Rejects NaN anywhere.
 
-    Histogram path, one chunk of rows at a time: every row is binned by a monotone map spanning
-    its selected distances, so entries in lower bins are strictly smaller. The entries sharing a
-    bin with a selected one (a few per row) are flagged, collected over many chunks at once, and
-    ordered exactly by one small sort at the end. Rows the histogram cannot serve (non-finite
-    selected distances, massive ties) and ``method="sort"`` use a stable sort of the row: the
-    same numbers.
+    Histogram path (C where :func:`_native_serves`, else torch, one chunk of rows at a time):
+    every row is binned by a monotone map spanning its selected distances, so entries in lower
+    bins are strictly smaller; the entries sharing a bin with a selected one (a few per row) are
+    compared exactly. Rows the histogram cannot serve (non-finite selected distances; massive
+    ties on the torch path) and ``method="sort"`` use a stable sort of the row: the same numbers.
     """
     num_q = dist_all.shape[0]
     dev = dist_all.device
     count = torch.zeros_like(s_idx)
-    if method == "count":
-        hist_rows, origin, scale = _bin_maps(t, sel)
+    if method == "count" and _native_serves(dist_all):
+        served = _count_by_native(dist_all, s_idx, sel, count)
     else:
-        hist_rows = torch.zeros(num_q, dtype=torch.bool, device=dev)
-    if bool(hist_rows.any()):  # reads every row, rejecting NaN on the way
-        _count_by_histogram(dist_all, s_idx, t, sel, hist_rows, origin, scale, chunk_size, count)
-    else:
-        _reject_nan(dist_all)
-    sort_rows = (sel.any(1) & ~hist_rows).nonzero().squeeze(1)
+        if method == "count":
+            served, origin, scale = _bin_maps(t, sel)
+        else:
+            served = torch.zeros(num_q, dtype=torch.bool, device=dev)
+        if bool(served.any()):  # reads every row, rejecting NaN on the way
+            _count_by_histogram(dist_all, s_idx, t, sel, served, origin, scale, chunk_size, count)
+        else:
+            _reject_nan(dist_all)
+    sort_rows = (sel.any(1) & ~served).nonzero().squeeze(1)
     for start in range(0, sort_rows.numel(), chunk_size):
         rows_s = sort_rows[start : start + chunk_size]
         count[rows_s] = _count_before_sort(_float_dist(dist_all[rows_s]), s_idx[rows_s])

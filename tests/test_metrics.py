@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -75,8 +77,33 @@ def random_case(rng: np.random.Generator, kind: str):
 
 
 # ----------------------------------------------------------------------------- evaluate_rank
+@pytest.fixture(params=["native", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on each counting implementation: the C extension and the torch passes."""
+    if request.param == "native":
+        if not metrics.native_counting_available():
+            pytest.skip("rareid._rankcount is not built (no C compiler at install)")
+    else:
+        monkeypatch.setattr(metrics, "_rankcount", None)
+    return request.param
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("cc") is None,
+    reason="the C extension is only required where a C compiler exists",
+)
+def test_native_counting_is_built_where_a_compiler_exists() -> None:
+    # The extension is optional at install: this catches a build that failed silently.
+    assert metrics.native_counting_available()
+    dist = torch.rand(3, 50)
+    assert metrics._native_serves(dist)
+    assert metrics._native_serves(dist.double()[:, 5:40])  # rows with a stride
+    assert not metrics._native_serves(dist.half())  # other dtypes take the torch path
+    assert not metrics._native_serves(dist.T)
+
+
 @pytest.mark.parametrize("kind", ["int", "float32", "close", "inf"])
-def test_evaluate_rank_matches_reference(kind: str) -> None:
+def test_evaluate_rank_matches_reference(kind: str, backend: str) -> None:
     rng = np.random.default_rng(hash(kind) % 2**32)
     checked = 0
     for _ in range(40):
@@ -95,7 +122,7 @@ def test_evaluate_rank_matches_reference(kind: str) -> None:
     assert checked > 10
 
 
-def test_sort_and_count_paths_and_chunks_are_identical() -> None:
+def test_sort_and_count_paths_and_chunks_are_identical(backend: str) -> None:
     rng = np.random.default_rng(3)
     dist = rng.integers(0, 50, (57, 300)).astype(np.float32)
     q_pids, g_pids = rng.integers(1, 20, 57), rng.integers(0, 20, 300)
@@ -112,8 +139,8 @@ def test_sort_and_count_paths_and_chunks_are_identical() -> None:
 
 
 @pytest.mark.parametrize("kind", ["float32", "float64", "signed", "ties", "inf"])
-def test_count_path_matches_sort_on_rows_wider_than_the_histogram(
-    kind: str, monkeypatch: pytest.MonkeyPatch
+def test_count_path_matches_sort_on_rows_wider_than_its_bins(
+    kind: str, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 9,000 gallery entries: several per histogram bin, so ties within a bin are ordered by
     # the exact (distance, index) step, and the order keys cover signs, float64 and infinity.
@@ -159,7 +186,9 @@ def sorted_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(sorted_rows: list[int]) -> None:
+def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
+    sorted_rows: list[int], backend: str
+) -> None:
     # Infinite true-match distances send their rows to the sort path while the other rows of
     # the same chunks go through the histogram; a NaN anywhere is an error on every path.
     rng = np.random.default_rng(7)
@@ -184,9 +213,10 @@ def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(sorted_rows: list
                 evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
 
 
-def test_crowded_rows_go_to_the_sort_path(sorted_rows: list[int]) -> None:
-    # Rows whose distances are all tied flag every entry as a candidate: they are sorted
-    # instead, alone, also when the flags are dense enough to be scanned a chunk at a time.
+def test_crowded_rows_go_to_the_sort_path(sorted_rows: list[int], backend: str) -> None:
+    # Torch path: rows whose distances are all tied flag every entry as a candidate; they are
+    # sorted instead, alone, also when the flags are dense enough to be scanned a chunk at a
+    # time. The C path compares those entries exactly in place and sorts nothing.
     rng = np.random.default_rng(11)
     num_q, num_g = 40, 1500
     dist = rng.random((num_q, num_g)).astype(np.float32)
@@ -200,10 +230,51 @@ def test_crowded_rows_go_to_the_sort_path(sorted_rows: list[int]) -> None:
         cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
         np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
         assert mean_ap == pytest.approx(expected[1], abs=1e-12)
-        assert sum(sorted_rows) == tied_rows.sum()
+        assert sum(sorted_rows) == (tied_rows.sum() if backend == "torch" else 0)
 
 
-def test_identity_with_many_gallery_images() -> None:
+def _native_edge_rows(rng: np.random.Generator, num_g: int) -> list[np.ndarray]:
+    """Rows that stress the C path's bin map: extreme, tiny and zero spans, signed zeros, ulp
+    neighbours, infinities, and ties with the true matches."""
+    tiny = np.float32(1.5)
+    ulps = np.nextafter(tiny, np.float32(np.inf), dtype=np.float32)
+    return [
+        rng.normal(0, 1e300, num_g),  # float64 range near its limit
+        np.where(rng.random(num_g) < 0.5, 1e308, -1e308),  # span overflows: sort fallback
+        np.full(num_g, tiny, np.float64),  # every entry tied
+        np.where(rng.random(num_g) < 0.5, tiny, ulps).astype(np.float64),  # one ulp apart
+        np.where(rng.random(num_g) < 0.5, 0.0, -0.0),  # all zero, span 0
+        rng.choice([0.0, 1e-320, -1e-320, 5e-324], num_g),  # subnormals around zero
+        np.where(rng.random(num_g) < 0.3, np.inf, rng.random(num_g)),
+        np.where(rng.random(num_g) < 0.3, -np.inf, rng.random(num_g)),
+        rng.integers(0, 3, num_g).astype(np.float64),  # massive ties
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_path_edge_cases_match_the_sort(dtype: type, backend: str) -> None:
+    rng = np.random.default_rng(13)
+    num_g = 700
+    rows = _native_edge_rows(rng, num_g)
+    with np.errstate(over="ignore"):
+        dist = np.stack(rows).astype(dtype)
+    num_q = dist.shape[0]
+    # Identity 1 has 80 images in other cameras (more than the insertion sort handles).
+    g_pids = rng.integers(2, 30, num_g)
+    g_pids[rng.choice(num_g, 120, replace=False)] = 1
+    g_cams = rng.integers(0, 3, num_g)
+    q_pids = np.where(np.arange(num_q) % 2 == 0, 1, rng.integers(2, 30, num_q))
+    q_cams = np.zeros(num_q, int)
+    wide = torch.from_numpy(np.concatenate([dist, dist[:, :5]], 1))
+    for matrix in (dist, wide[:, :num_g]):  # contiguous, and rows with a stride
+        sort = query_ranks(matrix, q_pids, g_pids, q_cams, g_cams, method="sort")
+        count = query_ranks(matrix, q_pids, g_pids, q_cams, g_cams, method="count")
+        assert torch.equal(count[0], sort[0])
+        assert torch.equal(count[1], sort[1])
+    assert (sort[0] >= 0).sum() >= num_q // 2
+
+
+def test_identity_with_many_gallery_images(backend: str) -> None:
     # 600 gallery images of one identity (half in the query camera) among 400 others.
     rng = np.random.default_rng(4)
     g_pids = np.concatenate([np.ones(600, int), rng.integers(2, 50, 400)])
@@ -216,7 +287,7 @@ def test_identity_with_many_gallery_images() -> None:
     assert mean_ap == pytest.approx(expected[1], abs=1e-12)
 
 
-def test_hand_computed_junk_skip_and_ties() -> None:
+def test_hand_computed_junk_skip_and_ties(backend: str) -> None:
     # q0 (pid 1, cam 0): g3 and g0 are junk (pid 1, cam 0), then g1 (pid 2), g2 (pid 1 cam 1).
     # q1 (pid 3): no gallery image -> skipped. q2 (pid 2, cam 1): only g1, same camera -> skipped.
     dist = np.array([[0.1, 0.2, 0.3, 0.05], [1, 1, 1, 1], [0.5, 0.1, 0.2, 0.3]])
@@ -256,7 +327,7 @@ def test_agrees_with_torchmetrics_retrieval_without_ties_or_junk() -> None:
         assert cmc[r - 1] == pytest.approx(np.mean(values), abs=1e-9)
 
 
-def test_tensor_inputs_and_bad_input() -> None:
+def test_tensor_inputs_and_bad_input(backend: str) -> None:
     rng = np.random.default_rng(1)
     dist, q_pids, g_pids, q_cams, g_cams = random_case(rng, "float32")
     g_pids[:3], q_pids[0], q_cams[0], g_cams[:3] = 1, 1, 0, 1  # at least one valid query
