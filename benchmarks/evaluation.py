@@ -7,7 +7,8 @@
 Measures, each part in a fresh subprocess so that its peak memory (ru_maxrss) is its own:
   (a) ``evaluate_rank`` on a multi-shot distance matrix (3,368 x 15,913) against the plain
       per-query NumPy reference of tests/test_metrics.py (timed on a subset of queries and
-      extrapolated linearly), with a check that both give the same numbers on that subset;
+      extrapolated linearly), with a check that both give the same numbers on that subset; on
+      CPU with the C extension built, the pure-torch path is timed too (same numbers checked);
   (b) ``level_distances`` (queries at random levels) against one plain ``torch.mm`` of the full
       Q x d by d x G matrices;
   (c) the whole single-shot multi-trial MLR protocol through ``MLRMetric`` (update in batches,
@@ -35,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rareid import metrics  # noqa: E402
 from rareid.metrics import MLRMetric, evaluate_rank, level_distances  # noqa: E402
 from rareid.report import format_results_table  # noqa: E402
 
@@ -154,6 +156,15 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     )
     peak = peak_gb()
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    native = device.type == "cpu" and metrics.native_counting_available()
+    torch_seconds = None
+    if native:  # the pure-torch path too, for comparison (what runs without a C compiler)
+        metrics._rankcount, extension = None, metrics._rankcount
+        torch_seconds, torch_out = best_of(
+            lambda: evaluate_rank(matrix, q_pids, g_pids, q_cams, g_cams), args.repeats
+        )
+        metrics._rankcount = extension
+        assert np.array_equal(torch_out[0], cmc) and torch_out[1] == mean_ap
     n = min(args.ref_queries, len(q_pids))
     ref = reference_eval()
     ref_subset, (ref_cmc, ref_ap) = best_of(  # best of the same number of runs
@@ -162,6 +173,8 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     sub_cmc, sub_ap = evaluate_rank(dist[:n], q_pids[:n], g_pids, q_cams[:n], g_cams)
     return {
         "seconds": seconds,
+        "native": native,
+        "torch_seconds": torch_seconds,
         "rank1": float(cmc[0]),
         "mAP": mean_ap,
         "ref_subset_queries": n,
@@ -325,8 +338,10 @@ def main() -> None:
         a = run_part("a", args, work)
         speedup = a["ref_extrapolated_seconds"] / a["seconds"]
         print(f"(a) evaluate_rank, multi-shot, distance matrix on {args.device}")
+        path = "C extension rareid._rankcount" if a["native"] else "torch passes"
         print(
-            f"    evaluate_rank (all {args.queries} queries, best of {args.repeats}): {a['seconds']:.3f} s"
+            f"    evaluate_rank (all {args.queries} queries, best of {args.repeats}, {path}): "
+            f"{a['seconds']:.3f} s"
         )
         print(
             f"    NumPy per-query reference (best of {args.repeats}): "
@@ -335,6 +350,12 @@ def main() -> None:
             f"{args.queries} (linear extrapolation)"
         )
         print(f"    speed-up: {speedup:.1f}x (target >= {TARGET_SPEEDUP:.0f}x)")
+        if a["torch_seconds"] is not None:
+            print(
+                f"    the pure-torch path (used without a C compiler), same numbers: "
+                f"{a['torch_seconds']:.3f} s, "
+                f"{a['ref_extrapolated_seconds'] / a['torch_seconds']:.1f}x the reference"
+            )
         print(
             f"    same numbers on the subset: CMC identical={a['cmc_identical']}, "
             f"|mAP diff|={a['max_abs_map_diff']:.1e}"

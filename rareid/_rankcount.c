@@ -30,7 +30,8 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* An AVX2 copy of the hot loop, picked at load time (needs glibc's ifunc). */
+#if defined(__GNUC__) && defined(__GLIBC__) && (defined(__x86_64__) || defined(__i386__))
 #define WIDE_VECTORS __attribute__((target_clones("avx2", "default")))
 #else
 #define WIDE_VECTORS
