@@ -167,7 +167,7 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
         return ROW_DONE;
     }
     if (!scratch_reserve(scratch, m)) {
-        job->out_of_memory = 1;
+        __atomic_store_n(&job->out_of_memory, 1, __ATOMIC_RELAXED);
         return ROW_FALLBACK;
     }
     Threshold *t = scratch->thresholds;
