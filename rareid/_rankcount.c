@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -25,13 +26,20 @@
 #include <string.h>
 
 /* Exactness needs every bin computed by the same separately rounded operations (GCC: the
- * -ffp-contract=off build flag). */
+ * -ffp-contract=off build flag), in the declared types, and the NaN checks kept. A build that
+ * cannot promise this fails, and rareid falls back to its torch path. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "rareid._rankcount needs FLT_EVAL_METHOD == 0 (SSE or other non-x87 floating point)"
+#endif
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "rareid._rankcount must not be built with -ffast-math or -ffinite-math-only"
+#endif
 
 /* An AVX2 copy of the hot loop, picked at load time (needs glibc's ifunc). */
-#if defined(__GNUC__) && defined(__GLIBC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && defined(__GLIBC__) && defined(__x86_64__)
 #define WIDE_VECTORS __attribute__((target_clones("avx2", "default")))
 #else
 #define WIDE_VECTORS
@@ -55,8 +63,9 @@ enum { ROW_FALLBACK = 0, ROW_DONE = 1 };
 typedef struct {
     double value; /* exact for float and double rows */
     int64_t column;
-    int64_t slot; /* position in the row's list of same-identity entries */
-    int32_t bin;
+    int64_t slot;    /* position in the row's list of same-identity entries */
+    int32_t bin;     /* fine bin */
+    int32_t bin_end; /* index after the last threshold in the same bin */
 } Threshold;
 
 typedef struct {
@@ -171,8 +180,17 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
         return ROW_FALLBACK;
     }
     Threshold *t = scratch->thresholds;
-    for (int64_t j = 0, k = 0; j < job->slots; j++)
-        if (selected[j]) t[k++] = (Threshold){load(row, job->is_double, columns[j]), columns[j], j, 0};
+    int selected_nan = 0;
+    for (int64_t j = 0, k = 0; j < job->slots; j++) {
+        if (!selected[j]) continue;
+        t[k] = (Threshold){load(row, job->is_double, columns[j]), columns[j], j, 0, 0};
+        selected_nan |= t[k].value != t[k].value;
+        k++;
+    }
+    if (selected_nan) { /* before sorting: NaN has no order */
+        *nan = 1;
+        return ROW_FALLBACK;
+    }
     /* The map: the selected range onto the core bins, the smallest selected distance in bin ~1.
      * A scale too large for the row's type is capped: any monotone map is exact, a coarse one
      * only compares more entries exactly. Non-finite selected distances, or a range beyond the
@@ -183,9 +201,9 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
     double max_scale = job->is_double ? 1e300 : 1e30;
     double scale = span > 0.0 ? (double)(CORE_BINS - 1) / span : max_scale;
     scale = scale < max_scale ? scale : max_scale;
-    double origin = lo - 1.0 / scale;
+    double origin = scale > 0.0 ? lo - 1.0 / scale : NAN;
     double max_origin = job->is_double ? 1e308 : 3e38;
-    if (!(scale > 0.0) || !(fabs(origin) < max_origin)) {
+    if (!(fabs(origin) < max_origin)) {
         *nan |= row_has_nan(row, job->is_double, n);
         return ROW_FALLBACK;
     }
@@ -193,6 +211,8 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
         threshold_bins_double(t, m, origin, scale);
     else
         threshold_bins_float(t, m, origin, scale);
+    for (int64_t u = m - 1; u >= 0; u--)
+        t[u].bin_end = (u + 1 < m && t[u + 1].bin == t[u].bin) ? t[u + 1].bin_end : (int32_t)(u + 1);
 
     /* Table: per fine bin, its bucket (thresholds in lower bins), or for a bin that holds
      * thresholds, -(index of its first threshold + 1). */
@@ -223,11 +243,18 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
             int64_t q = kept[k];
             int32_t bucket = table[bins[q]];
             if (bucket < 0) { /* shares a bin with thresholds: compare exactly */
-                int64_t first = -(int64_t)bucket - 1;
-                Threshold entry = {load(row, job->is_double, start + q), start + q, 0, 0};
-                bucket = (int32_t)first;
-                for (int64_t u = first; u < m && t[u].bin == bins[q]; u++)
-                    bucket += threshold_less(&t[u], &entry);
+                /* The bin's thresholds are sorted: the first not before the entry is its
+                 * bucket (binary search, as all of them may share one bin in tied rows). */
+                int32_t lo_u = -bucket - 1, hi_u = t[lo_u].bin_end;
+                Threshold entry = {load(row, job->is_double, start + q), start + q, 0, 0, 0};
+                while (lo_u < hi_u) {
+                    int32_t mid = lo_u + (hi_u - lo_u) / 2;
+                    if (threshold_less(&t[mid], &entry))
+                        lo_u = mid + 1;
+                    else
+                        hi_u = mid;
+                }
+                bucket = lo_u;
             }
             hist[(k & (COPIES - 1)) * (m + 1) + bucket]++;
         }

@@ -235,6 +235,7 @@ def _native_serves(dist: Tensor) -> bool:
         and dist.dtype in (torch.float32, torch.float64)
         and (dist.stride(1) == 1 or dist.shape[1] <= 1)
         and dist.stride(0) >= dist.shape[1]
+        and dist.shape[1] < 2**31  # its bucket indices are int32
     )
 
 

@@ -272,6 +272,10 @@ def test_native_path_edge_cases_match_the_sort(dtype: type, backend: str) -> Non
         assert torch.equal(count[0], sort[0])
         assert torch.equal(count[1], sort[1])
     assert (sort[0] >= 0).sum() >= num_q // 2
+    bad = dist.copy()
+    bad[0, g_pids == 1] = np.nan  # NaN true-match distances (row 0 is identity 1)
+    with pytest.raises(ValueError, match="NaN"):
+        query_ranks(bad, q_pids, g_pids, q_cams, g_cams)
 
 
 def test_identity_with_many_gallery_images(backend: str) -> None:
