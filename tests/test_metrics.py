@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import sysconfig
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,8 +91,10 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or shutil.which("cc") is None,
-    reason="the C extension is only required where a C compiler exists",
+    not sys.platform.startswith("linux")
+    or shutil.which("cc") is None
+    or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists(),
+    reason="the C extension is only required where a C compiler and Python's headers exist",
 )
 def test_native_counting_is_built_where_a_compiler_exists() -> None:
     # The extension is optional at install: this catches a build that failed silently.
