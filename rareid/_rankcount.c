@@ -38,11 +38,11 @@
 #error "rareid._rankcount must not be built with -ffast-math or -ffinite-math-only"
 #endif
 
-/* An AVX2 copy of the hot loop, picked at load time (needs glibc's ifunc). */
-#if defined(__GNUC__) && defined(__GLIBC__) && defined(__x86_64__)
-#define WIDE_VECTORS __attribute__((target_clones("avx2", "default")))
-#else
-#define WIDE_VECTORS
+/* AVX2 copies of the hot loops, picked at import where the CPU has AVX2. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_AVX2_COPIES 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,popcnt")))
 #endif
 
 /* Fine bins spanning the selected distances (plus a margin bin each side): the row's table of
@@ -124,6 +124,21 @@ static int scratch_reserve(Scratch *s, int64_t m) {
  * row's own type. It is monotone in v, and thresholds and entries get their bins from the same
  * operations, so a threshold and an equal entry share a bin. NaN lands in bin 0 (reported
  * separately). */
+#define DEFINE_BLOCK_BINS(NAME, TYPE, SUFFIX, ATTRIBUTES)                                     \
+    ATTRIBUTES static int NAME(const TYPE *row, int64_t n, TYPE origin, TYPE scale,          \
+                               int32_t *bins) {                                              \
+        int nan = 0;                                                                         \
+        for (int64_t k = 0; k < n; k++) {                                                    \
+            nan |= row[k] != row[k];                                                         \
+            bins[k] = fine_bin_##SUFFIX(row[k], origin, scale);                              \
+        }                                                                                    \
+        return nan;                                                                          \
+    }
+#ifdef HAVE_AVX2_COPIES
+#define AVX2_COPY(definition) definition
+#else
+#define AVX2_COPY(definition)
+#endif
 #define DEFINE_BINNING(SUFFIX, TYPE)                                                           \
     static inline int32_t fine_bin_##SUFFIX(TYPE v, TYPE origin, TYPE scale) {               \
         TYPE x = (v - origin) * scale;                                                       \
@@ -136,15 +151,8 @@ static int scratch_reserve(Scratch *s, int64_t m) {
             t[u].bin = fine_bin_##SUFFIX((TYPE)t[u].value, (TYPE)origin, (TYPE)scale);       \
     }                                                                                        \
     /* The hot loop: bins of a block of entries; returns whether any is NaN. */              \
-    WIDE_VECTORS static int block_bins_##SUFFIX(const TYPE *row, int64_t n, TYPE origin,     \
-                                                TYPE scale, int32_t *bins) {                 \
-        int nan = 0;                                                                         \
-        for (int64_t k = 0; k < n; k++) {                                                    \
-            nan |= row[k] != row[k];                                                         \
-            bins[k] = fine_bin_##SUFFIX(row[k], origin, scale);                              \
-        }                                                                                    \
-        return nan;                                                                          \
-    }                                                                                        \
+    DEFINE_BLOCK_BINS(block_bins_##SUFFIX, TYPE, SUFFIX, )                                  \
+    AVX2_COPY(DEFINE_BLOCK_BINS(block_bins_##SUFFIX##_avx2, TYPE, SUFFIX, AVX2))            \
     static int row_has_nan_##SUFFIX(const TYPE *row, int64_t n) {                            \
         int nan = 0;                                                                         \
         for (int64_t e = 0; e < n; e++) nan |= row[e] != row[e];                             \
@@ -152,6 +160,72 @@ static int scratch_reserve(Scratch *s, int64_t m) {
     }
 DEFINE_BINNING(float, float)
 DEFINE_BINNING(double, double)
+
+/* Positions (within the block) of the entries binned at most ``last``, in order; branch-free. */
+static int64_t compact_block(const int32_t *bins, int64_t n, int32_t last, int32_t *kept) {
+    int64_t n_kept = 0;
+    for (int64_t q = 0; q < n; q++) {
+        kept[n_kept] = (int32_t)q;
+        n_kept += bins[q] <= last;
+    }
+    return n_kept;
+}
+
+#ifdef HAVE_AVX2_COPIES
+/* For each 8-bit mask, the lanes it selects, packed to the front. */
+static int32_t pack_lanes[256][8];
+
+static void init_pack_lanes(void) {
+    for (int mask = 0; mask < 256; mask++)
+        for (int lane = 0, k = 0; lane < 8; lane++)
+            if (mask & (1 << lane)) pack_lanes[mask][k++] = lane;
+}
+
+/* compact_block 8 entries at a time: compare, then pack the kept positions with a shuffle. */
+AVX2 static int64_t compact_block_avx2(const int32_t *bins, int64_t n, int32_t last,
+                                        int32_t *kept) {
+    int64_t n_kept = 0, q = 0;
+    const __m256i limit = _mm256_set1_epi32(last + 1), step = _mm256_set1_epi32(8);
+    __m256i positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; q + 8 <= n; q += 8) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(bins + q));
+        int mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(limit, b)));
+        __m256i lanes = _mm256_loadu_si256((const __m256i *)pack_lanes[mask]);
+        /* Writes 8 slots from n_kept <= q: within the block's buffer. */
+        _mm256_storeu_si256((__m256i *)(kept + n_kept),
+                            _mm256_permutevar8x32_epi32(positions, lanes));
+        n_kept += __builtin_popcount((unsigned)mask);
+        positions = _mm256_add_epi32(positions, step);
+    }
+    for (; q < n; q++) {
+        kept[n_kept] = (int32_t)q;
+        n_kept += bins[q] <= last;
+    }
+    return n_kept;
+}
+#endif
+
+typedef struct {
+    int (*bins_float)(const float *, int64_t, float, float, int32_t *);
+    int (*bins_double)(const double *, int64_t, double, double, int32_t *);
+    int64_t (*compact)(const int32_t *, int64_t, int32_t, int32_t *);
+} Kernels;
+
+static const Kernels portable_kernels = {block_bins_float, block_bins_double, compact_block};
+static Kernels kernels = {block_bins_float, block_bins_double, compact_block};
+
+/* The fastest kernels this CPU runs, or the portable ones; returns the name of those chosen. */
+static const char *choose_kernels(int portable) {
+    kernels = portable_kernels;
+#ifdef HAVE_AVX2_COPIES
+    __builtin_cpu_init();
+    if (!portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+        kernels = (Kernels){block_bins_float_avx2, block_bins_double_avx2, compact_block_avx2};
+        return "avx2";
+    }
+#endif
+    return "portable";
+}
 
 static inline double load(const char *row, int is_double, int64_t e) {
     return is_double ? ((const double *)row)[e] : (double)((const float *)row)[e];
@@ -229,16 +303,12 @@ static int count_row(Job *job, int64_t i, Scratch *scratch, int *nan) {
     int row_nan = 0;
     for (int64_t start = 0; start < n; start += BLOCK) {
         int64_t len = n - start < BLOCK ? n - start : BLOCK;
-        row_nan |= job->is_double ? block_bins_double((const double *)row + start, len, origin,
-                                                      scale, bins)
-                                  : block_bins_float((const float *)row + start, len,
-                                                     (float)origin, (float)scale, bins);
+        row_nan |= job->is_double ? kernels.bins_double((const double *)row + start, len,
+                                                        origin, scale, bins)
+                                  : kernels.bins_float((const float *)row + start, len,
+                                                       (float)origin, (float)scale, bins);
         /* Only entries at or below the last threshold's bin matter (branch-free compaction). */
-        int64_t n_kept = 0;
-        for (int64_t q = 0; q < len; q++) {
-            kept[n_kept] = (int32_t)q;
-            n_kept += bins[q] <= last_bin;
-        }
+        int64_t n_kept = kernels.compact(bins, len, last_bin, kept);
         for (int64_t k = 0; k < n_kept; k++) {
             int64_t q = kept[k];
             int32_t bucket = table[bins[q]];
@@ -331,15 +401,37 @@ static PyObject *count_before(PyObject *self, PyObject *args) {
     return PyBool_FromLong(job.nan_found);
 }
 
+static PyObject *select_kernels(PyObject *self, PyObject *args) {
+    const char *name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (strcmp(name, "auto") != 0 && strcmp(name, "portable") != 0) {
+        PyErr_Format(PyExc_ValueError, "select_kernels: expected 'auto' or 'portable', got %R",
+                     PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    return PyUnicode_FromString(choose_kernels(strcmp(name, "portable") == 0));
+}
+
 static PyMethodDef methods[] = {
     {"count_before", count_before, METH_VARARGS,
      "count_before(dist, is_double, n_rows, n_cols, row_stride, columns, selected, slots, count, "
      "served, threads) -> nan_found\n\nData pointers of CPU buffers that stay alive and unchanged "
      "during the call; see rareid.metrics._count_before_native."},
+    {"select_kernels", select_kernels, METH_VARARGS,
+     "select_kernels('auto' | 'portable') -> name of the kernels now in use ('avx2' or "
+     "'portable'). 'auto' (the default at import) takes the fastest this CPU runs; not to be "
+     "called while count_before runs."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_rankcount", "Exact rank counts for the Market-1501 evaluation (C).",
     -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__rankcount(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__rankcount(void) {
+#ifdef HAVE_AVX2_COPIES
+    init_pack_lanes();
+#endif
+    choose_kernels(0);
+    return PyModule_Create(&module);
+}

@@ -6,6 +6,7 @@ import shutil
 import sys
 import sysconfig
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +80,22 @@ def random_case(rng: np.random.Generator, kind: str):
 
 
 # ----------------------------------------------------------------------------- evaluate_rank
-@pytest.fixture(params=["native", "torch"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test on each counting implementation: the C extension and the torch passes."""
-    if request.param == "native":
-        if not metrics.native_counting_available():
-            pytest.skip("rareid._rankcount is not built (no C compiler at install)")
-    else:
+@pytest.fixture(params=["native", "native-portable", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Runs a test on each counting implementation: the C extension (with the kernels this CPU
+    picks, and with its portable ones) and the torch passes."""
+    if request.param == "torch":
         monkeypatch.setattr(metrics, "_rankcount", None)
-    return request.param
+        yield request.param
+        return
+    if not metrics.native_counting_available():
+        pytest.skip("rareid._rankcount is not built (no C compiler at install)")
+    if request.param == "native-portable":
+        assert metrics._rankcount.select_kernels("portable") == "portable"
+    try:
+        yield request.param
+    finally:
+        metrics._rankcount.select_kernels("auto")
 
 
 @pytest.mark.skipif(
@@ -99,6 +107,9 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_native_counting_is_built_where_a_compiler_exists() -> None:
     # The extension is optional at install: this catches a build that failed silently.
     assert metrics.native_counting_available()
+    assert metrics._rankcount.select_kernels("auto") in ("avx2", "portable")
+    with pytest.raises(ValueError, match="portable"):
+        metrics._rankcount.select_kernels("fastest")
     dist = torch.rand(3, 50)
     assert metrics._native_serves(dist)
     assert metrics._native_serves(dist.double()[:, 5:40])  # rows with a stride
