@@ -161,14 +161,20 @@ static int scratch_reserve(Scratch *s, int64_t m) {
 DEFINE_BINNING(float, float)
 DEFINE_BINNING(double, double)
 
-/* Positions (within the block) of the entries binned at most ``last``, in order; branch-free. */
-static int64_t compact_block(const int32_t *bins, int64_t n, int32_t last, int32_t *kept) {
-    int64_t n_kept = 0;
-    for (int64_t q = 0; q < n; q++) {
+/* Appends to ``kept`` (holding n_kept) the positions q in [from, n) of the block whose bin is
+ * at most ``last``, in order, branch-free; returns the new n_kept. */
+static int64_t compact_from(const int32_t *bins, int64_t from, int64_t n, int32_t last,
+                            int32_t *kept, int64_t n_kept) {
+    for (int64_t q = from; q < n; q++) {
         kept[n_kept] = (int32_t)q;
         n_kept += bins[q] <= last;
     }
     return n_kept;
+}
+
+/* Positions (within the block) of the entries binned at most ``last``, in order. */
+static int64_t compact_block(const int32_t *bins, int64_t n, int32_t last, int32_t *kept) {
+    return compact_from(bins, 0, n, last, kept, 0);
 }
 
 #ifdef HAVE_AVX2_COPIES
@@ -197,11 +203,7 @@ AVX2 static int64_t compact_block_avx2(const int32_t *bins, int64_t n, int32_t l
         n_kept += __builtin_popcount((unsigned)mask);
         positions = _mm256_add_epi32(positions, step);
     }
-    for (; q < n; q++) {
-        kept[n_kept] = (int32_t)q;
-        n_kept += bins[q] <= last;
-    }
-    return n_kept;
+    return compact_from(bins, q, n, last, kept, n_kept);
 }
 #endif
 
@@ -212,7 +214,7 @@ typedef struct {
 } Kernels;
 
 static const Kernels portable_kernels = {block_bins_float, block_bins_double, compact_block};
-static Kernels kernels = {block_bins_float, block_bins_double, compact_block};
+static Kernels kernels; /* set at import by choose_kernels */
 
 /* The fastest kernels this CPU runs, or the portable ones; returns the name of those chosen. */
 static const char *choose_kernels(int portable) {
@@ -385,9 +387,9 @@ static PyObject *count_before(PyObject *self, PyObject *args) {
                0,
                0,
                0};
-    long long rows_per_thread = (n_rows + ROWS_PER_TAKE - 1) / ROWS_PER_TAKE;
+    long long takes = (n_rows + ROWS_PER_TAKE - 1) / ROWS_PER_TAKE; /* no idle workers */
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > rows_per_thread) threads = (int)rows_per_thread;
+    if (threads > takes) threads = (int)takes;
     if (threads < 1) threads = 1;
     pthread_t ids[MAX_THREADS];
     int started = 0;
@@ -417,7 +419,7 @@ static PyMethodDef methods[] = {
     {"count_before", count_before, METH_VARARGS,
      "count_before(dist, is_double, n_rows, n_cols, row_stride, columns, selected, slots, count, "
      "served, threads) -> nan_found\n\nData pointers of CPU buffers that stay alive and unchanged "
-     "during the call; see rareid.metrics._count_before_native."},
+     "during the call; see rareid.metrics._count_by_native."},
     {"select_kernels", select_kernels, METH_VARARGS,
      "select_kernels('auto' | 'portable') -> name of the kernels now in use ('avx2' or "
      "'portable'). 'auto' (the default at import) takes the fastest this CPU runs; not to be "

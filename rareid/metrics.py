@@ -49,7 +49,7 @@ __all__ = [
 
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)
-#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (~1 M: the
+#: Elements (queries x gallery) handled per chunk when ``chunk_size`` is not given (0.5 M: the
 #: chunk's buffers stay in the last-level cache).
 _CHUNK_ELEMENTS = 1 << 19
 #: log2 of the histogram bins per query row of the counting method.
@@ -253,7 +253,7 @@ def _count_by_native(dist: Tensor, s_idx: Tensor, sel: Tensor, count: Tensor) ->
         dist.dtype == torch.float64,
         num_q,
         g,
-        max(dist.stride(0), g),
+        dist.stride(0),
         columns.data_ptr(),
         selected.data_ptr(),
         columns.shape[1],
@@ -514,7 +514,8 @@ def evaluate_rank(
     """Market-1501 evaluation of a (Q, G) distance matrix: (CMC of length ``max_rank``, mAP).
 
     Works on numpy arrays or tensors, on the distance matrix's device, chunked over queries
-    (``chunk_size`` queries at a time; default keeps a chunk around 1 M entries).
+    (``chunk_size`` queries at a time; default keeps a chunk around 0.5 M entries; the C path on
+    CPU works row by row and needs no chunks).
 
     ``max_rank`` larger than the gallery: unlike libraries that shrink ``max_rank`` to the
     gallery size, the CMC keeps length ``max_rank``; ranks beyond the number of candidates hold
