@@ -287,6 +287,120 @@ def build_eval_table(
     )
 
 
+@dataclass(frozen=True)
+class FitSplit:
+    """What ``fit`` uses: the training records (relabelled ``0..C-1``) and the validation set.
+
+    The validation identities are held out from the dataset's training split, so a model is
+    never selected on the test identities.
+    """
+
+    train: list[ImageRecord]
+    num_classes: int
+    #: Original identity of each training label.
+    train_ids: tuple[int, ...]
+    #: Held-out identities (original ids), sorted; empty when there is no validation.
+    val_ids: tuple[int, ...]
+    #: Query/gallery records of the validation MLR set, or None (no validation).
+    val: ReIDDataset | None
+
+
+def resolve_val_count(val_identities: int | float, eligible: int, total: int) -> int:
+    """Number of identities to hold out: a count, or a fraction of the ``total`` ids."""
+    if isinstance(val_identities, bool) or not isinstance(
+        val_identities, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(
+            f"val_identities: expected a count (int >= 0) or a fraction in [0, 1), "
+            f"got {val_identities!r}"
+        )
+    if isinstance(val_identities, (float, np.floating)):
+        fraction = float(val_identities)
+        if not 0 <= fraction < 1:
+            raise ValueError(
+                f"val_identities: a fraction must be in [0, 1), got {fraction}; "
+                "pass an integer for a count of identities"
+            )
+        count = 0 if fraction == 0 else max(1, round(fraction * total))
+    else:
+        count = int(val_identities)
+        if count < 0:
+            raise ValueError(f"val_identities: expected a count >= 0, got {count}")
+    if count == 0:
+        return 0
+    if count >= total:
+        raise ValueError(
+            f"val_identities: holding out {count} of the {total} training identities leaves "
+            "none to train on; lower val_identities (0 = no validation)"
+        )
+    if count > eligible:
+        raise ValueError(
+            f"val_identities: {count} validation identities requested but only {eligible} of "
+            f"the {total} training identities are seen by two or more cameras (the validation "
+            "queries come from one camera, the gallery from the others); lower "
+            "val_identities or set it to 0 for no validation"
+        )
+    return count
+
+
+def hold_out_validation(dataset: ReIDDataset, val_identities: int | float, seed: int) -> FitSplit:
+    """Hold out validation identities from ``dataset.train``, drawn by ``seed``.
+
+    Only identities seen by two or more cameras can be held out. For each of them the seed
+    picks one camera: its images are the validation queries (degraded like test queries),
+    the other cameras' images the HR gallery, so every query has a valid match in every
+    single-shot draw. The remaining training identities are relabelled ``0..C-1``.
+    """
+    by_label: dict[int, list[ImageRecord]] = {}
+    for record in dataset.train:
+        by_label.setdefault(record.pid, []).append(record)
+    labels = sorted(by_label)
+    original = dict(zip(labels, dataset.train_ids, strict=True)) if dataset.train_ids else {}
+    # Validation pids must be > 0 (pid <= 0 marks a gallery distractor).
+    ids = [original.get(label, label) for label in labels]
+    shift = 1 - min(ids) if ids and min(ids) <= 0 else 0
+    identity = {label: original.get(label, label) + shift for label in labels}
+    eligible = [label for label in labels if len({r.camid for r in by_label[label]}) > 1]
+    count = resolve_val_count(val_identities, len(eligible), len(labels))
+    rng = np.random.default_rng([seed, 0x5A1])
+    held = (
+        sorted(eligible[int(i)] for i in rng.choice(len(eligible), size=count, replace=False))
+        if count
+        else []
+    )
+    held_set = set(held)
+    kept = [label for label in labels if label not in held_set]
+    relabel = {label: new for new, label in enumerate(kept)}
+    train = [
+        ImageRecord(r.path, relabel[r.pid], r.camid) for r in dataset.train if r.pid in relabel
+    ]
+    val = None
+    if held:
+        query: list[ImageRecord] = []
+        gallery: list[ImageRecord] = []
+        for label in held:
+            records = by_label[label]
+            cameras = sorted({r.camid for r in records})
+            query_camera = cameras[int(rng.integers(len(cameras)))]
+            for r in records:
+                side = query if r.camid == query_camera else gallery
+                side.append(ImageRecord(r.path, identity[label], r.camid))
+        val = ReIDDataset(
+            name=f"{dataset.name} (validation)",
+            train=[],
+            query=query,
+            gallery=gallery,
+            num_classes=0,
+        )
+    return FitSplit(
+        train=train,
+        num_classes=len(kept),
+        train_ids=tuple(identity[label] - shift for label in kept),
+        val_ids=tuple(identity[label] - shift for label in held),
+        val=val,
+    )
+
+
 class EvalDataset(Dataset):
     """Evaluation rows -> dicts ``image``, ``level``, ``pid``, ``camid``, ``role``, ``trial``,
     ``gallery_trials``, ``index`` (CONTRACTS "Evaluation batch")."""
@@ -377,6 +491,9 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         eval_batch_size: batch size of validation / test / predict loaders.
         trials: number of evaluation trials of test / predict (at most 62).
+        val_identities: identities held out from the training split for validation (the
+            checkpoint is selected on them): a count, or a fraction of the training ids;
+            ``0`` = no validation. Drawn by ``seed``; see :func:`hold_out_validation`.
         val_trials: number of trials of validation.
         gallery_mode: "single" (one random HR image per identity per trial) or "multi".
         interpolation: downsampling interpolation of LR synthesis ("area", "linear", ...).
@@ -408,6 +525,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: int = 4,
         eval_batch_size: int = 64,
         trials: int = 10,
+        val_identities: int | float = 0.1,
         val_trials: int = 1,
         gallery_mode: str = "single",
         interpolation: str = "area",
@@ -473,6 +591,7 @@ class ReIDDataModule(L.LightningDataModule):
         if dataset_options is not None and not isinstance(dataset_options, dict):
             raise ValueError(f"dataset_options: expected a mapping, got {dataset_options!r}")
         self.seed = int(seed)
+        resolve_val_count(val_identities, eligible=1 << 62, total=1 << 62)  # type and sign
         # Normalisation constants are validated by building the transforms once.
         EvalTransform(self.input_size, mean, std, interpolation)
         self._eval_datasets: dict[str, EvalDataset] = {}
@@ -485,10 +604,20 @@ class ReIDDataModule(L.LightningDataModule):
         hp = self.hparams
         return build_dataset(hp.dataset, hp.root, **(hp.dataset_options or {}))
 
+    @cached_property
+    def fit_split(self) -> FitSplit:
+        """Training records and the validation set held out from them (never test ids)."""
+        return hold_out_validation(self.dataset, self.hparams.val_identities, self.seed)
+
     @property
     def num_classes(self) -> int:
-        """Number of training identities (for the classifier)."""
-        return self.dataset.num_classes
+        """Number of training identities left after the hold-out (for the classifier)."""
+        return self.fit_split.num_classes
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether ``fit`` runs a validation loop (``val_identities`` > 0)."""
+        return self.fit_split.val is not None
 
     @property
     def num_levels(self) -> int:
@@ -497,6 +626,11 @@ class ReIDDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ datasets
     def setup(self, stage: str | None = None) -> None:
         _ = self.dataset  # fail early on a missing / malformed dataset
+        if stage in (None, "fit", "validate"):
+            _ = self.fit_split
+        trainer = getattr(self, "trainer", None)
+        if stage == "fit" and trainer is not None and not self.has_validation:
+            trainer.limit_val_batches = 0  # no held-out identities: no validation loop
 
     def train_dataset(self) -> TrainDataset:
         if self._train_dataset is None:
@@ -513,7 +647,7 @@ class ReIDDataModule(L.LightningDataModule):
                 hr_rate=1.0 if naive is None else naive,
             )
             self._train_dataset = TrainDataset(
-                self.dataset.train, transform, seed=self.seed, level_rates=self.rates
+                self.fit_split.train, transform, seed=self.seed, level_rates=self.rates
             )
         return self._train_dataset
 
@@ -536,8 +670,17 @@ class ReIDDataModule(L.LightningDataModule):
         key = self._stage_key(stage)
         if key not in self._eval_datasets:
             hp = self.hparams
+            if key == "val":
+                source = self.fit_split.val
+                if source is None:
+                    raise ValueError(
+                        "val_identities=0: there is no validation set (hold out training "
+                        "identities with val_identities to validate)"
+                    )
+            else:
+                source = self.dataset
             table = build_eval_table(
-                self.dataset,
+                source,
                 self.rates,
                 self.eval_rates,
                 trials=self.val_trials if key == "val" else self.trials,
@@ -601,7 +744,10 @@ class ReIDDataModule(L.LightningDataModule):
             **self._loader_kwargs(),
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        # No held-out identities: an empty list makes Lightning skip the validation loop.
+        if not self.has_validation:
+            return []
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:

@@ -145,6 +145,9 @@ class ReIDDataset:
     #: True where queries are real low-resolution images (CAVIAR): their level is estimated
     #: from their size instead of being synthesised.
     query_is_lowres: bool = False
+    #: Original identity of each training label (``train_ids[label]``); empty when the
+    #: labels are the identities themselves (a hand-built dataset).
+    train_ids: tuple[int, ...] = ()
 
     def summary(self) -> str:
         """A small table of identities / images / cameras per split (for logs)."""
@@ -270,6 +273,7 @@ def _finalize(raw: _RawSplits, opts: dict[str, Any]) -> ReIDDataset:
         gallery=sorted(splits["gallery"], key=lambda r: r.path),
         num_classes=len(train_pids),
         query_is_lowres=raw.query_is_lowres,
+        train_ids=tuple(train_pids),
     )
     text = dataset.summary().replace(f"{raw.name}:", f"{raw.name} at {raw.source}:", 1)
     if raw.notes:

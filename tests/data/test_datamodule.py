@@ -37,7 +37,14 @@ def market_root(tmp_path_factory):
 
 def make_dm(root: str, **kwargs) -> ReIDDataModule:
     options = dict(
-        dataset="market1501", root=root, input_size=SIZE, p=2, k=4, num_workers=0, trials=3
+        dataset="market1501",
+        root=root,
+        input_size=SIZE,
+        p=2,
+        k=4,
+        num_workers=0,
+        trials=3,
+        val_identities=0,
     )
     options.update(kwargs)
     return ReIDDataModule(**options)
@@ -48,6 +55,8 @@ def test_num_classes_right_after_init(market_root):
     assert dm.num_classes == 4
     assert dm.eval_rates == (2.0, 3.0, 4.0)  # rates without 1
     assert dm.hparams.p == 2 and dm.hparams.gallery_mode == "single"
+    # the default holds out ~10 % of the training identities (at least one) for validation
+    assert make_dm(market_root, val_identities=0.1).num_classes == 3
 
 
 def test_train_batches(market_root):
@@ -93,12 +102,13 @@ def test_eval_dataset_roles_trials_levels(market_root):
     for trial in range(3):
         rows = np.flatnonzero(queries & (t.trial == trial))
         assert sorted(ds.path(i) for i in rows) == sorted({ds.path(i) for i in rows})
-    # validation uses val_trials
-    assert (dm.eval_dataset("validate").table.role == ROLE_QUERY).sum() == N_QUERY
+    # validation uses val_trials, on one held-out training identity (2 images per camera)
+    val = make_dm(market_root, val_identities=1).eval_dataset("validate").table
+    assert (val.role == ROLE_QUERY).sum() == 2 and set(val.trial[val.role == ROLE_QUERY]) == {0}
 
 
 def test_eval_batches(market_root):
-    dm = make_dm(market_root, eval_batch_size=16)
+    dm = make_dm(market_root, eval_batch_size=16, val_identities=1)
     loader = dm.test_dataloader()
     batches = list(loader)
     keys = {"image", "level", "pid", "camid", "role", "trial", "gallery_trials", "index"}
@@ -251,7 +261,7 @@ def test_directly_built_dataset(tmp_path):
     train = [ImageRecord(paths[i], i % 2, 0) for i in range(4)]
     query = [ImageRecord(paths[4], 7, 0)]
     gallery = [ImageRecord(paths[5], 7, 1), ImageRecord(paths[0], 0, 1)]
-    dm = ReIDDataModule(input_size=SIZE, p=2, k=2, num_workers=0, trials=2)
+    dm = ReIDDataModule(input_size=SIZE, p=2, k=2, num_workers=0, trials=2, val_identities=0)
     dm.dataset = ReIDDataset("hand", train, query, gallery, num_classes=2)
     assert dm.num_classes == 2
     assert next(iter(dm.train_dataloader()))["hr"].shape == (4, 3, *SIZE)
@@ -358,7 +368,7 @@ class Recorder(L.LightningModule):
 
 
 def test_lightning_fit_single_device(market_root):
-    dm = make_dm(market_root, p=2, k=2, val_trials=1)
+    dm = make_dm(market_root, p=2, k=2, val_trials=1, val_identities=1)
     model = Recorder()
     trainer = L.Trainer(
         accelerator="cpu",
