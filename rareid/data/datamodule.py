@@ -305,7 +305,9 @@ class FitSplit:
     val: ReIDDataset | None
 
 
-def resolve_val_count(val_identities: int | float, eligible: int, total: int) -> int:
+def resolve_val_count(
+    val_identities: int | float, eligible: int, total: int, lowres: bool = False
+) -> int:
     """Number of identities to hold out: a count, or a fraction of the ``total`` ids."""
     if isinstance(val_identities, bool) or not isinstance(
         val_identities, (int, float, np.integer, np.floating)
@@ -321,7 +323,7 @@ def resolve_val_count(val_identities: int | float, eligible: int, total: int) ->
                 f"val_identities: a fraction must be in [0, 1), got {fraction}; "
                 "pass an integer for a count of identities"
             )
-        count = 0 if fraction == 0 else max(1, round(fraction * total))
+        count = 0 if fraction == 0 else max(1, int(fraction * total + 0.5))
     else:
         count = int(val_identities)
         if count < 0:
@@ -332,6 +334,12 @@ def resolve_val_count(val_identities: int | float, eligible: int, total: int) ->
         raise ValueError(
             f"val_identities: holding out {count} of the {total} training identities leaves "
             "none to train on; lower val_identities (0 = no validation)"
+        )
+    if count > eligible and lowres:
+        raise ValueError(
+            f"val_identities: {count} validation identities requested but only {eligible} of "
+            f"the {total} training identities have real low-resolution images (the "
+            "validation queries); lower val_identities or set it to 0 for no validation"
         )
     if count > eligible:
         raise ValueError(
@@ -349,7 +357,10 @@ def hold_out_validation(dataset: ReIDDataset, val_identities: int | float, seed:
     Only identities seen by two or more cameras can be held out. For each of them the seed
     picks one camera: its images are the validation queries (degraded like test queries),
     the other cameras' images the HR gallery, so every query has a valid match in every
-    single-shot draw. The remaining training identities are relabelled ``0..C-1``.
+    single-shot draw. A dataset with real LR queries (CAVIAR) validates like its test
+    split: the held-out ids' real LR images (``train_lowres``) are the queries, their HR
+    training images the gallery. The remaining training identities are relabelled
+    ``0..C-1``.
     """
     by_label: dict[int, list[ImageRecord]] = {}
     for record in dataset.train:
@@ -360,8 +371,16 @@ def hold_out_validation(dataset: ReIDDataset, val_identities: int | float, seed:
     ids = [original.get(label, label) for label in labels]
     shift = 1 - min(ids) if ids and min(ids) <= 0 else 0
     identity = {label: original.get(label, label) + shift for label in labels}
-    eligible = [label for label in labels if len({r.camid for r in by_label[label]}) > 1]
-    count = resolve_val_count(val_identities, len(eligible), len(labels))
+    lowres: dict[int, list[ImageRecord]] = {}
+    for record in dataset.train_lowres:
+        lowres.setdefault(record.pid, []).append(record)
+    if dataset.query_is_lowres:  # real LR queries (CAVIAR): validate like the test split
+        eligible = [label for label in labels if label in lowres]
+    else:
+        eligible = [label for label in labels if len({r.camid for r in by_label[label]}) > 1]
+    count = resolve_val_count(
+        val_identities, len(eligible), len(labels), lowres=dataset.query_is_lowres
+    )
     rng = np.random.default_rng([seed, 0x5A1])
     held = (
         sorted(eligible[int(i)] for i in rng.choice(len(eligible), size=count, replace=False))
@@ -379,6 +398,12 @@ def hold_out_validation(dataset: ReIDDataset, val_identities: int | float, seed:
         query: list[ImageRecord] = []
         gallery: list[ImageRecord] = []
         for label in held:
+            if dataset.query_is_lowres:
+                query.extend(ImageRecord(r.path, identity[label], r.camid) for r in lowres[label])
+                gallery.extend(
+                    ImageRecord(r.path, identity[label], r.camid) for r in by_label[label]
+                )
+                continue
             records = by_label[label]
             cameras = sorted({r.camid for r in records})
             query_camera = cameras[int(rng.integers(len(cameras)))]
@@ -391,6 +416,7 @@ def hold_out_validation(dataset: ReIDDataset, val_identities: int | float, seed:
             query=query,
             gallery=gallery,
             num_classes=0,
+            query_is_lowres=dataset.query_is_lowres,
         )
     return FitSplit(
         train=train,

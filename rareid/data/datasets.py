@@ -148,6 +148,9 @@ class ReIDDataset:
     #: Original identity of each training label (``train_ids[label]``); empty when the
     #: labels are the identities themselves (a hand-built dataset).
     train_ids: tuple[int, ...] = ()
+    #: Real low-resolution images of training identities (CAVIAR's far camera), labelled
+    #: like ``train``. Never trained on: they are the validation queries of held-out ids.
+    train_lowres: list[ImageRecord] = field(default_factory=list)
 
     def summary(self) -> str:
         """A small table of identities / images / cameras per split (for logs)."""
@@ -251,6 +254,7 @@ class _RawSplits:
     gallery: list[ImageRecord]
     query_is_lowres: bool = False
     notes: list[str] = field(default_factory=list)
+    train_lowres: list[ImageRecord] = field(default_factory=list)
 
 
 def _finalize(raw: _RawSplits, opts: dict[str, Any]) -> ReIDDataset:
@@ -274,6 +278,10 @@ def _finalize(raw: _RawSplits, opts: dict[str, Any]) -> ReIDDataset:
         num_classes=len(train_pids),
         query_is_lowres=raw.query_is_lowres,
         train_ids=tuple(train_pids),
+        train_lowres=sorted(
+            (ImageRecord(r.path, relabel[r.pid], r.camid) for r in raw.train_lowres),
+            key=lambda r: r.path,
+        ),
     )
     text = dataset.summary().replace(f"{raw.name}:", f"{raw.name} at {raw.source}:", 1)
     if raw.notes:
@@ -606,10 +614,9 @@ def _read_cuhk03(root: Path, opts: dict[str, Any]) -> _RawSplits:
 
     An identity is (camera pair, person index); its id is ``campair * 1000 + pid`` (e.g.
     ``3042``). Views 1 and 2 of camera pair ``c`` are cameras ``2(c-1)`` and ``2(c-1)+1``.
-    Train = every image of the training identities. Query = gallery = every image of the
-    test identities: the evaluation draws the single-shot gallery per trial and removes
-    gallery images of the query's own identity and camera, so each query is matched
-    against the other view.
+    Train = every image of the training identities. MLR-CUHK03: per test identity the
+    queries are the images of one view (drawn by ``split_seed``), the gallery the other
+    view's images; the evaluation degrades the queries and draws a single-shot gallery.
     """
     kind = "labeled" if opts["cuhk03_labeled"] else "detected"
     display = f"CUHK03 ({kind})"
@@ -670,19 +677,52 @@ def _read_cuhk03(root: Path, opts: dict[str, Any]) -> _RawSplits:
         )
     test_ids = _draw_test_ids(ids, num_test, opts["split_seed"])
     train = [r for i in ids if i not in test_ids for r in by_identity[i]]
-    test = [r for i in ids if i in test_ids for r in by_identity[i]]
+    query, gallery, one_view = _split_views(
+        {i: by_identity[i] for i in sorted(test_ids)}, opts["split_seed"]
+    )
     notes.append(
         f"MLR split (split_seed={opts['split_seed']}): {len(ids) - num_test} train / "
-        f"{num_test} test identities; query = gallery = all test images"
+        f"{num_test} test identities; per test identity the queries are one camera view "
+        f"(drawn by split_seed), the gallery the other view"
     )
+    if one_view:
+        notes.append(
+            f"{one_view} test identities have images in one view only: gallery only, no query"
+        )
     return _RawSplits(
         name="cuhk03",
         source=images_dir,
         train=train,
-        query=list(test),
-        gallery=list(test),
+        query=query,
+        gallery=gallery,
         notes=notes,
     )
+
+
+def _split_views(
+    by_identity: dict[int, list[ImageRecord]], seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord], int]:
+    """MLR-CUHK03 query/gallery: per identity one view, drawn by ``seed``, gives the queries.
+
+    The other view's images form the gallery, so every query has a match from the other
+    camera. An identity seen in one view only goes to the gallery (counted, returned third).
+    """
+    rng = np.random.default_rng([seed, 1])
+    query: list[ImageRecord] = []
+    gallery: list[ImageRecord] = []
+    one_view = 0
+    for identity in sorted(by_identity):
+        records = by_identity[identity]
+        cameras = sorted({r.camid for r in records})
+        pick = int(rng.integers(2))  # drawn for every identity, so one does not shift the rest
+        if len(cameras) < 2:
+            one_view += 1
+            gallery.extend(records)
+            continue
+        query_camera = cameras[pick]
+        for r in records:
+            (query if r.camid == query_camera else gallery).append(r)
+    return query, gallery, one_view
 
 
 # --------------------------------------------------------------------------------------
@@ -699,9 +739,11 @@ def _read_caviar(root: Path, opts: dict[str, Any]) -> _RawSplits:
     Image ``<pid:04d><idx:03d>.jpg``: idx 1-10 come from the near camera (HR, camid 0),
     11-20 from the far camera (LR, camid 1). Only identities seen by both cameras are
     used (50 in the real dataset; the others are counted in the log). ``caviar_num_test``
-    of them (default 25) are test identities, drawn by ``split_seed``. Train = all images
-    of the training identities; query = far-camera images of the test identities (real
-    LR images, ``query_is_lowres=True``); gallery = their near-camera images.
+    of them (default 25) are test identities, drawn by ``split_seed``. Train = near-camera
+    images of the training identities (their LR views are synthesised like every other
+    dataset's; far-camera images are never trained on, they are kept in ``train_lowres``
+    for validation); query = far-camera images of the test identities (real LR images,
+    ``query_is_lowres=True``); gallery = their near-camera images.
     """
     _require_root(root, "CAVIAR4REID", _CAVIAR_HINT)
     folder = root / "CAVIARa"
@@ -744,7 +786,7 @@ def _read_caviar(root: Path, opts: dict[str, Any]) -> _RawSplits:
             f"identity; lower caviar_num_test"
         )
     test_ids = _draw_test_ids(both, num_test, opts["split_seed"])
-    train = [r for p in both if p not in test_ids for r in by_identity[p]]
+    train_all = [r for p in both if p not in test_ids for r in by_identity[p]]
     test = [r for p in both if p in test_ids for r in by_identity[p]]
     notes = [
         f"split (split_seed={opts['split_seed']}): {len(both) - num_test} train / {num_test} "
@@ -752,10 +794,15 @@ def _read_caviar(root: Path, opts: dict[str, Any]) -> _RawSplits:
     ]
     if single:
         notes.append(f"not used: {single} identities seen by one camera only (protocol)")
+    notes.append(
+        "training uses the near-camera (HR) images of the training identities; their "
+        "far-camera images serve only as validation queries of held-out identities"
+    )
     return _RawSplits(
         name="caviar",
         source=folder,
-        train=train,
+        train=[r for r in train_all if r.camid == 0],
+        train_lowres=[r for r in train_all if r.camid == 1],
         query=[r for r in test if r.camid == 1],
         gallery=[r for r in test if r.camid == 0],
         query_is_lowres=True,

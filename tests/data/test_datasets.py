@@ -334,7 +334,7 @@ def test_cuhk03_extraction_names_pixels_and_empties(cuhk) -> None:
     for name, rgb in expected.items():
         bgr = cv2.imread(str(images_dir / name), cv2.IMREAD_COLOR)
         np.testing.assert_array_equal(bgr[:, :, ::-1], rgb)  # (3, W, H) transposed back
-    assert len(ds.train) + len(ds.query) == len(expected)
+    assert len(ds.train) + len(ds.query) + len(ds.gallery) == len(expected)
     assert (images_dir / ".rareid_extracted.json").is_file()
 
 
@@ -346,7 +346,7 @@ def test_cuhk03_extracts_once(cuhk) -> None:
     ds = build_dataset("cuhk03", cuhk.root, cuhk03_num_test=4)
     after = {p.name: p.stat().st_mtime_ns for p in images_dir.iterdir()}
     assert before == after
-    assert len(ds.train) + len(ds.query) == len(cuhk.images["detected"])
+    assert len(ds.train) + len(ds.query) + len(ds.gallery) == len(cuhk.images["detected"])
 
 
 def test_cuhk03_incomplete_extraction_is_redone(cuhk) -> None:
@@ -377,20 +377,68 @@ def test_cuhk03_split_and_camids(cuhk) -> None:
     assert ds.num_classes == cuhk.num_identities - 4 == 12
     assert {r.pid for r in ds.train} == set(range(12))
     test_ids = {r.pid for r in ds.query}
-    assert len(test_ids) == 4
-    assert ds.query == ds.gallery  # every test image is both; evaluation draws the gallery
-    for r in ds.query:
+    assert len(test_ids) == 4 and {r.pid for r in ds.gallery} == test_ids
+    assert not {r.path for r in ds.query} & {r.path for r in ds.gallery}
+    for r in ds.query + ds.gallery:
         campair, pid, view, _ = (int(x) for x in Path(r.path).stem.split("_"))
         assert r.pid == campair * 1000 + pid
         assert r.camid == 2 * (campair - 1) + (view - 1)
     train_files = {tuple(Path(r.path).stem.split("_")[:2]) for r in ds.train}
-    test_files = {tuple(Path(r.path).stem.split("_")[:2]) for r in ds.query}
+    test_files = {tuple(Path(r.path).stem.split("_")[:2]) for r in ds.query + ds.gallery}
     assert not train_files & test_files
     assert len(train_files) == 12
     # Relabelled in sorted order of (campair, pid).
     order = sorted(train_files, key=lambda t: (int(t[0]), int(t[1])))
     for r in ds.train:
         assert order.index(tuple(Path(r.path).stem.split("_")[:2])) == r.pid
+
+
+def test_mlr_cuhk03_queries_one_view_gallery_the_other(cuhk) -> None:
+    """MLR-CUHK03: per test identity the queries come from one view, the gallery the other."""
+    ds = build_dataset("cuhk03", cuhk.root, cuhk03_num_test=6)
+    views = {}
+    for pid in {r.pid for r in ds.query}:
+        q_cams = {r.camid for r in ds.query if r.pid == pid}
+        g_cams = {r.camid for r in ds.gallery if r.pid == pid}
+        assert len(q_cams) == 1 and len(g_cams) == 1 and q_cams != g_cams
+        views[pid] = q_cams.pop() % 2  # 0: view 1, 1: view 2
+    assert set(views.values()) == {0, 1}  # the view is drawn per identity
+    test_files = {
+        r.path
+        for r in build_dataset("cuhk03", cuhk.root, cuhk03_num_test=6).query
+        + build_dataset("cuhk03", cuhk.root, cuhk03_num_test=6).gallery
+    }
+    assert test_files == {r.path for r in ds.query + ds.gallery}
+
+    def query_views(seed: int) -> tuple:
+        other = build_dataset("cuhk03", cuhk.root, cuhk03_num_test=6, split_seed=seed)
+        return tuple(sorted({(r.pid, r.camid) for r in other.query}))
+
+    assert query_views(3) == query_views(3)
+    assert len({query_views(s) for s in range(5)}) > 1
+
+
+def test_mlr_cuhk03_every_query_has_a_match_in_every_trial(cuhk) -> None:
+    from rareid.data.datamodule import ROLE_GALLERY, ROLE_QUERY, ReIDDataModule
+
+    dm = ReIDDataModule(
+        dataset="cuhk03",
+        root=str(cuhk.root),
+        dataset_options={"cuhk03_num_test": 5},
+        input_size=(32, 16),
+        trials=4,
+        val_identities=0,
+        num_workers=0,
+    )
+    table = dm.eval_dataset("test").table
+    queries = np.flatnonzero(table.role == ROLE_QUERY)
+    assert set(table.rate[queries].tolist()) <= {2.0, 3.0, 4.0}
+    gallery = table.role == ROLE_GALLERY
+    for row in queries:
+        trial = table.trial[row]
+        in_trial = gallery & ((table.gallery_trials >> trial) & 1 == 1)
+        valid = in_trial & (table.pid == table.pid[row]) & (table.camid != table.camid[row])
+        assert valid.sum() == 1  # single-shot, other view
 
 
 def test_cuhk03_split_seed(cuhk) -> None:
@@ -424,7 +472,7 @@ def test_cuhk03_pre_extracted_folder_without_mat(tmp_path: Path) -> None:
         for view, img in [(1, 1), (2, 6)]:
             write_image(folder / f"{campair}_{pid:03d}_{view}_{img:02d}.png", 16, 8, campair + pid)
     ds = build_dataset("cuhk", tmp_path, cuhk03_num_test=1)
-    assert len(ds.train) == 6 and len(ds.query) == 2
+    assert len(ds.train) == 6 and len(ds.query) == len(ds.gallery) == 1
     assert ds.num_classes == 3
     # The cuhk03 folder itself is accepted as root too.
     assert build_dataset("cuhk03", tmp_path / "cuhk03", cuhk03_num_test=1).train == ds.train
@@ -473,8 +521,13 @@ def test_caviar_protocol(caviar) -> None:
     assert ds.name == "caviar" and ds.query_is_lowres
     assert ds.num_classes == 4
     assert {r.pid for r in ds.train} == {0, 1, 2, 3}
-    assert {r.camid for r in ds.train} == {0, 1}  # train has both cameras
-    assert len(ds.train) == 4 * 6
+    # train: near-camera HR images only; far-camera images are kept apart (validation)
+    assert {r.camid for r in ds.train} == {0} and len(ds.train) == 4 * 3
+    assert {r.camid for r in ds.train_lowres} == {1} and len(ds.train_lowres) == 4 * 3
+    assert {r.pid for r in ds.train_lowres} == {0, 1, 2, 3}
+    train_ids = {int(Path(r.path).name[:4]) for r in ds.train}
+    assert train_ids == set(ds.train_ids)
+    assert {r.path for r in ds.train_lowres} == {str(p) for i in train_ids for p in caviar.far[i]}
     test_ids = {r.pid for r in ds.query}
     assert test_ids == {r.pid for r in ds.gallery}
     assert len(test_ids) == 4 and test_ids <= set(caviar.both_ids)

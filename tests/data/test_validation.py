@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pytest
@@ -163,3 +165,38 @@ def test_single_camera_identities_cannot_be_held_out(tmp_path):
     with pytest.raises(ValueError, match="two or more cameras"):
         make_dm(str(tmp_path), val_identities=1).fit_split  # noqa: B018
     assert np.isfinite(make_dm(str(tmp_path), val_identities=0).num_classes)
+
+
+def test_caviar_trains_on_near_camera_only_and_validates_on_real_lowres(tmp_path):
+    from tests.data.fixtures import write_caviar_tree
+
+    info = write_caviar_tree(
+        tmp_path, both_ids=range(1, 13), near_only_ids=(20,), far_only_ids=(21,)
+    )  # far images 24x12, near 64x32
+    far = {str(p) for paths in info.far.values() for p in paths}
+    dm = ReIDDataModule(
+        dataset="caviar",
+        root=str(tmp_path),
+        dataset_options={"caviar_num_test": 4},
+        input_size=SIZE,
+        p=2,
+        k=2,
+        num_workers=0,
+        trials=2,
+        val_identities=2,
+    )
+    train_paths = set(dm.train_dataset().paths)
+    assert train_paths and not train_paths & far  # far-camera images never enter training
+    assert dm.num_classes == 8 - 2
+    val = dm.eval_dataset("val")
+    table = val.table
+    queries = np.flatnonzero(table.role == ROLE_QUERY)
+    gallery = np.flatnonzero(table.role == ROLE_GALLERY)
+    assert {val.path(i) for i in queries} <= far  # real LR validation queries
+    assert not {val.path(i) for i in gallery} & far
+    assert not table.synthesize[queries].any()
+    np.testing.assert_allclose(table.rate[queries], 64 / 24)  # level estimated from height
+    held = {int(Path(val.path(i)).name[:4]) for i in queries}
+    assert held == set(dm.fit_split.val_ids) and len(held) == 2
+    test_ids = {r.pid for r in dm.dataset.query}
+    assert not held & test_ids and not set(dm.fit_split.train_ids) & test_ids
