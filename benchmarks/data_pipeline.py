@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rareid.data.datamodule import TrainDataset
-from rareid.data.datasets import ImageRecord
+from rareid.data.dataset import TrainDataset
+from rareid.data.readers import ImageRecord
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rareid.data.protocol import MAX_TRIALS, Role
 from rareid.levels import normalize_rates
 
 try:  # optional C accelerator, see the module docstring
@@ -767,11 +768,11 @@ class MLRMetric(Metric):
                 f"levels must be in 1..{self.num_levels} (rates {list(self.rates)}), got "
                 f"{int(lv.min())}..{int(lv.max())}"
             )
-        if n and not bool(((roles_t >= 0) & (roles_t <= 2)).all()):
+        if n and not bool(((roles_t >= min(Role)) & (roles_t <= max(Role))).all()):
             raise ValueError("roles must be 0 (gallery), 1 (MLR query) or 2 (HR query)")
-        q_trials = ints["trials"][roles_t == 1]
-        if q_trials.numel() and (int(q_trials.min()) < 0 or int(q_trials.max()) > 61):
-            raise ValueError("trial of an MLR query (role 1) must be in 0..61")
+        q_trials = ints["trials"][roles_t == Role.QUERY]
+        if q_trials.numel() and (int(q_trials.min()) < 0 or int(q_trials.max()) >= MAX_TRIALS):
+            raise ValueError(f"trial of an MLR query (role 1) must be in 0..{MAX_TRIALS - 1}")
         self.embeddings.append(embeddings.detach().float())
         for name, t in ints.items():
             getattr(self, name).append(t)
@@ -822,11 +823,11 @@ class MLRMetric(Metric):
         return s["embeddings"][s["rows"][mask]]
 
     def _trials(self, s: dict[str, Tensor]) -> list[int]:
-        q_trials = set(s["trials"][s["roles"] == 1].tolist())
+        q_trials = set(s["trials"][s["roles"] == Role.QUERY].tolist())
         bits = 0
-        for v in torch.unique(s["gallery_trials"][s["roles"] == 0]).tolist():
+        for v in torch.unique(s["gallery_trials"][s["roles"] == Role.GALLERY]).tolist():
             bits |= int(v)
-        g_trials = {t for t in range(62) if (bits >> t) & 1}
+        g_trials = {t for t in range(MAX_TRIALS) if (bits >> t) & 1}
         missing = sorted(q_trials - g_trials)
         if missing and g_trials:
             warnings.warn(
@@ -839,7 +840,7 @@ class MLRMetric(Metric):
         return sorted(g_trials)  # HR queries only
 
     def _gallery_mask(self, s: dict[str, Tensor], trial: int) -> Tensor:
-        return (s["roles"] == 0) & (((s["gallery_trials"] >> trial) & 1) == 1)
+        return (s["roles"] == Role.GALLERY) & (((s["gallery_trials"] >> trial) & 1) == 1)
 
     def _dist_levels(self, levels: Tensor) -> Tensor:
         return levels.clamp(max=len(self.split_sizes))
@@ -871,10 +872,10 @@ class MLRMetric(Metric):
                 per_trial.setdefault(f"{prefix}rank{r}", []).append(float(cmc[r - 1]))
             per_trial.setdefault(f"{prefix}mAP", []).append(mean_ap)
 
-        hr_mask = s["roles"] == 2
+        hr_mask = s["roles"] == Role.HR_QUERY
         for t in trials:
             g_mask = self._gallery_mask(s, t)
-            q_mask = ((s["roles"] == 1) & (s["trials"] == t)) | hr_mask
+            q_mask = ((s["roles"] == Role.QUERY) & (s["trials"] == t)) | hr_mask
             if not bool(g_mask.any()) or not bool(q_mask.any()):
                 continue
             dist = self._distances(s, q_mask, g_mask)
@@ -883,14 +884,14 @@ class MLRMetric(Metric):
             )
             role = s["roles"][q_mask]
             level = s["levels"][q_mask]
-            mlr = role == 1
+            mlr = role == Role.QUERY
             if bool(mlr.any()):
                 add("", first[mlr], ap[mlr])
                 for k in torch.unique(level[mlr]).tolist():
                     sel = mlr & (level == k)
                     add(f"level{k}/", first[sel], ap[sel])
-            if bool((role == 2).any()):
-                add("hr/", first[role == 2], ap[role == 2])
+            if bool((role == Role.HR_QUERY).any()):
+                add("hr/", first[role == Role.HR_QUERY], ap[role == Role.HR_QUERY])
 
         if not per_trial:
             warnings.warn(
@@ -970,8 +971,8 @@ class MLRMetric(Metric):
         trial's gallery — the picture of paper Fig. 5."""
         s = self._state()
         sel = (
-            ((s["roles"] == 1) & (s["trials"] == trial))
-            | (s["roles"] == 2)
+            ((s["roles"] == Role.QUERY) & (s["trials"] == trial))
+            | (s["roles"] == Role.HR_QUERY)
             | self._gallery_mask(s, trial)
         )
         return (

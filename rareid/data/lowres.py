@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
 from rareid.levels import normalize_rates
+
+#: Downsampling interpolation of LR synthesis (OpenCV's ``INTER_AREA`` by default).
+Interpolation = Literal["area", "linear", "cubic", "nearest", "lanczos"]
+
+#: How an unseen or estimated rate gets a known level (see :func:`assign_level`).
+LevelPolicy = Literal["nearest", "lower", "higher"]
 
 #: interpolation names accepted by :func:`degrade` -> OpenCV flags
 INTERPOLATIONS: dict[str, int] = {
@@ -34,7 +41,7 @@ INTERPOLATIONS: dict[str, int] = {
 }
 
 #: level assignment policies accepted by :func:`assign_level`
-LEVEL_POLICIES: tuple[str, ...] = ("nearest", "lower", "higher")
+LEVEL_POLICIES: tuple[str, ...] = get_args(LevelPolicy)
 
 # Relative tolerance for "this rate equals a known rate" and for log-scale ties, so that an
 # estimated rate such as 256 / 128.0000001 still lands on rate 2.

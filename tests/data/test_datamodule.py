@@ -11,14 +11,10 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
-from rareid.data.datamodule import (
-    ROLE_GALLERY,
-    ROLE_HR_QUERY,
-    ROLE_QUERY,
-    ReIDDataModule,
-)
-from rareid.data.datasets import ImageRecord, ReIDDataset
+from rareid.data.datamodule import ReIDDataModule
 from rareid.data.lowres import degrade
+from rareid.data.protocol import Role
+from rareid.data.readers import ImageRecord, ReIDSplits
 from rareid.levels import rate_to_level
 from tests.data.fixtures import write_caviar_tree, write_market_tree
 
@@ -89,9 +85,9 @@ def test_eval_dataset_roles_trials_levels(market_root):
     ds = dm.eval_dataset("test")
     t = ds.table
     assert len(ds) == N_GALLERY + 3 * N_QUERY + N_QUERY
-    assert (t.role == ROLE_GALLERY).sum() == N_GALLERY
-    assert (t.role == ROLE_HR_QUERY).sum() == N_QUERY
-    queries = t.role == ROLE_QUERY
+    assert (t.role == Role.GALLERY).sum() == N_GALLERY
+    assert (t.role == Role.HR_QUERY).sum() == N_QUERY
+    queries = t.role == Role.QUERY
     assert Counter(t.trial[queries].tolist()) == {0: N_QUERY, 1: N_QUERY, 2: N_QUERY}
     assert (t.trial[~queries] == -1).all()
     assert set(t.rate[queries].tolist()) <= {2.0, 3.0, 4.0}
@@ -104,7 +100,7 @@ def test_eval_dataset_roles_trials_levels(market_root):
         assert sorted(ds.path(i) for i in rows) == sorted({ds.path(i) for i in rows})
     # validation uses val_trials, on one held-out training identity (2 images per camera)
     val = make_dm(market_root, val_identities=1).eval_dataset("validate").table
-    assert (val.role == ROLE_QUERY).sum() == 2 and set(val.trial[val.role == ROLE_QUERY]) == {0}
+    assert (val.role == Role.QUERY).sum() == 2 and set(val.trial[val.role == Role.QUERY]) == {0}
 
 
 def test_eval_batches(market_root):
@@ -121,7 +117,7 @@ def test_eval_batches(market_root):
     assert index.tolist() == list(range(len(dm.eval_dataset("test"))))
     gallery_trials = torch.cat([b["gallery_trials"] for b in batches])
     role = torch.cat([b["role"] for b in batches])
-    assert (gallery_trials[role != ROLE_GALLERY] == 0).all()
+    assert (gallery_trials[role != Role.GALLERY] == 0).all()
     assert len(list(dm.predict_dataloader())) == len(batches)
     assert len(list(dm.val_dataloader())) >= 1
 
@@ -129,7 +125,7 @@ def test_eval_batches(market_root):
 def test_single_shot_gallery_bitmask(market_root):
     dm = make_dm(market_root, trials=5, gallery_mode="single")
     t = dm.eval_dataset("test").table
-    gallery = t.role == ROLE_GALLERY
+    gallery = t.role == Role.GALLERY
     bits, pids = t.gallery_trials[gallery], t.pid[gallery]
     draws = []
     for trial in range(5):
@@ -144,12 +140,12 @@ def test_single_shot_gallery_bitmask(market_root):
 
 def test_multi_shot_gallery_bitmask(market_root):
     t = make_dm(market_root, trials=4, gallery_mode="multi").eval_dataset("test").table
-    assert (t.gallery_trials[t.role == ROLE_GALLERY] == 0b1111).all()
+    assert (t.gallery_trials[t.role == Role.GALLERY] == 0b1111).all()
 
 
 def query_rows(dm, stage="test"):
     ds = dm.eval_dataset(stage)
-    rows = np.flatnonzero(ds.table.role == ROLE_QUERY)
+    rows = np.flatnonzero(ds.table.role == Role.QUERY)
     return ds, rows
 
 
@@ -172,13 +168,13 @@ def test_degraded_query_pixels_and_display_image(market_root):
     i = int(rows[0])
     info = dm.eval_sample_info("test", i)
     assert set(info) >= {"path", "role", "trial", "rate", "level", "pid", "camid"}
-    assert info["role"] == ROLE_QUERY and info["trial"] == 0 and info["pid"] in TEST_IDS
+    assert info["role"] == Role.QUERY and info["trial"] == 0 and info["pid"] in TEST_IDS
     native = cv2.cvtColor(cv2.imread(info["path"]), cv2.COLOR_BGR2RGB)
     shown = dm.load_eval_image("test", i)
     np.testing.assert_array_equal(shown, degrade(native, info["rate"]))
     assert shown.shape[0] == round(128 / info["rate"])
     gallery_info = dm.eval_sample_info("test", 0)
-    assert gallery_info["role"] == ROLE_GALLERY and gallery_info["level"] == 4
+    assert gallery_info["role"] == Role.GALLERY and gallery_info["level"] == 4
     assert dm.load_eval_image("test", 0).shape == (128, 64, 3)
     with pytest.raises(IndexError):
         dm.eval_sample_info("test", len(ds))
@@ -207,7 +203,7 @@ def test_train_randomness_seeded_without_workers(market_root):
 def test_unseen_eval_rates_get_assigned_levels(market_root):
     dm = make_dm(market_root, rates=[1, 2, 4, 8], eval_rates=[3, 6], level_policy="nearest")
     t = dm.eval_dataset("test").table
-    queries = t.role == ROLE_QUERY
+    queries = t.role == Role.QUERY
     for rate, level in zip(t.rate[queries], t.level[queries], strict=True):
         assert level == {3.0: 2, 6.0: 1}[rate]  # 3 -> 4 (level 2), 6 -> 8 (level 1)
     t = make_dm(market_root, rates=[1, 2, 4, 8], eval_rates=[3], level_policy="higher")
@@ -229,8 +225,8 @@ def test_caviar_real_lowres_queries(tmp_path):
     ds = dm.eval_dataset("test")
     t = ds.table
     n_query = len(dm.dataset.query)
-    assert (t.role == ROLE_HR_QUERY).sum() == 0  # no HR version of a real LR query
-    queries = np.flatnonzero(t.role == ROLE_QUERY)
+    assert (t.role == Role.HR_QUERY).sum() == 0  # no HR version of a real LR query
+    queries = np.flatnonzero(t.role == Role.QUERY)
     assert Counter(t.trial[queries].tolist()) == {0: n_query, 1: n_query}
     # reference height = median gallery height 64; 64 / 24 = 2.67 -> log-nearest rate 3 = level 2
     np.testing.assert_allclose(t.rate[queries], 64 / 24)
@@ -248,11 +244,11 @@ def test_caviar_real_lowres_queries(tmp_path):
         trials=1,
     )
     t96 = dm96.eval_dataset("test").table
-    assert (t96.level[t96.role == ROLE_QUERY] == 1).all()
+    assert (t96.level[t96.role == Role.QUERY] == 1).all()
 
 
 def test_directly_built_dataset(tmp_path):
-    """A ReIDDataset made by hand (no reader) works once assigned to ``dataset``."""
+    """A ReIDSplits made by hand (no reader) works once assigned to ``dataset``."""
     paths = []
     for i in range(6):
         path = tmp_path / f"{i}.png"
@@ -262,7 +258,7 @@ def test_directly_built_dataset(tmp_path):
     query = [ImageRecord(paths[4], 7, 0)]
     gallery = [ImageRecord(paths[5], 7, 1), ImageRecord(paths[0], 0, 1)]
     dm = ReIDDataModule(input_size=SIZE, p=2, k=2, num_workers=0, trials=2, val_identities=0)
-    dm.dataset = ReIDDataset("hand", train, query, gallery, num_classes=2)
+    dm.dataset = ReIDSplits("hand", train, query, gallery, num_classes=2)
     assert dm.num_classes == 2
     assert next(iter(dm.train_dataloader()))["hr"].shape == (4, 3, *SIZE)
     t = dm.eval_dataset("test").table
@@ -423,3 +419,18 @@ def test_naive_rate_degrades_both_views_queries_and_gallery(market_root):
     assert ds.load_image(int(gallery_rows[0])).shape[:2] == degrade(native, 3).shape[:2]
     with pytest.raises(ValueError, match="naive_rate"):
         make_dm(market_root, naive_rate=5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("gallery_mode", "few"), ("interpolation", "bicubic2"), ("level_policy", "closest")],
+)
+def test_string_options_are_literals_the_cli_validates(option, value):
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(ReIDDataModule, "data")
+    with pytest.raises(Exception, match=option):
+        parser.parse_args([f"--data.{option}", value])
+    good = {"gallery_mode": "multi", "interpolation": "cubic", "level_policy": "lower"}[option]
+    assert parser.parse_args([f"--data.{option}", good]).data[option] == good

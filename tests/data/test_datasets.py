@@ -12,13 +12,17 @@ import cv2
 import numpy as np
 import pytest
 
-from rareid.data import ImageRecord, ReIDDataset, build_dataset
-from rareid.data.datasets import (
+from rareid.data import ImageRecord, ReIDSplits, build_dataset
+from rareid.data.readers import (
     DATASET_NAMES,
     BadImageError,
+    DatasetFiles,
     DatasetFormatError,
     DatasetNotFoundError,
+    dataset_names,
     extract_cuhk03,
+    reader_options,
+    register_dataset,
 )
 from tests.data.fixtures import (
     MARKET_DIR,
@@ -50,9 +54,9 @@ def market(tmp_path: Path):
 
 
 def test_market_counts_pids_camids(market, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="rareid.data.datasets"):
+    with caplog.at_level(logging.INFO, logger="rareid.data.readers"):
         ds = build_dataset("market1501", market.root)
-    assert isinstance(ds, ReIDDataset) and ds.name == "market1501"
+    assert isinstance(ds, ReIDSplits) and ds.name == "market1501"
     assert not ds.query_is_lowres
     assert (len(ds.train), len(ds.query), len(ds.gallery)) == (24, 9, 20)
     assert ds.num_classes == 4
@@ -123,8 +127,9 @@ def test_market_missing_dataset_folder(tmp_path: Path) -> None:
         build_dataset("market1501", tmp_path)
     message = str(err.value)
     assert f"Market-1501 not found under {tmp_path}" in message
-    assert f"expected {tmp_path / MARKET_DIR / 'bounding_box_train'}" in message
-    assert "download" in message and "folder that contains bounding_box_train/" in message
+    # the query folder marks the dataset: a test-only copy needs no bounding_box_train/
+    assert f"expected {tmp_path / MARKET_DIR / 'query'}" in message
+    assert "download" in message and "folder that contains query/" in message
 
 
 def test_market_missing_query_folder(tmp_path: Path) -> None:
@@ -221,7 +226,7 @@ def test_duke_rejects_market_names(tmp_path: Path) -> None:
 
 
 def test_duke_not_found_message(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"expected .*DukeMTMC-reID.bounding_box_train"):
+    with pytest.raises(FileNotFoundError, match=r"expected .*DukeMTMC-reID.query"):
         build_dataset("dukemtmc", tmp_path)
 
 
@@ -275,7 +280,7 @@ def test_synthetic_reads_market_layout(tmp_path: Path, dirname: str | None) -> N
     ],
 )
 def test_name_aliases(alias: str, canonical: str) -> None:
-    from rareid.data.datasets import resolve_dataset_name
+    from rareid.data.readers import resolve_dataset_name
 
     assert resolve_dataset_name(alias) == canonical
     assert canonical in DATASET_NAMES
@@ -286,23 +291,53 @@ def test_unknown_name_lists_valid_names(tmp_path: Path) -> None:
         build_dataset("viper", tmp_path)
 
 
-def test_unknown_option_names_it(market) -> None:
+def test_unknown_option_names_it(market, tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"'split_sed'.*valid options are .*split_seed"):
-        build_dataset("market", market.root, split_sed=1)
+        build_dataset("cuhk03", tmp_path, split_sed=1)
 
 
-def test_bad_option_types(market) -> None:
+def test_bad_option_types(market, tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="split_seed must be an int"):
-        build_dataset("market", market.root, split_seed="0")
+        build_dataset("cuhk03", tmp_path, split_seed="0")
     with pytest.raises(TypeError, match="verify_images must be a bool"):
         build_dataset("market", market.root, verify_images="yes")
     with pytest.raises(ValueError, match="cuhk03_num_test must be >= 1"):
-        build_dataset("market", market.root, cuhk03_num_test=0)
+        build_dataset("cuhk03", tmp_path, cuhk03_num_test=0)
 
 
-def test_options_of_other_datasets_are_accepted(market) -> None:
-    ds = build_dataset("market", market.root, split_seed=3, cuhk03_labeled=True, caviar_num_test=5)
-    assert len(ds.train) == 24
+def test_options_of_other_datasets_are_rejected(market) -> None:
+    """Each reader declares its own options: CUHK03's options are an error for Market."""
+    for option, value in (("split_seed", 3), ("cuhk03_labeled", True), ("caviar_num_test", 5)):
+        with pytest.raises(TypeError, match=rf"'{option}' that dataset 'market1501' does not"):
+            build_dataset("market", market.root, **{option: value})
+    assert reader_options("cuhk03") == {
+        "split_seed": 0,
+        "cuhk03_labeled": False,
+        "cuhk03_num_test": 100,
+    }
+    assert reader_options("caviar") == {"split_seed": 0, "caviar_num_test": 25}
+    assert reader_options("market") == {}
+
+
+def test_register_dataset_from_user_code(market, tmp_path: Path) -> None:
+    """A user adds a reader with its own options; it is found by name and by alias."""
+    calls = []
+
+    def read_mine(root: Path, *, flip: bool = False) -> DatasetFiles:
+        calls.append((root, flip))
+        market_files = build_dataset("market", market.root)
+        train = [ImageRecord(r.path, r.pid + 1, r.camid) for r in market_files.train]
+        return DatasetFiles("mine", root, train, market_files.query, market_files.gallery)
+
+    register_dataset("mine-test", read_mine, aliases=("my-test-data",))
+    ds = build_dataset("My_Test_Data", tmp_path, flip=True)
+    assert isinstance(ds, ReIDSplits) and ds.name == "mine" and ds.num_classes == 4
+    assert calls == [(tmp_path, True)]
+    assert "minetest" in dataset_names()
+    with pytest.raises(TypeError, match="'flop'"):
+        build_dataset("mine-test", tmp_path, flop=True)
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("market", read_mine)
 
 
 def test_import_is_light() -> None:
@@ -419,7 +454,8 @@ def test_mlr_cuhk03_queries_one_view_gallery_the_other(cuhk) -> None:
 
 
 def test_mlr_cuhk03_every_query_has_a_match_in_every_trial(cuhk) -> None:
-    from rareid.data.datamodule import ROLE_GALLERY, ROLE_QUERY, ReIDDataModule
+    from rareid.data.datamodule import ReIDDataModule
+    from rareid.data.protocol import Role
 
     dm = ReIDDataModule(
         dataset="cuhk03",
@@ -431,9 +467,9 @@ def test_mlr_cuhk03_every_query_has_a_match_in_every_trial(cuhk) -> None:
         num_workers=0,
     )
     table = dm.eval_dataset("test").table
-    queries = np.flatnonzero(table.role == ROLE_QUERY)
+    queries = np.flatnonzero(table.role == Role.QUERY)
     assert set(table.rate[queries].tolist()) <= {2.0, 3.0, 4.0}
-    gallery = table.role == ROLE_GALLERY
+    gallery = table.role == Role.GALLERY
     for row in queries:
         trial = table.trial[row]
         in_trial = gallery & ((table.gallery_trials >> trial) & 1 == 1)
@@ -605,7 +641,7 @@ def test_verify_images_names_every_bad_file(market) -> None:
 
 def test_skip_bad_images(market, caplog) -> None:
     garbage, truncated = _corrupt(market)
-    with caplog.at_level(logging.WARNING, logger="rareid.data.datasets"):
+    with caplog.at_level(logging.WARNING, logger="rareid.data.readers"):
         ds = build_dataset("market", market.root, verify_images=True, skip_bad_images=True)
     assert "skipped 2 unreadable or corrupt image(s)" in caplog.text
     paths = {r.path for r in ds.train + ds.query + ds.gallery}

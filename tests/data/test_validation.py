@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import rareid.data.datamodule as datamodule_module
-from rareid.data.datamodule import ROLE_GALLERY, ROLE_QUERY, ReIDDataModule
+import rareid.data.dataset as dataset_module
+from rareid.data.datamodule import ReIDDataModule
+from rareid.data.protocol import Role
 from tests.data.fixtures import write_market_tree
 
 SIZE = (32, 16)
@@ -89,13 +90,13 @@ def test_fit_never_reads_a_test_image(root, monkeypatch):
     dm = make_dm(root, val_identities=4)
     test_paths = {r.path for r in dm.dataset.query + dm.dataset.gallery}
     read = []
-    original = datamodule_module.read_image
+    original = dataset_module.read_image
 
     def recording_read(path):
         read.append(str(path))
         return original(path)
 
-    monkeypatch.setattr(datamodule_module, "read_image", recording_read)
+    monkeypatch.setattr(dataset_module, "read_image", recording_read)
     model = fit(dm)
     assert read and not set(read) & test_paths
     assert model.val_batches > 0 and model.val_pids
@@ -119,8 +120,8 @@ def test_validation_set_is_an_mlr_set_split_by_camera(root):
     dm = make_dm(root, val_identities=0.25, val_trials=3)
     assert dm.has_validation and len(dm.fit_split.val_ids) == 5  # 25 % of 20
     table = dm.eval_dataset("val").table
-    queries = table.role == ROLE_QUERY
-    gallery = table.role == ROLE_GALLERY
+    queries = table.role == Role.QUERY
+    gallery = table.role == Role.GALLERY
     assert queries.any() and gallery.any()
     assert set(table.rate[queries].tolist()) <= {2.0, 3.0, 4.0}
     assert set(table.trial[queries].tolist()) == {0, 1, 2}
@@ -190,8 +191,8 @@ def test_caviar_trains_on_near_camera_only_and_validates_on_real_lowres(tmp_path
     assert dm.num_classes == 8 - 2
     val = dm.eval_dataset("val")
     table = val.table
-    queries = np.flatnonzero(table.role == ROLE_QUERY)
-    gallery = np.flatnonzero(table.role == ROLE_GALLERY)
+    queries = np.flatnonzero(table.role == Role.QUERY)
+    gallery = np.flatnonzero(table.role == Role.GALLERY)
     assert {val.path(i) for i in queries} <= far  # real LR validation queries
     assert not {val.path(i) for i in gallery} & far
     assert not table.synthesize[queries].any()
