@@ -22,6 +22,7 @@ from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
 from rareid.callbacks.writer import EmbeddingWriter
 from rareid.data.datamodule import ReIDDataModule
+from rareid.data.splitfile import splits_main
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 from rareid.runtime import cpu_malloc_wanted, keep_freed_memory
@@ -136,6 +137,8 @@ def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "synth":
         return synth_main(argv[1:])
+    if argv and argv[0] == "splits":
+        return splits_main(argv[1:])
     os.environ.setdefault("WANDB_SILENT", "true")
     return RAReIDCLI(
         RAReIDModule,

@@ -9,6 +9,7 @@ identities held out from the training split; test and predict on the dataset's t
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Any, get_args
 
@@ -28,7 +29,14 @@ from rareid.data.protocol import (
     resolve_val_count,
 )
 from rareid.data.readers import ReIDSplits, build_dataset, resolve_dataset_name
+from rareid.data.readers.base import verify_headers
 from rareid.data.samplers import PKSampler
+from rareid.data.splitfile import (
+    SplitFileError,
+    read_split_file,
+    split_document,
+    table_from_stage,
+)
 from rareid.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -84,6 +92,11 @@ class ReIDDataModule(L.LightningDataModule):
             gallery downsampled to it. ``None`` (default) is the normal MLR setting.
         padding: zero padding before the random crop of training views, in input pixels
             (paper: 10 at 256x128; scale it down with the input size).
+        split_file: a frozen split file (``rareid splits``): fit and test use its
+            train/validation/test identities and its evaluation sets instead of drawing them;
+            :attr:`split_hash` is its content hash.
+        verify_eval_images: check the header and end of every evaluation image (val/test)
+            before the first batch, so a truncated file stops the run naming it.
     """
 
     def __init__(
@@ -113,6 +126,8 @@ class ReIDDataModule(L.LightningDataModule):
         persistent_workers: bool | None = None,
         naive_rate: float | None = None,
         padding: int = 10,
+        split_file: str | None = None,
+        verify_eval_images: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -180,18 +195,73 @@ class ReIDDataModule(L.LightningDataModule):
         return build_dataset(hp.dataset, hp.root, **(hp.dataset_options or {}))
 
     @cached_property
+    def split_document(self) -> dict[str, Any] | None:
+        """The frozen split file's content (``split_file``), checked; None without one."""
+        if self.hparams.split_file is None:
+            return None
+        document = read_split_file(self.hparams.split_file)
+        rates = [float(r) for r in document["protocol"]["rates"]]
+        if rates != list(self.rates):
+            raise SplitFileError(
+                f"split_file: {self.hparams.split_file} gives levels for rates {rates}, but "
+                f"rates={list(self.rates)}; use the same rates or write a new split file"
+            )
+        return document
+
+    @property
+    def split_hash(self) -> str:
+        """Content hash of the evaluation split in use (of ``split_file`` when given)."""
+        document = self.split_document
+        return (document if document is not None else split_document(self))["sha256"]
+
+    def protocol_options(self) -> dict[str, Any]:
+        """The options that decide the evaluation sets (recorded in split files)."""
+        hp = self.hparams
+        return {
+            "dataset": resolve_dataset_name(hp.dataset),
+            "dataset_options": dict(hp.dataset_options or {}),
+            "seed": self.seed,
+            "rates": list(self.rates),
+            "eval_rates": list(self.eval_rates),
+            "trials": self.trials,
+            "val_trials": self.val_trials,
+            "val_identities": hp.val_identities,
+            "gallery_mode": hp.gallery_mode,
+            "level_policy": hp.level_policy,
+            "reference_height": hp.reference_height,
+            "hr_reference": hp.hr_reference,
+            "naive_rate": self.naive_rate,
+        }
+
+    @cached_property
     def fit_split(self) -> FitSplit:
         """Training records and the validation set held out from them (never test ids)."""
-        return hold_out_validation(self.dataset, self.hparams.val_identities, self.seed)
+        document = self.split_document
+        if document is None:
+            return hold_out_validation(self.dataset, self.hparams.val_identities, self.seed)
+        return hold_out_validation(
+            self.dataset,
+            len(document["val_ids"]),
+            self.seed,
+            held_ids=document["val_ids"],
+            train_ids=document["train_ids"],
+        )
 
     @property
     def num_classes(self) -> int:
-        """Number of training identities left after the hold-out (for the classifier)."""
+        """Number of training identities left after the hold-out (for the classifier).
+
+        0 for a dataset without a training split (it can be tested, not trained on).
+        """
+        if not self.dataset.train:
+            return 0
         return self.fit_split.num_classes
 
     @property
     def has_validation(self) -> bool:
         """Whether ``fit`` runs a validation loop (``val_identities`` > 0)."""
+        if self.split_document is not None:
+            return "val" in self.split_document["stages"]
         return self.fit_split.val is not None
 
     @property
@@ -245,27 +315,29 @@ class ReIDDataModule(L.LightningDataModule):
         key = self._stage_key(stage)
         if key not in self._eval_datasets:
             hp = self.hparams
-            if key == "val":
-                source = self.fit_split.val
-                if source is None:
-                    raise ValueError(
-                        "val_identities=0: there is no validation set (hold out training "
-                        "identities with val_identities to validate)"
-                    )
+            if key == "val" and not self.has_validation:
+                raise ValueError(
+                    "val_identities=0: there is no validation set (hold out training "
+                    "identities with val_identities to validate)"
+                )
+            if self.split_document is not None:
+                root = os.path.abspath(os.path.expanduser(hp.root))
+                table = table_from_stage(self.split_document["stages"][key], root)
             else:
-                source = self.dataset
-            table = build_eval_table(
-                source,
-                self.rates,
-                self.eval_rates,
-                trials=self.val_trials if key == "val" else self.trials,
-                gallery_mode=hp.gallery_mode,
-                seed=self.seed,
-                level_policy=hp.level_policy,
-                reference_height=hp.reference_height,
-                hr_reference=hp.hr_reference and self.naive_rate is None,
-                gallery_rate=1.0 if self.naive_rate is None else self.naive_rate,
-            )
+                table = build_eval_table(
+                    self.fit_split.val if key == "val" else self.dataset,
+                    self.rates,
+                    self.eval_rates,
+                    trials=self.val_trials if key == "val" else self.trials,
+                    gallery_mode=hp.gallery_mode,
+                    seed=self.seed,
+                    level_policy=hp.level_policy,
+                    reference_height=hp.reference_height,
+                    hr_reference=hp.hr_reference and self.naive_rate is None,
+                    gallery_rate=1.0 if self.naive_rate is None else self.naive_rate,
+                )
+            if hp.verify_eval_images:
+                verify_headers(table.paths, f"{hp.dataset} {key} images")
             transform = EvalTransform(self.input_size, hp.mean, hp.std, hp.interpolation)
             self._eval_datasets[key] = EvalDataset(table, transform)
         return self._eval_datasets[key]

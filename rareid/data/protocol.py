@@ -276,7 +276,13 @@ def resolve_val_count(
     return count
 
 
-def hold_out_validation(dataset: ReIDSplits, val_identities: int | float, seed: int) -> FitSplit:
+def hold_out_validation(
+    dataset: ReIDSplits,
+    val_identities: int | float,
+    seed: int,
+    held_ids: Sequence[int] | None = None,
+    train_ids: Sequence[int] | None = None,
+) -> FitSplit:
     """Hold out validation identities from ``dataset.train``, drawn by ``seed``.
 
     Only identities seen by two or more cameras can be held out. For each of them the seed
@@ -285,12 +291,18 @@ def hold_out_validation(dataset: ReIDSplits, val_identities: int | float, seed: 
     single-shot draw. A dataset with real LR queries (CAVIAR) validates like its test
     split: the held-out ids' real LR images (``train_lowres``) are the queries, their HR
     training images the gallery. The remaining training identities are relabelled
-    ``0..C-1``.
+    ``0..C-1``. ``held_ids`` and ``train_ids`` (original ids, from a split file) fix the
+    hold-out instead of drawing it; they must cover the training split exactly.
     """
     by_label: dict[int, list[ImageRecord]] = {}
     for record in dataset.train:
         by_label.setdefault(record.pid, []).append(record)
     labels = sorted(by_label)
+    if not labels:
+        raise ValueError(
+            f"dataset {dataset.name} has no training images: it can be tested, not trained "
+            "on (fit needs a training split)"
+        )
     original = dict(zip(labels, dataset.train_ids, strict=True)) if dataset.train_ids else {}
     # Validation pids must be > 0 (pid <= 0 marks a gallery distractor).
     ids = [original.get(label, label) for label in labels]
@@ -303,15 +315,23 @@ def hold_out_validation(dataset: ReIDSplits, val_identities: int | float, seed: 
         eligible = [label for label in labels if label in lowres]
     else:
         eligible = [label for label in labels if len({r.camid for r in by_label[label]}) > 1]
-    count = resolve_val_count(
-        val_identities, len(eligible), len(labels), lowres=dataset.query_is_lowres
-    )
     rng = np.random.default_rng([seed, 0x5A1])
-    held = (
-        sorted(eligible[int(i)] for i in rng.choice(len(eligible), size=count, replace=False))
-        if count
-        else []
-    )
+    if held_ids is not None:
+        by_original = {original.get(label, label): label for label in labels}
+        fixed = set(held_ids) | set(train_ids or ())
+        if fixed != set(by_original):
+            raise ValueError(
+                f"split_file: its {len(fixed)} train/validation identities differ from the "
+                f"{len(by_original)} training identities of dataset {dataset.name} (other "
+                "dataset, split_seed or version?); write the split file again"
+            )
+        held = sorted(by_original[pid] for pid in held_ids)
+    else:
+        count = resolve_val_count(
+            val_identities, len(eligible), len(labels), lowres=dataset.query_is_lowres
+        )
+        chosen = rng.choice(len(eligible), size=count, replace=False) if count else []
+        held = sorted(eligible[int(i)] for i in chosen)
     held_set = set(held)
     kept = [label for label in labels if label not in held_set]
     relabel = {label: new for new, label in enumerate(kept)}
