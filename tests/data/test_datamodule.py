@@ -14,7 +14,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.lowres import degrade
 from rareid.data.protocol import Role
-from rareid.data.readers import ImageRecord, ReIDSplits
+from rareid.data.readers import BadImageError, ImageRecord, ReIDSplits
 from rareid.levels import rate_to_level
 from tests.data.fixtures import write_caviar_tree, write_market_tree
 
@@ -276,6 +276,32 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     gallery = info.gallery[0]
     gallery.write_bytes(b"")
     with pytest.raises(OSError, match=gallery.name):
+        list(make_dm(str(tmp_path), verify_eval_images=False).test_dataloader())
+
+
+def test_eval_images_are_header_checked_before_the_first_batch(tmp_path):
+    info = write_market_tree(tmp_path, extras=False)
+    truncated = info.gallery[1]
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    empty = info.query[0]
+    empty.write_bytes(b"")
+    dm = make_dm(str(tmp_path))
+    with pytest.raises(BadImageError, match="2 unreadable or truncated") as err:
+        dm.test_dataloader()
+    assert f"{truncated}: truncated JPEG" in str(err.value)
+    assert f"{empty}: empty file" in str(err.value)
+    # fit never reads the test split: its images are not checked there
+    assert make_dm(str(tmp_path), val_identities=1).val_dataloader() is not None
+
+
+def test_decode_failure_in_a_worker_names_the_file_and_stops(tmp_path):
+    info = write_market_tree(tmp_path, extras=False)
+    bad = info.gallery[2]
+    # passes the header check (JPEG start and end markers) but cannot be decoded
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")
+    dm = make_dm(str(tmp_path), num_workers=1)
+    with pytest.raises(Exception, match=bad.name):
         list(dm.test_dataloader())
 
 
