@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import Any, get_args
 
 import lightning as L
@@ -345,6 +346,22 @@ class ReIDDataModule(L.LightningDataModule):
     def eval_sample_info(self, stage: str, index: int) -> dict[str, Any]:
         """path, role, trial, rate, level, pid, camid (and more) of evaluation row ``index``."""
         return self.eval_dataset(stage).info(index)
+
+    def describe_rows(self, stage: str, indices: list[int]) -> dict[str, Any]:
+        """``path`` (relative to ``root``) and ``rate`` of evaluation rows, for predict output."""
+        dataset = self.eval_dataset(stage)
+        root = os.path.abspath(os.path.expanduser(self.hparams.root))
+        rows = np.asarray(indices, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(dataset)):
+            raise IndexError(f"row indices must be in 0..{len(dataset) - 1}")
+        table = dataset.table
+        return {
+            "path": [
+                Path(os.path.relpath(table.paths[int(table.path_index[i])], root)).as_posix()
+                for i in rows
+            ],
+            "rate": table.rate[rows].copy(),
+        }
 
     def load_eval_image(self, stage: str, index: int) -> np.ndarray:
         """uint8 HxWx3 RGB image of row ``index`` as displayed (degraded queries at LR size)."""
