@@ -294,67 +294,65 @@ def hold_out_validation(
     ``0..C-1``. ``held_ids`` and ``train_ids`` (original ids, from a split file) fix the
     hold-out instead of drawing it; they must cover the training split exactly.
     """
-    by_label: dict[int, list[ImageRecord]] = {}
-    for record in dataset.train:
-        by_label.setdefault(record.pid, []).append(record)
+    by_label = _group_by_pid(dataset.train)
     labels = sorted(by_label)
     if not labels:
         raise ValueError(
             f"dataset {dataset.name} has no training images: it can be tested, not trained "
             "on (fit needs a training split)"
         )
-    original = dict(zip(labels, dataset.train_ids, strict=True)) if dataset.train_ids else {}
+    if dataset.train_ids:
+        original_id = dict(zip(labels, dataset.train_ids, strict=True))
+    else:
+        original_id = {label: label for label in labels}
     # Validation pids must be > 0 (pid <= 0 marks a gallery distractor).
-    ids = [original.get(label, label) for label in labels]
-    shift = 1 - min(ids) if ids and min(ids) <= 0 else 0
-    identity = {label: original.get(label, label) + shift for label in labels}
-    lowres: dict[int, list[ImageRecord]] = {}
-    for record in dataset.train_lowres:
-        lowres.setdefault(record.pid, []).append(record)
+    shift = max(0, 1 - min(original_id.values()))
+    lowres = _group_by_pid(dataset.train_lowres)
     if dataset.query_is_lowres:  # real LR queries (CAVIAR): validate like the test split
         eligible = [label for label in labels if label in lowres]
     else:
-        eligible = [label for label in labels if len({r.camid for r in by_label[label]}) > 1]
+        eligible = [label for label in labels if len({rec.camid for rec in by_label[label]}) > 1]
     rng = np.random.default_rng([seed, 0x5A1])
     if held_ids is not None:
-        by_original = {original.get(label, label): label for label in labels}
+        label_of = {pid: label for label, pid in original_id.items()}
         fixed = set(held_ids) | set(train_ids or ())
-        if fixed != set(by_original):
+        if fixed != set(label_of):
             raise ValueError(
                 f"split_file: its {len(fixed)} train/validation identities differ from the "
-                f"{len(by_original)} training identities of dataset {dataset.name} (other "
+                f"{len(label_of)} training identities of dataset {dataset.name} (other "
                 "dataset, split_seed or version?); write the split file again"
             )
-        held = sorted(by_original[pid] for pid in held_ids)
+        held = sorted(label_of[pid] for pid in held_ids)
     else:
         count = resolve_val_count(
             val_identities, len(eligible), len(labels), lowres=dataset.query_is_lowres
         )
         chosen = rng.choice(len(eligible), size=count, replace=False) if count else []
-        held = sorted(eligible[int(i)] for i in chosen)
+        held = sorted(eligible[int(position)] for position in chosen)
     held_set = set(held)
     kept = [label for label in labels if label not in held_set]
     relabel = {label: new for new, label in enumerate(kept)}
     train = [
-        ImageRecord(r.path, relabel[r.pid], r.camid) for r in dataset.train if r.pid in relabel
+        ImageRecord(rec.path, relabel[rec.pid], rec.camid)
+        for rec in dataset.train
+        if rec.pid in relabel
     ]
     val = None
     if held:
         query: list[ImageRecord] = []
         gallery: list[ImageRecord] = []
         for label in held:
+            pid = original_id[label] + shift
             if dataset.query_is_lowres:
-                query.extend(ImageRecord(r.path, identity[label], r.camid) for r in lowres[label])
-                gallery.extend(
-                    ImageRecord(r.path, identity[label], r.camid) for r in by_label[label]
-                )
-                continue
-            records = by_label[label]
-            cameras = sorted({r.camid for r in records})
-            query_camera = cameras[int(rng.integers(len(cameras)))]
-            for r in records:
-                side = query if r.camid == query_camera else gallery
-                side.append(ImageRecord(r.path, identity[label], r.camid))
+                query_records = lowres.get(label, [])
+                gallery_records = by_label[label]
+            else:
+                cameras = sorted({rec.camid for rec in by_label[label]})
+                query_camera = cameras[int(rng.integers(len(cameras)))]
+                query_records = [rec for rec in by_label[label] if rec.camid == query_camera]
+                gallery_records = [rec for rec in by_label[label] if rec.camid != query_camera]
+            query.extend(ImageRecord(rec.path, pid, rec.camid) for rec in query_records)
+            gallery.extend(ImageRecord(rec.path, pid, rec.camid) for rec in gallery_records)
         val = ReIDSplits(
             name=f"{dataset.name} (validation)",
             train=[],
@@ -366,7 +364,14 @@ def hold_out_validation(
     return FitSplit(
         train=train,
         num_classes=len(kept),
-        train_ids=tuple(identity[label] - shift for label in kept),
-        val_ids=tuple(identity[label] - shift for label in held),
+        train_ids=tuple(original_id[label] for label in kept),
+        val_ids=tuple(original_id[label] for label in held),
         val=val,
     )
+
+
+def _group_by_pid(records: Sequence[ImageRecord]) -> dict[int, list[ImageRecord]]:
+    groups: dict[int, list[ImageRecord]] = {}
+    for record in records:
+        groups.setdefault(record.pid, []).append(record)
+    return groups

@@ -89,7 +89,7 @@ def stage_from_table(table: EvalTable, root: str) -> dict[str, Any]:
         entry = _entry(table, row, root)
         if role == Role.GALLERY:
             bits = int(table.gallery_trials[row])
-            entry["trials"] = [t for t in range(MAX_TRIALS) if (bits >> t) & 1]
+            entry["trials"] = [trial for trial in range(MAX_TRIALS) if (bits >> trial) & 1]
             gallery.append(entry)
         elif role == Role.QUERY:
             trials.setdefault(int(table.trial[row]), []).append(entry)
@@ -98,7 +98,7 @@ def stage_from_table(table: EvalTable, root: str) -> dict[str, Any]:
     count = max(trials, default=-1) + 1
     return {
         "gallery": gallery,
-        "trials": [trials.get(t, []) for t in range(count)],
+        "trials": [trials.get(trial, []) for trial in range(count)],
         "hr_queries": hr_queries,
     }
 
@@ -108,11 +108,11 @@ def table_from_stage(stage: dict[str, Any], root: str) -> EvalTable:
     rows: list[tuple[dict[str, Any], Role, int, int]] = []
     for entry in stage["gallery"]:
         bits = 0
-        for t in entry["trials"]:
-            bits |= 1 << int(t)
+        for trial in entry["trials"]:
+            bits |= 1 << int(trial)
         rows.append((entry, Role.GALLERY, -1, bits))
-    for t, queries in enumerate(stage["trials"]):
-        rows.extend((entry, Role.QUERY, t, 0) for entry in queries)
+    for trial, queries in enumerate(stage["trials"]):
+        rows.extend((entry, Role.QUERY, trial, 0) for entry in queries)
     rows.extend((entry, Role.HR_QUERY, -1, 0) for entry in stage["hr_queries"])
     paths: list[str] = []
     index: dict[str, int] = {}
@@ -129,14 +129,14 @@ def table_from_stage(stage: dict[str, Any], root: str) -> EvalTable:
     return EvalTable(
         paths=paths,
         path_index=column(path_index, np.int64),
-        pid=column([e["pid"] for e, *_ in rows], np.int64),
-        camid=column([e["camid"] for e, *_ in rows], np.int64),
+        pid=column([entry["pid"] for entry, *_ in rows], np.int64),
+        camid=column([entry["camid"] for entry, *_ in rows], np.int64),
         role=column([int(role) for _, role, _, _ in rows], np.int64),
-        trial=column([t for _, _, t, _ in rows], np.int64),
-        rate=column([e["rate"] for e, *_ in rows], np.float64),
-        level=column([e["level"] for e, *_ in rows], np.int64),
+        trial=column([trial for _, _, trial, _ in rows], np.int64),
+        rate=column([entry["rate"] for entry, *_ in rows], np.float64),
+        level=column([entry["level"] for entry, *_ in rows], np.int64),
         gallery_trials=column([bits for *_, bits in rows], np.int64),
-        synthesize=column([e["synthesize"] for e, *_ in rows], bool),
+        synthesize=column([entry["synthesize"] for entry, *_ in rows], bool),
     )
 
 
@@ -148,9 +148,10 @@ def split_document(datamodule: ReIDDataModule) -> dict[str, Any]:
     stages = {"test": stage_from_table(datamodule.eval_dataset("test").table, root)}
     if datamodule.has_validation:
         stages["val"] = stage_from_table(datamodule.eval_dataset("val").table, root)
+    test = stages["test"]
     test_ids = sorted(
-        {e["pid"] for e in stages["test"]["gallery"] if e["pid"] > 0}
-        | {e["pid"] for trial in stages["test"]["trials"] for e in trial}
+        {entry["pid"] for entry in test["gallery"] if entry["pid"] > 0}
+        | {entry["pid"] for queries in test["trials"] for entry in queries}
     )
     document: dict[str, Any] = {
         "format": FORMAT,

@@ -19,8 +19,6 @@ from rareid.data.readers.base import (
 __all__ = ["read_caviar"]
 
 _CAVIAR_RE = re.compile(r"(?P<pid>\d{4})(?P<idx>\d{3})")
-
-
 _CAVIAR_HINT = "download CAVIAR4REID and extract it so that the images are in <root>/CAVIARa/"
 
 

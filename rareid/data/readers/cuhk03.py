@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,11 +31,7 @@ __all__ = ["extract_cuhk03", "read_cuhk03"]
 logger = logging.getLogger(__name__)
 
 _CUHK03_MARKER = ".rareid_extracted.json"
-
-
 _CUHK03_RE = re.compile(r"(?P<campair>\d+)_(?P<pid>\d+)_(?P<view>[12])_(?P<img>\d+)")
-
-
 _CUHK03_HINT = (
     "download cuhk03_release.zip and extract it so that the file is "
     "<root>/cuhk03/cuhk03_release/cuhk-03.mat"
@@ -48,7 +45,9 @@ def _is_empty_cell(shape: tuple[int, ...]) -> bool:
 
 
 def extract_cuhk03(
-    mat_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], kind: str
+    mat_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    kind: Literal["detected", "labeled"],
 ) -> int:
     """Write every ``kind`` ("detected"/"labeled") image of ``cuhk-03.mat`` as a PNG.
 

@@ -31,11 +31,13 @@ from rareid.data.readers.base import (
     require_root,
 )
 
-__all__ = ["LAYOUTS", "FolderLayoutReader"]
+__all__ = ["LAYOUTS", "FolderLayout", "FolderLayoutReader"]
 
 
 @dataclass(frozen=True)
-class _FolderLayout:
+class FolderLayout:
+    """Where a Market-style dataset keeps its split folders and how its files are named."""
+
     display: str
     subdirs: tuple[str, ...]  # candidate dataset folders under root; root itself is tried last
     train: str
@@ -48,16 +50,12 @@ class _FolderLayout:
 
 
 _MARKET_RE = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)")
-
-
 _DUKE_RE = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)_f(?P<frame>\d+)")
-
-
 _FOLDER_RE = re.compile(r"(?P<pid>-?\d+)_c(?P<cam>\d+)(?:[s_].*)?")
 
 
-LAYOUTS: dict[str, _FolderLayout] = {
-    "market1501": _FolderLayout(
+LAYOUTS: dict[str, FolderLayout] = {
+    "market1501": FolderLayout(
         display="Market-1501",
         subdirs=("Market-1501-v15.09.15", "market1501", "Market-1501"),
         train="bounding_box_train",
@@ -68,7 +66,7 @@ LAYOUTS: dict[str, _FolderLayout] = {
         pattern_text="<pid>_c<cam>s<seq>_<frame>_<box>.jpg",
         download_hint="download Market-1501-v15.09.15.zip and extract it there",
     ),
-    "dukemtmc": _FolderLayout(
+    "dukemtmc": FolderLayout(
         display="DukeMTMC-reID",
         subdirs=("DukeMTMC-reID", "dukemtmc-reid", "dukemtmc"),
         train="bounding_box_train",
@@ -79,7 +77,7 @@ LAYOUTS: dict[str, _FolderLayout] = {
         pattern_text="<pid>_c<cam>_f<frame>.jpg",
         download_hint="download DukeMTMC-reID.zip and extract it there",
     ),
-    "folder": _FolderLayout(
+    "folder": FolderLayout(
         display="folder dataset",
         subdirs=(),
         train="train",
@@ -90,7 +88,7 @@ LAYOUTS: dict[str, _FolderLayout] = {
         pattern_text="<pid>_c<cam>[s<seq>_<frame>_<box> or _<anything>].<ext>",
         download_hint="put your images in train/, query/ and gallery/ with Market-1501 names",
     ),
-    "synthetic": _FolderLayout(
+    "synthetic": FolderLayout(
         display="synthetic",
         subdirs=("synthetic",),
         train="bounding_box_train",
@@ -104,7 +102,7 @@ LAYOUTS: dict[str, _FolderLayout] = {
 }
 
 
-def _find_layout_base(root: Path, layout: _FolderLayout) -> Path:
+def _find_layout_base(root: Path, layout: FolderLayout) -> Path:
     """The folder that holds the split folders: a named sub-folder, or root itself.
 
     It is recognised by its training or its query folder (a test-only copy has no
@@ -126,7 +124,7 @@ def _find_layout_base(root: Path, layout: _FolderLayout) -> Path:
 
 def _parse_folder(
     folder: Path,
-    layout: _FolderLayout,
+    layout: FolderLayout,
     split: str,
     *,
     allow_distractors: bool,
