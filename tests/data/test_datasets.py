@@ -653,3 +653,20 @@ def test_verify_clean_dataset_passes(market) -> None:
     assert build_dataset("market", market.root, verify_images=True) == build_dataset(
         "market", market.root
     )
+
+
+def test_shipped_configs_use_only_their_readers_options() -> None:
+    import yaml
+
+    from rareid.data.readers import COMMON_OPTIONS
+
+    configs = sorted((Path(__file__).parents[2] / "conf").rglob("*.yaml"))
+    checked = 0
+    for config in configs:
+        data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+        if "dataset" not in data:
+            continue
+        allowed = set(reader_options(data["dataset"])) | set(COMMON_OPTIONS)
+        assert set(data.get("dataset_options") or {}) <= allowed, config
+        checked += 1
+    assert checked >= 10
