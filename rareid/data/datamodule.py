@@ -388,14 +388,23 @@ class ReIDDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
         num_replicas, rank = self._distributed()
-        sampler = PKSampler(
-            dataset.pids.tolist(),
-            self.p,
-            self.k,
-            seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
+        try:
+            sampler = PKSampler(
+                dataset.pids.tolist(),
+                self.p,
+                self.k,
+                seed=self.seed,
+                num_replicas=num_replicas,
+                rank=rank,
+            )
+        except ValueError as err:
+            held = len(self.fit_split.val_ids)
+            if not held:
+                raise
+            raise ValueError(
+                f"{err} ({held} training identities are held out for validation: "
+                f"val_identities={self.hparams.val_identities})"
+            ) from None
         dataset.rank = sampler.rank
         return DataLoader(dataset, batch_sampler=sampler, **self._loader_kwargs())
 

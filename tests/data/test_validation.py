@@ -201,3 +201,10 @@ def test_caviar_trains_on_near_camera_only_and_validates_on_real_lowres(tmp_path
     assert held == set(dm.fit_split.val_ids) and len(held) == 2
     test_ids = {r.pid for r in dm.dataset.query}
     assert not held & test_ids and not set(dm.fit_split.train_ids) & test_ids
+
+
+def test_too_few_training_identities_names_the_hold_out(tmp_path):
+    write_market_tree(tmp_path, extras=False, size=(32, 16))  # 4 training identities
+    dm = make_dm(str(tmp_path), p=4, val_identities=1)
+    with pytest.raises(ValueError, match=r"only 3.*held out for validation: val_identities=1"):
+        dm.train_dataloader()
