@@ -36,9 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rareid import metrics  # noqa: E402
 from rareid.metrics import MLRMetric, evaluate_rank, level_distances  # noqa: E402
 from rareid.report import format_results_table  # noqa: E402
+
+from rareid import metrics  # noqa: E402
 
 TARGET_SPEEDUP = 50.0
 TARGET_MEMORY_GB = 1.5

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from rareid.report import format_results_table, results_to_json
+from rareid.evaluation.report import format_results_table, results_to_json
 
 RESULTS = {
     "rank1": torch.tensor(0.81234),
@@ -66,3 +66,30 @@ def test_results_to_json() -> None:
     data = json.loads(results_to_json({**RESULTS, "hr/rank5": float("nan")}, dataset="market"))
     assert data["rank1"] == pytest.approx(0.81234) and data["hr/rank5"] is None
     assert data["dataset"] == "market"
+
+
+def test_skipped_queries_column_and_counts_in_json() -> None:
+    counted = {
+        **RESULTS,
+        "queries": torch.tensor(400),
+        "skipped": torch.tensor(96),
+        "level1/queries": 200,
+        "level1/skipped": 60,
+        "level3/queries": 200,
+        "level3/skipped": 36,
+        "hr/queries": 100,
+        "hr/skipped": 0,
+    }
+    lines = format_results_table(counted, [1, 2, 3, 4]).splitlines()
+    assert lines[0].split()[-1] == "skipped"
+    assert lines[2].endswith("96/400") and lines[3].endswith("36/200")
+    assert lines[4].endswith("60/200") and lines[5].endswith("0/100")
+    assert len({len(line) for line in lines}) == 1
+    md = format_results_table(counted, [1, 2, 3, 4], style="markdown").splitlines()
+    assert md[0].endswith("| mAP | skipped |") and md[1].count("---:") == 6
+    assert md[2].endswith("| 96/400 |")
+    per_trial = {"trials": [0, 1], "all": {"queries": [200, 200], "skipped": [50, 46]}}
+    data = json.loads(results_to_json(counted, query_counts=per_trial))
+    assert data["skipped"] == 96 and isinstance(data["skipped"], int)
+    assert data["level1/queries"] == 200
+    assert data["query_counts"]["all"]["skipped"] == [50, 46]
