@@ -57,7 +57,7 @@ def _order_key32(dist: Tensor) -> Tensor | None:
     if dist.dtype in (torch.float16, torch.bfloat16, torch.float32):
         values = dist.float()
         bits = values.view(torch.int32)
-        if bool((bits < 0).any()):  # negative numbers or -0.0
+        if bool(bits.min() < 0):  # negative numbers or -0.0
             # -0.0 becomes +0.0; the magnitude bits of negative numbers are flipped.
             bits = (values + 0.0).view(torch.int32)
             bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
@@ -67,61 +67,75 @@ def _order_key32(dist: Tensor) -> Tensor | None:
     return None
 
 
-def _sort_rows(keys: Tensor) -> Tensor:
+def _sort_rows_(keys: Tensor) -> Tensor:
     """Each row of ``keys`` sorted ascending, in place (keys are unique: no stability needed)."""
     if keys.device.type == "cpu":  # NumPy's SIMD sort outpaces torch's CPU sort
         keys.numpy().sort(axis=1)
         return keys
-    return torch.sort(keys, dim=1).values
+    return keys.copy_(torch.sort(keys, dim=1).values)
 
 
-def _positions(dist: Tensor, columns: Tensor) -> Tensor:
-    """Position of the gallery entries ``columns`` (n, s) in the stable order of their row.
+class _Gallery:
+    """The gallery side of the ranking, prepared once for every chunk of queries."""
 
-    Up to 32 bits, a distance and its column form one unique int64 key whose plain order is the
-    stable order, and a binary search finds each entry among the sorted keys. Wider distances
-    take a stable argsort and its inverse.
-    """
-    num_g = dist.shape[1]
-    key32 = _order_key32(dist)
-    if key32 is not None:
-        keys = key32.to(torch.int64, memory_format=torch.contiguous_format).bitwise_left_shift_(32)
-        keys |= torch.arange(num_g, device=dist.device)
+    def __init__(self, pids: Tensor, camids: Tensor, chunk_size: int) -> None:
+        self.num_g = pids.numel()
+        self.camids = camids
+        self.by_pid = torch.argsort(pids, stable=True)  # gallery columns grouped by identity
+        self.sorted_pids = pids[self.by_pid]
+        self.columns = torch.arange(self.num_g, device=pids.device)
+        # Sort keys of a chunk, reused: a fresh buffer this size page-faults on every chunk.
+        self.keys = torch.empty(0, dtype=torch.int64, device=pids.device)
+        self.chunk_elements = chunk_size * self.num_g
+
+    def same_identity(self, q_pids: Tensor) -> tuple[Tensor, Tensor]:
+        """The gallery columns of each query's identity, padded: (columns, present), (n, s).
+        The true matches and the junk are among them, and only they need a rank."""
+        start = torch.searchsorted(self.sorted_pids, q_pids)
+        count = torch.searchsorted(self.sorted_pids, q_pids, right=True) - start
+        slot = torch.arange(max(1, int(count.max())), device=q_pids.device)
+        present = slot < count[:, None]
+        index = (start[:, None] + slot).clamp(max=self.num_g - 1)
+        return torch.where(present, self.by_pid[index], 0), present
+
+    def positions(self, dist: Tensor, columns: Tensor) -> Tensor:
+        """Position of the gallery entries ``columns`` (n, s) in the stable order of their row.
+
+        Up to 32 bits, a distance and its column form one unique int64 key whose plain order
+        is the stable order, and a binary search finds each entry among the sorted keys. Wider
+        distances take a stable argsort and its inverse.
+        """
+        key32 = _order_key32(dist)
+        if key32 is None:
+            order = torch.argsort(dist, dim=1, stable=True)
+            position = torch.empty_like(order)
+            position.scatter_(1, order, self.columns.expand_as(order))
+            return position.gather(1, columns)
+        if self.keys.numel() < dist.numel():
+            self.keys = torch.empty(self.chunk_elements, dtype=torch.int64, device=dist.device)
+        keys = self.keys[: dist.numel()].view(dist.shape).copy_(key32)
+        keys.bitwise_left_shift_(32).bitwise_or_(self.columns)
         wanted = keys.gather(1, columns)
-        return torch.searchsorted(_sort_rows(keys), wanted)
-    order = torch.argsort(dist, dim=1, stable=True)
-    position = torch.empty_like(order)
-    position.scatter_(1, order, torch.arange(num_g, device=dist.device).expand_as(order))
-    return position.gather(1, columns)
+        return torch.searchsorted(_sort_rows_(keys), wanted)
 
 
 def _rank_chunk(
-    dist: Tensor, q_pids: Tensor, q_camids: Tensor, g_pids: Tensor, g_camids: Tensor
+    dist: Tensor, q_pids: Tensor, q_camids: Tensor, gallery: _Gallery
 ) -> tuple[Tensor, Tensor]:
     """First-match rank and AP of a chunk of queries: see :func:`query_ranks`."""
     # A NaN makes the sum NaN: one cheap reduction, the exact check only then.
     if dist.is_floating_point() and bool(torch.isnan(dist.sum())) and bool(dist.isnan().any()):
         raise ValueError("distmat contains NaN; distances must be real numbers")
-    num_q, num_g = dist.shape
-    # The gallery entries of each query's identity, as padded (num_q, s) column lists: the
-    # true matches and the junk are among them, and only they need a rank.
-    rows, columns = (q_pids[:, None] == g_pids[None, :]).nonzero(as_tuple=True)
-    per_row = torch.bincount(rows, minlength=num_q)
-    slot = torch.arange(rows.numel(), device=dist.device) - (per_row.cumsum(0) - per_row)[rows]
-    width = max(1, int(per_row.max()))  # one padding column when no identity is shared
-    same = torch.zeros(num_q, width, dtype=torch.long, device=dist.device)
-    same[rows, slot] = columns
-    present = torch.zeros(num_q, width, dtype=torch.bool, device=dist.device)
-    present[rows, slot] = True
-    junk = present & (g_camids[same] == q_camids[:, None])
+    columns, present = gallery.same_identity(q_pids)
+    junk = present & (gallery.camids[columns] == q_camids[:, None])
     # Visit each row's entries in ranking order (padding last) and count as we go.
-    position = torch.where(present, _positions(dist, same), num_g)
+    position = torch.where(present, gallery.positions(dist, columns), gallery.num_g)
     position, visit = torch.sort(position, dim=1)
     junk, good = junk.gather(1, visit), (present & ~junk).gather(1, visit)
     rank = position + 1 - torch.cumsum(junk, 1)  # 1-based, among the entries that are kept
     hits = torch.cumsum(good, 1)
     num_good = hits[:, -1]
-    first = torch.where(num_good > 0, torch.where(good, rank, num_g + 1).amin(1) - 1, -1)
+    first = torch.where(num_good > 0, torch.where(good, rank, gallery.num_g + 1).amin(1) - 1, -1)
     precision = torch.where(good, hits.double() / rank.double(), 0)
     # A left-to-right sum, as in the per-query loop: padding cannot change the rounding.
     ap = torch.cumsum(precision, 1)[:, -1]
@@ -164,11 +178,10 @@ def query_ranks(
     ap = torch.zeros(num_q, dtype=torch.float64, device=device)
     if num_g == 0:
         return first, ap
+    gallery = _Gallery(g_pids_t, g_camids_t, chunk_size)
     for start in range(0, num_q, chunk_size):
         rows = slice(start, start + chunk_size)
-        first[rows], ap[rows] = _rank_chunk(
-            dist[rows], q_pids_t[rows], q_camids_t[rows], g_pids_t, g_camids_t
-        )
+        first[rows], ap[rows] = _rank_chunk(dist[rows], q_pids_t[rows], q_camids_t[rows], gallery)
     return first, ap
 
 
