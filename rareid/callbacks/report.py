@@ -71,7 +71,10 @@ class EvaluationReport(Callback):
         )
         counts = pl_module.test_metric.query_counts
         (out / "results.json").write_text(results_to_json(results, query_counts=counts))
-        print("\nMLR evaluation (mean ± std over trials, %)\n" + table)
+        print(
+            "\nMLR evaluation (mean ± std over trials, %; skipped: queries without a valid match "
+            "in their trial's gallery, not scored, over all trials)\n" + table
+        )
         self.paths = {"results": out / "results.md"}
 
         datamodule = trainer.datamodule
