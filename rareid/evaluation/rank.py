@@ -6,9 +6,12 @@ tied entries keep gallery order), remove the entries with the query's identity *
 = mean of the precision at each true match. Gallery identities absent from the queries (e.g.
 distractors, pid 0) are ordinary non-matches.
 
-One stable sort per row, in chunks of queries so memory stays bounded; the same torch code runs
-on CPU and CUDA, on the distance matrix's device. Distances are sorted in their own dtype, so
-integer distances beyond 2**53 keep their exact order.
+How: queries are taken in chunks so memory stays bounded, on the distance matrix's device (the
+same code on CPU and CUDA). Each row is sorted once, as unique int64 keys (the distance's order
+bits, then the gallery column) whose plain order is the stable order; then only the few gallery
+entries of the query's identity are located in it and counted. Distances wider than 32 bits
+(float64, int64) take a stable argsort in their own dtype, so integers beyond 2**53 keep their
+exact order.
 """
 
 from __future__ import annotations

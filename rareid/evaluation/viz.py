@@ -261,28 +261,32 @@ def plot_tsne(
     fig = Figure(figsize=(12, 5.5), dpi=100)
     FigureCanvasAgg(fig)
     ax_id, ax_lv = fig.subplots(1, 2)
-    id_colors = {p: i for i, p in enumerate(ids)}
+    id_colors = {identity: color for color, identity in enumerate(ids)}
     cmap = "tab20" if len(ids) <= 20 else "hsv"
     ax_id.scatter(
         points[:, 0],
         points[:, 1],
-        c=[id_colors[p] for p in pid],
+        c=[id_colors[identity] for identity in pid],
         cmap=cmap,
         vmin=0,
         vmax=max(len(ids) - 1, 1),
         s=14,
     )
     ax_id.set_title(f"(a) identities ({len(ids)})")
-    m = int(lvl.max())
+    top_level = int(lvl.max())
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    for k in sorted(np.unique(lvl).tolist()):
-        sel = lvl == k
-        label = f"level {k}"
-        if rates is not None and 1 <= k <= len(rates):
+    for level in sorted(np.unique(lvl).tolist()):
+        sel = lvl == level
+        label = f"level {level}"
+        if rates is not None and 1 <= level <= len(rates):
             ordered = sorted(float(r) for r in rates)
-            label += f" (r={_fmt_rate(ordered[len(ordered) - k])})"
+            label += f" (r={_fmt_rate(ordered[len(ordered) - level])})"
         ax_lv.scatter(
-            points[sel, 0], points[sel, 1], s=14, color=palette[(m - k) % len(palette)], label=label
+            points[sel, 0],
+            points[sel, 1],
+            s=14,
+            color=palette[(top_level - level) % len(palette)],
+            label=label,
         )
     ax_lv.set_title("(b) resolution levels")
     ax_lv.legend(loc="best", fontsize=8)
