@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from rareid.callbacks.report import EvaluationReport
 from rareid.evaluation.report import format_results_table, results_to_json
 
 RESULTS = {
@@ -93,3 +96,23 @@ def test_skipped_queries_column_and_counts_in_json() -> None:
     assert data["skipped"] == 96 and isinstance(data["skipped"], int)
     assert data["level1/queries"] == 200
     assert data["query_counts"]["all"]["skipped"] == [50, 46]
+
+
+def test_report_callback_writes_the_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The callback of `rareid test`: results.json carries the per-trial counts, the printed
+    # table the skipped column.
+    per_trial = {"trials": [0, 1], "all": {"queries": [20, 20], "skipped": [3, 5]}}
+    module = SimpleNamespace(
+        test_results={"rank1": 0.5, "rank1_std": 0.1, "queries": 40, "skipped": 8},
+        rates=[1, 2],
+        test_metric=SimpleNamespace(query_counts=per_trial),
+    )
+    trainer = SimpleNamespace(datamodule=None, loggers=[])
+    EvaluationReport(output_dir=str(tmp_path), tsne=False)._write(trainer, module, {}, None)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["skipped"] == 8 and data["query_counts"]["all"]["skipped"] == [3, 5]
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "8/40" in printed
+    assert "8/40" in (tmp_path / "results.md").read_text()
