@@ -16,9 +16,8 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-# Re-install only when the build inputs changed (the stamp is older than one of them); the
-# install also compiles the optional C extension rareid/_rankcount.c (see setup.py).
-$(STAMP): pyproject.toml setup.py rareid/_rankcount.c
+# Re-install only when the build input changed (the stamp is older than pyproject.toml).
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
@@ -40,12 +39,12 @@ test-e2e: $(STAMP)
 	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check rareid tests benchmarks setup.py
-	$(PY) -m ruff format --check rareid tests benchmarks setup.py
+	$(PY) -m ruff check rareid tests benchmarks
+	$(PY) -m ruff format --check rareid tests benchmarks
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix rareid tests benchmarks setup.py
-	$(PY) -m ruff format rareid tests benchmarks setup.py
+	$(PY) -m ruff check --fix rareid tests benchmarks
+	$(PY) -m ruff format rareid tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/model_overhead.py

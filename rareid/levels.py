@@ -9,6 +9,19 @@ levels 1..m; code may use 0-based indices internally (``level - 1``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
+
+
+class Role(IntEnum):
+    """What an evaluation row is: a gallery image, an MLR query or an HR reference query."""
+
+    GALLERY = 0
+    QUERY = 1
+    HR_QUERY = 2
+
+
+#: Most trials one evaluation set can hold: a gallery image's trials are an int64 bitmask.
+MAX_TRIALS = 62
 
 
 def normalize_rates(rates: Sequence[float]) -> tuple[float, ...]:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-import sysconfig
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torchmetrics.functional.retrieval import retrieval_average_precision, retrieval_hit_rate
 
-from rareid import metrics
-from rareid.metrics import MLRMetric, evaluate_rank, level_distances, query_ranks
+from rareid.evaluation import MLRMetric, evaluate_rank, level_distances, query_ranks
+from rareid.evaluation.viz import rank_lists, tsne_inputs
 
 
 # ----------------------------------------------------------------------------- references
@@ -80,85 +75,49 @@ def random_case(rng: np.random.Generator, kind: str):
 
 
 # ----------------------------------------------------------------------------- evaluate_rank
-@pytest.fixture(params=["native", "native-portable", "torch"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Runs a test on each counting implementation: the C extension (with the kernels this CPU
-    picks, and with its portable ones) and the torch passes."""
-    if request.param == "torch":
-        monkeypatch.setattr(metrics, "_rankcount", None)
-        yield request.param
-        return
-    if not metrics.native_counting_available():
-        pytest.skip("rareid._rankcount is not built (no C compiler at install)")
-    if request.param == "native-portable":
-        assert metrics._rankcount.select_kernels("portable") == "portable"
-    try:
-        yield request.param
-    finally:
-        metrics._rankcount.select_kernels("auto")
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux")
-    or shutil.which("cc") is None
-    or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists(),
-    reason="the C extension is only required where a C compiler and Python's headers exist",
-)
-def test_native_counting_is_built_where_a_compiler_exists() -> None:
-    # The extension is optional at install: this catches a build that failed silently.
-    assert metrics.native_counting_available()
-    assert metrics._rankcount.select_kernels("auto") in ("avx2", "portable")
-    with pytest.raises(ValueError, match="portable"):
-        metrics._rankcount.select_kernels("fastest")
-    dist = torch.rand(3, 50)
-    assert metrics._native_serves(dist)
-    assert metrics._native_serves(dist.double()[:, 5:40])  # rows with a stride
-    assert not metrics._native_serves(dist.half())  # other dtypes take the torch path
-    assert not metrics._native_serves(dist.T)
+def assert_matches_reference(case, chunk_sizes=(None,)) -> None:
+    expected = reference_eval(*case)
+    for chunk_size in chunk_sizes:
+        cmc, mean_ap = evaluate_rank(*case, chunk_size=chunk_size)
+        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["int", "float32", "close", "inf"])
-def test_evaluate_rank_matches_reference(kind: str, backend: str) -> None:
+def test_evaluate_rank_matches_reference(kind: str) -> None:
     rng = np.random.default_rng(hash(kind) % 2**32)
     checked = 0
     for _ in range(40):
         case = random_case(rng, kind)
         try:
-            expected = reference_eval(*case)
+            reference_eval(*case)
         except ValueError:
             with pytest.raises(ValueError, match="no query has a valid match"):
                 evaluate_rank(*case)
             continue
-        for chunk_size in (None, 1, 4):
-            cmc, mean_ap = evaluate_rank(*case, chunk_size=chunk_size)
-            np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
-            assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+        assert_matches_reference(case, chunk_sizes=(None, 1, 4))
         checked += 1
     assert checked > 10
 
 
-def test_sort_and_count_paths_and_chunks_are_identical(backend: str) -> None:
+def test_chunks_give_identical_numbers() -> None:
     rng = np.random.default_rng(3)
     dist = rng.integers(0, 50, (57, 300)).astype(np.float32)
     q_pids, g_pids = rng.integers(1, 20, 57), rng.integers(0, 20, 300)
     q_cams, g_cams = rng.integers(0, 4, 57), rng.integers(0, 4, 300)
-    base = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, method="sort")
-    for method in ("count", "sort"):
-        for chunk_size in (None, 1, 5, 57):
-            first, ap = query_ranks(
-                dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size, method=method
-            )
-            assert torch.equal(first, base[0])
-            assert torch.equal(ap, base[1])
+    base = query_ranks(dist, q_pids, g_pids, q_cams, g_cams)
+    for chunk_size in (1, 5, 56, 57, 1000):
+        first, ap = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
+        assert torch.equal(first, base[0])
+        assert torch.equal(ap, base[1])
     assert (base[0] >= 0).sum() > 40
+    with pytest.raises(ValueError, match="chunk_size"):
+        query_ranks(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=0)
 
 
 @pytest.mark.parametrize("kind", ["float32", "float64", "signed", "ties", "inf"])
-def test_count_path_matches_sort_on_rows_wider_than_its_bins(
-    kind: str, backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 9,000 gallery entries: several per histogram bin, so ties within a bin are ordered by
-    # the exact (distance, index) step, and the order keys cover signs, float64 and infinity.
+def test_wide_rows_match_reference(kind: str) -> None:
+    # 9,000 gallery entries, with signs, signed zeros, float64, ties and infinities.
     rng = np.random.default_rng(len(kind))
     num_q, num_g = 24, 9000
     dist = rng.normal(5, 1, (num_q, num_g))
@@ -173,92 +132,52 @@ def test_count_path_matches_sort_on_rows_wider_than_its_bins(
     elif kind == "ties":  # about 7 entries per distinct value
         dist = np.round(np.abs(dist), 3).astype(np.float32)
     q_pids, g_pids = rng.integers(1, 30, num_q), rng.integers(0, 30, num_g)
-    if kind == "inf":  # on distractors only, so the histogram path (not the fallback) runs
+    if kind == "inf":
         dist = dist.astype(np.float32)
-        far = (g_pids == 0)[None, :] & (rng.random(dist.shape) < 0.5)
+        far = rng.random(dist.shape) < 0.3
         dist[far] = np.where(rng.random(dist.shape) < 0.7, np.inf, -np.inf)[far]
     q_cams, g_cams = rng.integers(0, 4, num_q), rng.integers(0, 4, num_g)
-    sort = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, method="sort")
-    with monkeypatch.context() as patch:  # the histogram path itself, not its sort fallback
-        patch.setattr(metrics, "_count_before_sort", None)
-        count = query_ranks(dist, q_pids, g_pids, q_cams, g_cams, method="count")
-    assert torch.equal(count[0], sort[0])
-    assert torch.equal(count[1], sort[1])
-    assert (count[0] >= 0).all()
+    assert_matches_reference((dist, q_pids, g_pids, q_cams, g_cams), chunk_sizes=(None, 5))
 
 
-@pytest.fixture
-def sorted_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Rows handed to the sort fallback, call by call (the fallback itself still runs)."""
-    calls: list[int] = []
-    count_before_sort = metrics._count_before_sort
-
-    def recording(dist: torch.Tensor, s_idx: torch.Tensor) -> torch.Tensor:
-        calls.append(dist.shape[0])
-        return count_before_sort(dist, s_idx)
-
-    monkeypatch.setattr(metrics, "_count_before_sort", recording)
-    return calls
-
-
-def test_rows_the_histogram_cannot_serve_mixed_into_its_chunks(
-    sorted_rows: list[int], backend: str
-) -> None:
-    # Infinite true-match distances send their rows to the sort path while the other rows of
-    # the same chunks go through the histogram; a NaN anywhere is an error on every path.
+def test_nan_anywhere_is_an_error() -> None:
     rng = np.random.default_rng(7)
     num_q, num_g = 30, 2000
     dist = rng.random((num_q, num_g)).astype(np.float32)
     q_pids, g_pids = rng.integers(1, 10, num_q), rng.integers(0, 10, num_g)
     q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
-    odd_rows = np.arange(num_q) % 3 == 1
-    dist[odd_rows[:, None] & (q_pids[:, None] == g_pids[None, :])] = np.inf
-    expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
-    for chunk_size in (None, 4, 7):
-        sorted_rows.clear()
-        cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
-        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
-        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
-        assert 0 < sum(sorted_rows) <= odd_rows.sum()  # only the rows that need it
     for row in (0, 1, num_q - 1):
-        bad = dist.copy()
-        bad[row, -1] = np.nan
-        for chunk_size in (None, 4):
-            with pytest.raises(ValueError, match="NaN"):
-                evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
+        for dtype in (np.float32, np.float64, np.float16):
+            bad = dist.astype(dtype)
+            bad[row, -1] = np.nan
+            bad[(row + 1) % num_q, 0] = np.inf  # with infinities of both signs about
+            bad[(row + 2) % num_q, 0] = -np.inf
+            for chunk_size in (None, 4):
+                with pytest.raises(ValueError, match="NaN"):
+                    evaluate_rank(bad, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
 
 
-def test_crowded_rows_go_to_the_sort_path(sorted_rows: list[int], backend: str) -> None:
-    # Torch path: rows whose distances are all tied flag every entry as a candidate; they are
-    # sorted instead, alone, also when the flags are dense enough to be scanned a chunk at a
-    # time. The C path compares those entries exactly in place and sorts nothing.
+def test_rows_with_every_distance_tied() -> None:
     rng = np.random.default_rng(11)
     num_q, num_g = 40, 1500
     dist = rng.random((num_q, num_g)).astype(np.float32)
-    tied_rows = np.arange(num_q) % 4 == 0
-    dist[tied_rows] = 0.5
+    dist[np.arange(num_q) % 4 == 0] = 0.5
     q_pids, g_pids = rng.integers(1, 8, num_q), rng.integers(0, 8, num_g)
     q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
-    expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
-    for chunk_size in (None, 3):
-        sorted_rows.clear()
-        cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk_size=chunk_size)
-        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
-        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
-        assert sum(sorted_rows) == (tied_rows.sum() if backend == "torch" else 0)
+    assert_matches_reference((dist, q_pids, g_pids, q_cams, g_cams), chunk_sizes=(None, 3))
 
 
-def _native_edge_rows(rng: np.random.Generator, num_g: int) -> list[np.ndarray]:
-    """Rows that stress the C path's bin map: extreme, tiny and zero spans, signed zeros, ulp
-    neighbours, infinities, and ties with the true matches."""
+def _edge_rows(rng: np.random.Generator, num_g: int) -> list[np.ndarray]:
+    """Rows with extreme, tiny and zero spans, signed zeros, ulp neighbours, subnormals,
+    infinities, and ties with the true matches."""
     tiny = np.float32(1.5)
     ulps = np.nextafter(tiny, np.float32(np.inf), dtype=np.float32)
     return [
         rng.normal(0, 1e300, num_g),  # float64 range near its limit
-        np.where(rng.random(num_g) < 0.5, 1e308, -1e308),  # span overflows: sort fallback
+        np.where(rng.random(num_g) < 0.5, 1e308, -1e308),
         np.full(num_g, tiny, np.float64),  # every entry tied
         np.where(rng.random(num_g) < 0.5, tiny, ulps).astype(np.float64),  # one ulp apart
-        np.where(rng.random(num_g) < 0.5, 0.0, -0.0),  # all zero, span 0
+        np.where(rng.random(num_g) < 0.5, 0.0, -0.0),  # all zero
         rng.choice([0.0, 1e-320, -1e-320, 5e-324], num_g),  # subnormals around zero
         np.where(rng.random(num_g) < 0.3, np.inf, rng.random(num_g)),
         np.where(rng.random(num_g) < 0.3, -np.inf, rng.random(num_g)),
@@ -267,33 +186,62 @@ def _native_edge_rows(rng: np.random.Generator, num_g: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_native_path_edge_cases_match_the_sort(dtype: type, backend: str) -> None:
+def test_edge_rows_and_strided_matrices_match_reference(dtype: type) -> None:
     rng = np.random.default_rng(13)
     num_g = 700
-    rows = _native_edge_rows(rng, num_g)
     with np.errstate(over="ignore"):
-        dist = np.stack(rows).astype(dtype)
+        dist = np.stack(_edge_rows(rng, num_g)).astype(dtype)
     num_q = dist.shape[0]
-    # Identity 1 has 80 images in other cameras (more than the insertion sort handles).
     g_pids = rng.integers(2, 30, num_g)
-    g_pids[rng.choice(num_g, 120, replace=False)] = 1
+    g_pids[rng.choice(num_g, 120, replace=False)] = 1  # identity 1: many gallery images
     g_cams = rng.integers(0, 3, num_g)
     q_pids = np.where(np.arange(num_q) % 2 == 0, 1, rng.integers(2, 30, num_q))
     q_cams = np.zeros(num_q, int)
     wide = torch.from_numpy(np.concatenate([dist, dist[:, :5]], 1))
-    for matrix in (dist, wide[:, :num_g]):  # contiguous, and rows with a stride
-        sort = query_ranks(matrix, q_pids, g_pids, q_cams, g_cams, method="sort")
-        count = query_ranks(matrix, q_pids, g_pids, q_cams, g_cams, method="count")
-        assert torch.equal(count[0], sort[0])
-        assert torch.equal(count[1], sort[1])
-    assert (sort[0] >= 0).sum() >= num_q // 2
-    bad = dist.copy()
-    bad[0, g_pids == 1] = np.nan  # NaN true-match distances (row 0 is identity 1)
-    with pytest.raises(ValueError, match="NaN"):
-        query_ranks(bad, q_pids, g_pids, q_cams, g_cams)
+    expected = reference_eval(dist, q_pids, g_pids, q_cams, g_cams)
+    for matrix in (dist, wide[:, :num_g], torch.from_numpy(dist).T.contiguous().T):
+        cmc, mean_ap = evaluate_rank(matrix, q_pids, g_pids, q_cams, g_cams)
+        np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+        assert mean_ap == pytest.approx(expected[1], abs=1e-12)
 
 
-def test_identity_with_many_gallery_images(backend: str) -> None:
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        *(torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        *(torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64),
+    ],
+)
+def test_every_real_dtype_matches_reference(dtype: torch.dtype) -> None:
+    rng = np.random.default_rng(21)
+    values = rng.integers(0, 100, (30, 400))  # small integers: exact in every dtype, many ties
+    if not dtype.is_floating_point and dtype != torch.uint8:
+        values -= 50
+    dist = torch.from_numpy(values).to(dtype)
+    ids = (rng.integers(1, 12, 30), rng.integers(0, 12, 400))
+    cams = (rng.integers(0, 3, 30), rng.integers(0, 3, 400))
+    expected = reference_eval(dist.double().numpy(), ids[0], ids[1], cams[0], cams[1])
+    cmc, mean_ap = evaluate_rank(dist, ids[0], ids[1], cams[0], cams[1])
+    np.testing.assert_allclose(cmc, expected[0], rtol=0, atol=1e-12)
+    assert mean_ap == pytest.approx(expected[1], abs=1e-12)
+    with pytest.raises(TypeError, match="distmat"):
+        evaluate_rank(dist.bool(), ids[0], ids[1], cams[0], cams[1])
+
+
+def test_int64_distances_beyond_float64_precision_keep_their_order() -> None:
+    # 2**60 and 2**60 + 1 are the same float64: a float conversion would tie them and put the
+    # true match (gallery entry 0) first.
+    big = 2**60
+    dist = torch.tensor([[big + 1, big, big + 2], [-big, -big - 1, -big + 1]], dtype=torch.int64)
+    first, ap = query_ranks(dist, [1, 1], [1, 2, 1], [0, 0], [1, 1, 1])
+    assert first.tolist() == [1, 1]  # behind gallery entry 1 / 2
+    assert ap.tolist() == pytest.approx([(1 / 2 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2])
+    near_max = torch.tensor([[2**63 - 1, 2**63 - 2, -(2**63)]], dtype=torch.int64)
+    first, _ = query_ranks(near_max, [1], [1, 2, 3], [0], [1, 1, 1])
+    assert first.tolist() == [2]
+
+
+def test_identity_with_many_gallery_images() -> None:
     # 600 gallery images of one identity (half in the query camera) among 400 others.
     rng = np.random.default_rng(4)
     g_pids = np.concatenate([np.ones(600, int), rng.integers(2, 50, 400)])
@@ -306,7 +254,7 @@ def test_identity_with_many_gallery_images(backend: str) -> None:
     assert mean_ap == pytest.approx(expected[1], abs=1e-12)
 
 
-def test_hand_computed_junk_skip_and_ties(backend: str) -> None:
+def test_hand_computed_junk_skip_and_ties() -> None:
     # q0 (pid 1, cam 0): g3 and g0 are junk (pid 1, cam 0), then g1 (pid 2), g2 (pid 1 cam 1).
     # q1 (pid 3): no gallery image -> skipped. q2 (pid 2, cam 1): only g1, same camera -> skipped.
     dist = np.array([[0.1, 0.2, 0.3, 0.05], [1, 1, 1, 1], [0.5, 0.1, 0.2, 0.3]])
@@ -346,7 +294,7 @@ def test_agrees_with_torchmetrics_retrieval_without_ties_or_junk() -> None:
         assert cmc[r - 1] == pytest.approx(np.mean(values), abs=1e-9)
 
 
-def test_tensor_inputs_and_bad_input(backend: str) -> None:
+def test_tensor_inputs_and_bad_input() -> None:
     rng = np.random.default_rng(1)
     dist, q_pids, g_pids, q_cams, g_cams = random_case(rng, "float32")
     g_pids[:3], q_pids[0], q_cams[0], g_cams[:3] = 1, 1, 0, 1  # at least one valid query
@@ -481,11 +429,17 @@ def make_protocol(seed: int = 0, trials: int = 3, ids: int = 6):
 def expected_results(data, trials: int, split=SPLIT, metric="euclidean") -> dict[str, float]:
     emb, lv, pid, cam, role, trial, gbits, _ = (x.numpy() for x in data)
     per: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
 
     def add(prefix, rows, g):
         if not rows.any():
             return
         dist = naive_distances(emb[rows], lv[rows], emb[g], lv[g], split, metric)
+        # A query is scored when a gallery image of its identity is in another camera.
+        same_id = pid[rows][:, None] == pid[g][None, :]
+        scored = (same_id & (cam[rows][:, None] != cam[g][None, :])).any(1)
+        counts[f"{prefix}queries"] = counts.get(f"{prefix}queries", 0) + int(rows.sum())
+        counts[f"{prefix}skipped"] = counts.get(f"{prefix}skipped", 0) + int((~scored).sum())
         try:
             cmc, mean_ap = reference_eval(dist, pid[rows], pid[g], cam[rows], cam[g])
         except ValueError:
@@ -505,7 +459,7 @@ def expected_results(data, trials: int, split=SPLIT, metric="euclidean") -> dict
     for key, values in per.items():
         out[key] = float(np.mean(values))
         out[f"{key}_std"] = float(np.std(values))  # population std (ddof=0)
-    return out
+    return out | counts
 
 
 def run_metric(data, batch: int = 7, **kwargs) -> dict[str, float]:
@@ -526,6 +480,37 @@ def test_mlr_metric_matches_reference_per_trial_level_and_hr() -> None:
     for key, value in expected.items():
         assert results[key] == pytest.approx(value, abs=1e-6), key
     assert results["rank1_std"] > 0 and 0 < results["mAP"] < 1
+
+
+def test_skipped_queries_are_counted_per_trial_and_level() -> None:
+    # Each trial's gallery holds one image per identity, in a random camera: a query from that
+    # camera has no valid match and is skipped. The counts must say how many, where.
+    trials = 4
+    data = make_protocol(seed=5, trials=trials, ids=8)
+    metric = MLRMetric(SPLIT, RATES)
+    metric.update(*data)
+    results = metric.compute()
+    _, lv, pid, cam, role, trial, gbits, _ = (x.numpy() for x in data)
+    expected: dict[str, dict[str, list[int]]] = {}
+    for t in range(trials):
+        g = (role == 0) & ((gbits >> t) & 1 == 1)
+        valid = (pid[:, None] == pid[g][None, :]) & (cam[:, None] != cam[g][None, :])
+        skipped = ~valid.any(1)
+        mlr = (role == 1) & (trial == t)
+        groups = {"all": mlr, "hr": role == 2}
+        groups |= {f"level{k}": mlr & (lv == k) for k in (1, 2, 3)}
+        for group, rows in groups.items():
+            count = expected.setdefault(group, {"queries": [], "skipped": []})
+            count["queries"].append(int(rows.sum()))
+            count["skipped"].append(int((rows & skipped).sum()))
+    assert metric.query_counts["trials"] == list(range(trials))
+    for group, count in expected.items():
+        assert metric.query_counts[group] == count, group
+        prefix = "" if group == "all" else f"{group}/"
+        assert int(results[f"{prefix}queries"]) == sum(count["queries"])
+        assert int(results[f"{prefix}skipped"]) == sum(count["skipped"])
+    assert 0 < sum(expected["all"]["skipped"]) < sum(expected["all"]["queries"])
+    assert len(set(expected["all"]["skipped"])) > 1  # differs between trials
 
 
 def test_mlr_metric_order_batches_and_padding_duplicates_do_not_matter() -> None:
@@ -605,7 +590,7 @@ def test_rank_lists_and_tsne_data() -> None:
     data = make_protocol(seed=4, trials=2)
     metric = MLRMetric(SPLIT, RATES)
     metric.update(*data)
-    lists = metric.rank_lists(trial=1, topk=4)
+    lists = rank_lists(metric, trial=1, topk=4)
     emb, lv, pid, cam, role, trial, gbits, index = (x.numpy() for x in data)
     q = (role == 1) & (trial == 1)
     g = (role == 0) & ((gbits >> 1) & 1 == 1)
@@ -621,22 +606,12 @@ def test_rank_lists_and_tsne_data() -> None:
         ranked = [r for r in ranked if not (pid[r] == pid[row] and cam[r] == cam[row])][:4]
         np.testing.assert_array_equal(lists["gallery_index"][i].numpy(), index[ranked])
         np.testing.assert_array_equal(lists["matches"][i].numpy(), pid[ranked] == pid[row])
-    hr_lists = metric.rank_lists(trial=0, topk=3, roles=(2,))
+    hr_lists = rank_lists(metric, trial=0, topk=3, roles=(2,))
     assert (hr_lists["query_role"] == 2).all() and hr_lists["matches"].shape[1] == 3
-    t_emb, t_pid, t_lv = metric.embeddings_for_tsne(trial=0)
+    t_emb, t_pid, t_lv = tsne_inputs(metric, trial=0)
     expected_n = int(
         ((role == 1) & (trial == 0)).sum()
         + (role == 2).sum()
         + ((role == 0) & (gbits & 1 == 1)).sum()
     )
     assert t_emb.shape == (expected_n, 8) and t_pid.shape == t_lv.shape == (expected_n,)
-
-
-@pytest.mark.parametrize("size", [0, 5, 8, 64, 1001])
-def test_sparse_nonzero_matches_nonzero(size: int) -> None:
-    rng = np.random.default_rng(size)
-    flags = torch.from_numpy(rng.random(size + 3) < 0.05)
-    for dtype in (torch.bool, torch.int8):  # the one-byte flag types it is given
-        typed = flags.to(dtype)
-        for view in (typed, typed[3:], typed[1:]):  # aligned and unaligned starts
-            assert torch.equal(metrics._nonzero_sparse(view), view.nonzero().squeeze(1))

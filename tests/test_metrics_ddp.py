@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.metrics import MLRMetric
+from rareid.evaluation import MLRMetric
+from rareid.evaluation.viz import rank_lists, tsne_inputs
 
 SPLIT = [2, 2, 2, 2]
 RATES = (1, 2, 3, 4)
@@ -25,7 +26,8 @@ WORKER = textwrap.dedent(
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from rareid.metrics import MLRMetric
+    from rareid.evaluation import MLRMetric
+    from rareid.evaluation.viz import rank_lists, tsne_inputs
 
 
     def work(rank, world, port, data_path, out_dir):
@@ -43,10 +45,16 @@ WORKER = textwrap.dedent(
             metric.update(*(x[mine[a : a + 3]] for x in data))
         results = metric.compute()
         with metric.sync_context(should_sync=True):
-            lists = metric.rank_lists(trial=1, topk=3)
-            tsne = metric.embeddings_for_tsne(trial=1)
+            lists = rank_lists(metric, trial=1, topk=3)
+            tsne = tsne_inputs(metric, trial=1)
         torch.save(
-            {"results": results, "lists": lists, "tsne": tsne, "local": len(mine)},
+            {
+                "results": results,
+                "counts": metric.query_counts,
+                "lists": lists,
+                "tsne": tsne,
+                "local": len(mine),
+            },
             f"{out_dir}/rank{rank}.pt",
         )
         dist.destroy_process_group()
@@ -96,8 +104,8 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
     for a in range(0, data[0].shape[0], 5):
         single.update(*(x[a : a + 5] for x in data))
     expected = single.compute()
-    expected_lists = single.rank_lists(trial=1, topk=3)
-    expected_tsne = single.embeddings_for_tsne(trial=1)
+    expected_lists = rank_lists(single, trial=1, topk=3)
+    expected_tsne = tsne_inputs(single, trial=1)
     # Counting the duplicate would change the result: the test can tell.
     dup = MLRMetric(SPLIT, RATES)
     dup.update(*data)
@@ -119,6 +127,7 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
         out = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert out["local"] == (data[0].shape[0] + 1) // 2
         assert set(out["results"]) == set(expected)
+        assert out["counts"] == single.query_counts
         for key, value in expected.items():
             assert float(out["results"][key]) == float(value), key
         for key, value in expected_lists.items():

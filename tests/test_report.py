@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from rareid.report import format_results_table, results_to_json
+from rareid.callbacks.report import EvaluationReport
+from rareid.evaluation.report import format_results_table, results_to_json
 
 RESULTS = {
     "rank1": torch.tensor(0.81234),
@@ -66,3 +69,50 @@ def test_results_to_json() -> None:
     data = json.loads(results_to_json({**RESULTS, "hr/rank5": float("nan")}, dataset="market"))
     assert data["rank1"] == pytest.approx(0.81234) and data["hr/rank5"] is None
     assert data["dataset"] == "market"
+
+
+def test_skipped_queries_column_and_counts_in_json() -> None:
+    counted = {
+        **RESULTS,
+        "queries": torch.tensor(400),
+        "skipped": torch.tensor(96),
+        "level1/queries": 200,
+        "level1/skipped": 60,
+        "level3/queries": 200,
+        "level3/skipped": 36,
+        "hr/queries": 100,
+        "hr/skipped": 0,
+    }
+    lines = format_results_table(counted, [1, 2, 3, 4]).splitlines()
+    assert lines[0].split()[-1] == "skipped"
+    assert lines[2].endswith("96/400") and lines[3].endswith("36/200")
+    assert lines[4].endswith("60/200") and lines[5].endswith("0/100")
+    assert len({len(line) for line in lines}) == 1
+    md = format_results_table(counted, [1, 2, 3, 4], style="markdown").splitlines()
+    assert md[0].endswith("| mAP | skipped |") and md[1].count("---:") == 6
+    assert md[2].endswith("| 96/400 |")
+    per_trial = {"trials": [0, 1], "all": {"queries": [200, 200], "skipped": [50, 46]}}
+    data = json.loads(results_to_json(counted, query_counts=per_trial))
+    assert data["skipped"] == 96 and isinstance(data["skipped"], int)
+    assert data["level1/queries"] == 200
+    assert data["query_counts"]["all"]["skipped"] == [50, 46]
+
+
+def test_report_callback_writes_the_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The callback of `rareid test`: results.json carries the per-trial counts, the printed
+    # table the skipped column.
+    per_trial = {"trials": [0, 1], "all": {"queries": [20, 20], "skipped": [3, 5]}}
+    module = SimpleNamespace(
+        test_results={"rank1": 0.5, "rank1_std": 0.1, "queries": 40, "skipped": 8},
+        rates=[1, 2],
+        test_metric=SimpleNamespace(query_counts=per_trial),
+    )
+    trainer = SimpleNamespace(datamodule=None, loggers=[])
+    EvaluationReport(output_dir=str(tmp_path), tsne=False)._write(trainer, module, {}, None)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["skipped"] == 8 and data["query_counts"]["all"]["skipped"] == [3, 5]
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "8/40" in printed
+    assert "8/40" in (tmp_path / "results.md").read_text()

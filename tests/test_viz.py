@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from rareid.viz import (
+from rareid.evaluation.viz import (
     MATCH_COLOR,
     NON_MATCH_COLOR,
     RankListLayout,

@@ -10,8 +10,14 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from rareid.report import format_results_table, results_to_json
-from rareid.viz import draw_rank_list, log_images_to_loggers, plot_tsne
+from rareid.evaluation.report import format_results_table, results_to_json
+from rareid.evaluation.viz import (
+    draw_rank_list,
+    log_images_to_loggers,
+    plot_tsne,
+    rank_lists,
+    tsne_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +50,9 @@ class EvaluationReport(Callback):
         metric = pl_module.test_metric
         # Every rank takes part in the gather; only rank zero writes.
         with metric.sync_context(should_sync=trainer.world_size > 1):
-            rank_lists = metric.rank_lists(trial=0, topk=self.topk)
-            tsne_data = metric.embeddings_for_tsne() if self.tsne else None
-        self._write(trainer, pl_module, rank_lists, tsne_data)
+            lists = rank_lists(metric, trial=0, topk=self.topk)
+            tsne_data = tsne_inputs(metric) if self.tsne else None
+        self._write(trainer, pl_module, lists, tsne_data)
 
     @rank_zero_only
     def _write(
@@ -63,8 +69,12 @@ class EvaluationReport(Callback):
         (out / "results.md").write_text(
             format_results_table(results, pl_module.rates, style="markdown") + "\n"
         )
-        (out / "results.json").write_text(results_to_json(results))
-        print("\nMLR evaluation (mean ± std over trials, %)\n" + table)
+        counts = pl_module.test_metric.query_counts
+        (out / "results.json").write_text(results_to_json(results, query_counts=counts))
+        print(
+            "\nMLR evaluation (mean ± std over trials, %; skipped: queries without a valid match "
+            "in their trial's gallery, not scored, over all trials)\n" + table
+        )
         self.paths = {"results": out / "results.md"}
 
         datamodule = trainer.datamodule

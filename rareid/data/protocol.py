@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Literal
 
 import numpy as np
 
 from rareid.data.lowres import LevelPolicy, assign_level, estimate_rate
 from rareid.data.readers.base import ImageRecord, ReIDSplits, image_height
-from rareid.levels import normalize_rates
+from rareid.levels import MAX_TRIALS, Role, normalize_rates
 
 __all__ = [
     "MAX_TRIALS",
@@ -48,17 +47,6 @@ __all__ = [
     "single_shot_bits",
 ]
 
-
-class Role(IntEnum):
-    """What an evaluation row is: a gallery image, an MLR query or an HR reference query."""
-
-    GALLERY = 0
-    QUERY = 1
-    HR_QUERY = 2
-
-
-#: Most trials one evaluation set can hold: ``gallery_trials`` is an int64 bitmask.
-MAX_TRIALS = 62
 
 #: "single": one random HR image per gallery identity per trial; "multi": all of them.
 GalleryMode = Literal["single", "multi"]

@@ -9,9 +9,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from rareid.evaluation import MLRMetric, level_distances
 from rareid.levels import normalize_rates
 from rareid.losses import identity_loss, verification_loss
-from rareid.metrics import MLRMetric, level_distances
 from rareid.models.backbone import Backbone
 from rareid.models.heads import (
     EmbeddingHead,

@@ -1,4 +1,5 @@
-"""Pictures of an evaluation: rank lists and a t-SNE of the embeddings (paper Fig. 5).
+"""Pictures of an evaluation: rank lists and a t-SNE of the embeddings (paper Fig. 5), and the
+data behind them, taken from a filled :class:`~rareid.evaluation.mlr.MLRMetric`.
 
 Rank lists are composed as pixel arrays (exact, testable layout) and written with OpenCV;
 t-SNE plots use matplotlib's object API with the Agg canvas, so importing this module never
@@ -11,14 +12,29 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+import torch
+from torch import Tensor
+
+from rareid.evaluation.rank import CHUNK_ELEMENTS
+from rareid.levels import Role
+
+if TYPE_CHECKING:
+    from rareid.evaluation.mlr import MLRMetric
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RankListLayout", "draw_rank_list", "log_images_to_loggers", "plot_tsne"]
+__all__ = [
+    "RankListLayout",
+    "draw_rank_list",
+    "log_images_to_loggers",
+    "plot_tsne",
+    "rank_lists",
+    "tsne_inputs",
+]
 
 MATCH_COLOR = (0, 190, 0)  # RGB
 NON_MATCH_COLOR = (230, 0, 0)
@@ -57,6 +73,69 @@ class RankListLayout:
         if col > 0:
             x0 += self.cell_width + self.query_gap + (col - 1) * (self.cell_width + self.pad)
         return y0, x0, y0 + self.row_height, x0 + self.cell_width
+
+
+@torch.no_grad()
+def rank_lists(
+    metric: MLRMetric, trial: int = 0, topk: int = 10, roles: Sequence[int] = (Role.QUERY,)
+) -> dict[str, Tensor]:
+    """Top-k gallery of each query of ``trial`` (junk removed as in the protocol).
+
+    Returns CPU tensors: ``query_index``, ``query_level``, ``query_pid``, ``query_role`` (n,),
+    ``gallery_index`` (n, k) sample indices in rank order, ``matches`` (n, k) same identity,
+    ``distances`` (n, k); ``k = min(topk, fewest kept gallery entries of any query)`` so the
+    lists are rectangular. MLR queries are those of ``trial``; HR queries are all of them.
+    """
+    samples = metric.samples()
+    g_mask = metric.gallery_mask(samples, trial)
+    q_mask = metric.query_mask(samples, trial, roles)
+    if not bool(g_mask.any()) or not bool(q_mask.any()):
+        empty = torch.zeros(0, dtype=torch.long)
+        return {
+            "query_index": empty,
+            "query_level": empty,
+            "query_pid": empty,
+            "query_role": empty,
+            "gallery_index": empty.reshape(0, 0),
+            "matches": empty.reshape(0, 0).bool(),
+            "distances": empty.reshape(0, 0).float(),
+        }
+    dist = metric.distances(samples, q_mask, g_mask)
+    q_pid, q_cam = samples["pids"][q_mask], samples["camids"][q_mask]
+    g_pid, g_cam = samples["pids"][g_mask], samples["camids"][g_mask]
+    junk = (q_pid[:, None] == g_pid[None, :]) & (q_cam[:, None] == g_cam[None, :])
+    depth = max(0, min(topk, int((~junk).sum(1).min())))
+    chunk = max(1, CHUNK_ELEMENTS // dist.shape[1])
+    parts = []
+    for start in range(0, dist.shape[0], chunk):
+        order = torch.sort(dist[start : start + chunk], dim=1, stable=True).indices
+        kept = ~junk[start : start + chunk].gather(1, order)
+        take = kept & (torch.cumsum(kept, 1) <= depth)
+        parts.append(order[take].reshape(order.shape[0], depth))
+    columns = torch.cat(parts)
+    return {
+        "query_index": samples["indices"][q_mask].cpu(),
+        "query_level": samples["levels"][q_mask].cpu(),
+        "query_pid": q_pid.cpu(),
+        "query_role": samples["roles"][q_mask].cpu(),
+        "gallery_index": samples["indices"][g_mask][columns].cpu(),
+        "matches": (g_pid[columns] == q_pid[:, None]).cpu(),
+        "distances": dist.gather(1, columns).float().cpu(),
+    }
+
+
+def tsne_inputs(metric: MLRMetric, trial: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, pids, levels) as NumPy arrays: trial ``trial``'s queries, the HR queries and
+    the trial's gallery, the samples of paper Fig. 5."""
+    samples = metric.samples()
+    chosen = metric.query_mask(samples, trial, (Role.QUERY, Role.HR_QUERY)) | metric.gallery_mask(
+        samples, trial
+    )
+    return (
+        metric.embeddings_of(samples, chosen).float().cpu().numpy(),
+        samples["pids"][chosen].cpu().numpy(),
+        samples["levels"][chosen].cpu().numpy(),
+    )
 
 
 def _check_image(image: Any, what: str) -> np.ndarray:
@@ -182,28 +261,32 @@ def plot_tsne(
     fig = Figure(figsize=(12, 5.5), dpi=100)
     FigureCanvasAgg(fig)
     ax_id, ax_lv = fig.subplots(1, 2)
-    id_colors = {p: i for i, p in enumerate(ids)}
+    id_colors = {identity: color for color, identity in enumerate(ids)}
     cmap = "tab20" if len(ids) <= 20 else "hsv"
     ax_id.scatter(
         points[:, 0],
         points[:, 1],
-        c=[id_colors[p] for p in pid],
+        c=[id_colors[identity] for identity in pid],
         cmap=cmap,
         vmin=0,
         vmax=max(len(ids) - 1, 1),
         s=14,
     )
     ax_id.set_title(f"(a) identities ({len(ids)})")
-    m = int(lvl.max())
+    top_level = int(lvl.max())
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    for k in sorted(np.unique(lvl).tolist()):
-        sel = lvl == k
-        label = f"level {k}"
-        if rates is not None and 1 <= k <= len(rates):
+    for level in sorted(np.unique(lvl).tolist()):
+        sel = lvl == level
+        label = f"level {level}"
+        if rates is not None and 1 <= level <= len(rates):
             ordered = sorted(float(r) for r in rates)
-            label += f" (r={_fmt_rate(ordered[len(ordered) - k])})"
+            label += f" (r={_fmt_rate(ordered[len(ordered) - level])})"
         ax_lv.scatter(
-            points[sel, 0], points[sel, 1], s=14, color=palette[(m - k) % len(palette)], label=label
+            points[sel, 0],
+            points[sel, 1],
+            s=14,
+            color=palette[(top_level - level) % len(palette)],
+            label=label,
         )
     ax_lv.set_title("(b) resolution levels")
     ax_lv.legend(loc="best", fontsize=8)
