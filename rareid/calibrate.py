@@ -35,7 +35,7 @@ def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     ordered = np.sort(np.asarray(impostor, dtype=np.float64))
     if ordered.size == 0:
         raise ValueError("no impostor pair: cannot set a threshold")
-    allowed = int(math.floor(far * ordered.size + 1e-9))
+    allowed = math.floor(far * ordered.size + 1e-9)
     if allowed >= ordered.size:
         return float(ordered[-1])
     # just below the first impostor that would exceed the allowed count (ties stay rejected)

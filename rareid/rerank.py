@@ -161,8 +161,23 @@ def reciprocal_weights(
     )
     weights = torch.exp(-dist / largest[rows].clamp_min(1e-12))
     sums = torch.zeros(total, dtype=weights.dtype).index_add_(0, rows, weights)
+    return _sparse(rows, cols, weights / sums[rows], total)
+
+
+def _segments(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the concatenated ranges ``[start, start + length)`` and, for each, the range
+    it came from (vectorised ``cat(arange(s, s + n))``)."""
+    owner = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+    first = torch.cumsum(lengths, 0) - lengths
+    positions = torch.arange(int(lengths.sum())) - first[owner] + starts[owner]
+    return positions, owner
+
+
+def _sparse(
+    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: int
+) -> torch.Tensor:
     return torch.sparse_coo_tensor(
-        torch.stack([rows, cols]), weights / sums[rows], (total, total)
+        torch.stack([rows, cols]), values, (size, size), check_invariants=True
     ).coalesce()
 
 
@@ -171,14 +186,14 @@ def query_expansion(weights: torch.Tensor, nearest: torch.Tensor, k2: int) -> to
     if k2 <= 1:
         return weights
     total = weights.shape[0]
-    neighbours = nearest[:, :k2]
-    rows = torch.arange(total).repeat_interleave(neighbours.shape[1])
-    averaging = torch.sparse_coo_tensor(
-        torch.stack([rows, neighbours.reshape(-1)]),
-        torch.full((rows.numel(),), 1.0 / neighbours.shape[1], dtype=weights.dtype),
-        (total, total),
-    ).coalesce()
-    return torch.sparse.mm(averaging, weights).coalesce()
+    rows, cols = weights.indices()
+    values = weights.values()
+    per_row = torch.bincount(rows, minlength=total)
+    row_start = torch.cumsum(per_row, 0) - per_row
+    neighbours = nearest[:, :k2].reshape(-1)
+    target = torch.arange(total).repeat_interleave(k2)
+    positions, owner = _segments(row_start[neighbours], per_row[neighbours])
+    return _sparse(target[owner], cols[positions], values[positions] / k2, total)
 
 
 def jaccard_distances(
@@ -198,20 +213,13 @@ def jaccard_distances(
     column_start = torch.cumsum(per_column, 0) - per_column
     out = torch.zeros(num_query, num_gallery, dtype=values.dtype)
     for start in range(0, num_query, chunk_queries):
-        chosen = (rows >= start) & (rows < start + chunk_queries)
+        chosen = (rows >= start) & (rows < min(start + chunk_queries, num_query))
         q_rows, q_cols, q_values = rows[chosen], cols[chosen], values[chosen]
-        repeats = per_column[q_cols]
-        if int(repeats.sum()) == 0:
-            continue
-        pair_query = q_rows.repeat_interleave(repeats)
-        pair_value = q_values.repeat_interleave(repeats)
-        # position of each pair inside its column's gallery segment
-        offsets = torch.arange(int(repeats.sum())) - (
-            torch.cumsum(repeats, 0) - repeats
-        ).repeat_interleave(repeats)
-        source = column_start[q_cols].repeat_interleave(repeats) + offsets
-        flat = pair_query * num_gallery + (g_rows[source] - num_query)
-        out.view(-1).index_add_(0, flat, torch.minimum(pair_value, g_values[source]))
+        # every (query entry, gallery entry) pair sharing a column
+        positions, owner = _segments(column_start[q_cols], per_column[q_cols])
+        flat = q_rows[owner] * num_gallery + (g_rows[positions] - num_query)
+        shared = torch.minimum(q_values[owner], g_values[positions])
+        out.view(-1).index_add_(0, flat, shared)
     return 1 - out / (2 - out)
 
 
