@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -90,7 +91,9 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = LevelEmbedder(model.cpu().eval()).eval()
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # images and levels share one batch dimension on purpose; torch notes it once
+        warnings.filterwarnings("ignore", message=".*will not be used, since it shares")
         program = torch.onnx.export(
             wrapper,
             _example(model),

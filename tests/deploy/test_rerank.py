@@ -133,7 +133,7 @@ def test_dimensions_above_a_query_level_never_count() -> None:
 
 
 def test_rerank_rejects_bad_parameters() -> None:
-    query, q_levels, gallery, g_levels = random_set(seed=3)
+    query, q_levels, gallery, _ = random_set(seed=3)
     args = (
         torch.from_numpy(query),
         torch.from_numpy(q_levels),
