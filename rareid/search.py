@@ -75,10 +75,19 @@ def prefix_bounds(split_sizes: Sequence[int]) -> list[int]:
     return np.cumsum([int(s) for s in split_sizes]).tolist()
 
 
-def prefix_sq_norms(vectors: torch.Tensor, split_sizes: Sequence[int]) -> torch.Tensor:
-    """(N, m) squared norms of every level prefix."""
-    blocks = torch.split(vectors * vectors, [int(s) for s in split_sizes], dim=1)
-    return torch.cumsum(torch.stack([b.sum(1) for b in blocks], 1), 1)
+def prefix_sq_norms(
+    vectors: torch.Tensor, split_sizes: Sequence[int], chunk_rows: int = TORCH_CHUNK_ROWS
+) -> torch.Tensor:
+    """(N, m) squared norms of every level prefix (in row chunks: no (N, d) temporary)."""
+    sizes = [int(s) for s in split_sizes]
+    out = torch.empty(vectors.shape[0], len(sizes), dtype=vectors.dtype)
+    for start in range(0, vectors.shape[0], chunk_rows):
+        rows = vectors[start : start + chunk_rows]
+        blocks = torch.split(rows * rows, sizes, dim=1)
+        out[start : start + chunk_rows] = torch.cumsum(
+            torch.stack([b.sum(1) for b in blocks], 1), 1
+        )
+    return out
 
 
 def rescore(
@@ -159,12 +168,13 @@ class FaissPrefixIndex:
         self.split_sizes = [int(s) for s in split_sizes]
         self.dim = int(gallery.shape[1])
         self.num_levels = len(self.split_sizes)
-        half_sq = prefix_sq_norms(gallery, self.split_sizes) * -0.5
-        rows = np.empty((gallery.shape[0], self.dim + self.num_levels), dtype=np.float32)
-        rows[:, : self.dim] = gallery.numpy()
-        rows[:, self.dim :] = half_sq.numpy()
         self.index = faiss.IndexFlatIP(self.dim + self.num_levels)
-        self.index.add(rows)
+        for start in range(0, gallery.shape[0], TORCH_CHUNK_ROWS):  # no full-size temporary
+            chunk = gallery[start : start + TORCH_CHUNK_ROWS]
+            rows = np.empty((chunk.shape[0], self.dim + self.num_levels), dtype=np.float32)
+            rows[:, : self.dim] = chunk.numpy()
+            rows[:, self.dim :] = prefix_sq_norms(chunk, self.split_sizes).numpy() * -0.5
+            self.index.add(rows)
 
     def candidates(self, queries: torch.Tensor, levels: torch.Tensor, count: int) -> torch.Tensor:
         bounds = prefix_bounds(self.split_sizes)
