@@ -68,6 +68,7 @@ def synthetic_config(tmp_path_factory):
     return path, config
 
 
+@pytest.mark.e2e
 def test_calibrate_command_writes_thresholds_into_the_index(
     tmp_path, trained_checkpoint, gallery_dir, synthetic_config, capsys
 ) -> None:
@@ -109,6 +110,7 @@ def test_calibrate_command_writes_thresholds_into_the_index(
     assert "level 1:" in printed and "TAR" in printed
 
 
+@pytest.mark.e2e
 def test_calibrate_refuses_a_config_whose_rates_contradict_the_checkpoint(
     tmp_path, trained_checkpoint, synthetic_config, capsys
 ) -> None:

@@ -20,6 +20,7 @@ from rareid.inference import load_model
 from tests.deploy.conftest import GALLERY_NAMES
 
 pytestmark = [
+    pytest.mark.e2e,  # trains a tiny model for seconds, runs the commands
     pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no"),
 ]

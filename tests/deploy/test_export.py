@@ -14,7 +14,7 @@ from rareid.cli import main
 from rareid.export import OnnxEmbedder, export_torch
 from rareid.inference import load_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def run(argv):

@@ -11,6 +11,8 @@ from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.inference import Preprocess, backbone_statistics, embed_images, list_images, load_model
 from tests.deploy.conftest import MEAN, STD
 
+pytestmark = pytest.mark.e2e  # the trained checkpoint fixture fits a tiny model
+
 
 def test_preprocess_uses_the_checkpoint_size_and_normalisation(trained_checkpoint) -> None:
     preprocess = Preprocess.from_checkpoint(trained_checkpoint)
