@@ -96,8 +96,9 @@ def collect_distances(
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Genuine and impostor query-gallery distances per query level on an evaluation set.
 
-    Every LR query (role 1) of every trial against that trial's HR gallery; genuine pairs share
-    a real identity (distractors, pid <= 0, are only ever impostors).
+    Every LR query (role 1) of every trial against that trial's HR gallery, and the HR queries
+    (role 2, level m) against the first trial's; genuine pairs share a real identity
+    (distractors, pid <= 0, are only ever impostors).
     """
     from torch.utils.data import DataLoader
 
@@ -118,8 +119,12 @@ def collect_distances(
     table = {key: torch.cat(values) for key, values in parts.items()}
     genuine: dict[int, list[np.ndarray]] = {}
     impostor: dict[int, list[np.ndarray]] = {}
-    for trial in torch.unique(table["trial"][table["role"] == 1]).tolist():
+    trials = torch.unique(table["trial"][table["role"] == 1]).tolist()
+    for trial in trials:
         queries = (table["role"] == 1) & (table["trial"] == trial)
+        if trial == trials[0]:
+            # undegraded queries (level m), once, against the first trial's gallery
+            queries |= table["role"] == 2
         gallery = (table["role"] == 0) & ((table["gallery_trials"] >> trial) & 1).bool()
         if not gallery.any():
             continue

@@ -39,6 +39,8 @@ TORCH_CHUNK_ROWS = 65536
 #: Extra candidates the faiss path fetches, re-scored exactly, so float ties at the k-th place
 #: resolve the same way as in the torch path.
 FAISS_MARGIN = 8
+#: Queries drawn on the rank sheet (the CSV and JSON hold them all).
+SHEET_QUERIES = 20
 Verdict = Literal["same", "different", "uncalibrated"]
 
 
@@ -332,7 +334,7 @@ def draw_rank_sheet(
             )
     figure.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, dpi=110)
+    figure.savefig(out_path, dpi=80)
     plt.close(figure)
     return out_path
 
@@ -500,7 +502,9 @@ def search_main(argv: Sequence[str]) -> int:
         sheet_queries.append({"path": path, "name": str(path), **info})
         sheet_matches.append(ranked)
     csv_path, json_path = write_results(rows, out_dir)
-    sheet = draw_rank_sheet(sheet_queries, sheet_matches, out_dir / "rank_sheet.png")
+    sheet = draw_rank_sheet(
+        sheet_queries, sheet_matches, out_dir / "rank_sheet.png", max_queries=SHEET_QUERIES
+    )
     per_level: dict[int, int] = {}
     for info in infos:
         per_level[info["level"]] = per_level.get(info["level"], 0) + 1
@@ -516,5 +520,7 @@ def search_main(argv: Sequence[str]) -> int:
             value = threshold_for(calibration, level, args.far)
             shown = "not calibrated" if value is None else f"{value:.4g}"
             print(f"level {level}: same person if distance <= {shown} (FAR {args.far:g})")
-    print(f"wrote {csv_path}, {json_path} and {sheet}")
+    shown = min(len(sheet_queries), SHEET_QUERIES)
+    note = "" if shown == len(sheet_queries) else f" (the sheet shows the first {shown} queries)"
+    print(f"wrote {csv_path}, {json_path} and {sheet}{note}")
     return 0
