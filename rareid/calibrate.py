@@ -177,15 +177,18 @@ def plot_calibration(
     roc_axis.set_ylabel("true accept rate")
     roc_axis.set_title("ROC per query level")
     roc_axis.legend(fontsize=7)
+    styles = ("--", ":", "-.")
     for axis, level in zip(hist_axes, sorted(genuine), strict=True):
-        axis.hist(impostor[level], bins=40, alpha=0.6, density=True, label="impostor")
-        axis.hist(genuine[level], bins=40, alpha=0.6, density=True, label="genuine")
+        bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
+        axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
+        axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
         entry = calibration["levels"].get(str(level))
         if entry:
-            for key, value in entry["thresholds"].items():
-                axis.axvline(value, color="k", linewidth=0.8, linestyle="--")
-                axis.text(value, axis.get_ylim()[1] * 0.9, f"FAR {float(key):g}", fontsize=6)
-        axis.set_title(f"level {level} distances", fontsize=9)
+            for style, (key, value) in zip(styles, entry["thresholds"].items(), strict=False):
+                axis.axvline(
+                    value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+                )
+        axis.set_title(f"level {level}: distances", fontsize=9)
         axis.legend(fontsize=6)
     figure.tight_layout()
     out = Path(out_path)
