@@ -251,7 +251,7 @@ def calibrate_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
 
     from rareid.index import GalleryIndex, GalleryIndexError, resolve_device
-    from rareid.inference import _load_checkpoint_dict, file_sha256, load_model
+    from rareid.inference import file_sha256, load_model, read_checkpoint
 
     for far in args.far:
         if not 0 < far < 1:
@@ -276,7 +276,7 @@ def calibrate_main(argv: Sequence[str]) -> int:
             )
     try:
         model, preprocess = load_model(args.ckpt, resolve_device(args.device))
-        hparams = _load_checkpoint_dict(args.ckpt)["hyper_parameters"]
+        hparams = read_checkpoint(args.ckpt)["hyper_parameters"]
         datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
         genuine, impostor = collect_distances(model, datamodule, "val", args.batch_size)
     except (ValueError, OSError) as error:

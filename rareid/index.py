@@ -33,6 +33,7 @@ from rareid.inference import (
     file_sha256,
     list_images,
     load_model,
+    read_checkpoint,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class GalleryIndex:
     preprocess: Preprocess
     checkpoint_sha256: str = ""
     checkpoint_path: str = ""
+    level_policy: str = "nearest"  # how a query's estimated rate becomes a level (the datamodule's)
     calibration: dict[str, Any] | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
 
@@ -102,6 +104,10 @@ class GalleryIndex:
         checkpoint_path: str | os.PathLike | None = None,
     ) -> GalleryIndex:
         """An index with no images yet, bound to ``model`` (and its checkpoint, if given)."""
+        level_policy = "nearest"
+        if checkpoint_path:
+            data = read_checkpoint(checkpoint_path).get("datamodule_hyper_parameters") or {}
+            level_policy = str(data.get("level_policy") or "nearest")
         return cls(
             embeddings=torch.empty(0, model.embedding_dim),
             paths=[],
@@ -114,6 +120,7 @@ class GalleryIndex:
             preprocess=preprocess or Preprocess.from_model(model),
             checkpoint_sha256=file_sha256(checkpoint_path) if checkpoint_path else "",
             checkpoint_path=str(Path(checkpoint_path).resolve()) if checkpoint_path else "",
+            level_policy=level_policy,
         )
 
     @classmethod
@@ -189,7 +196,7 @@ class GalleryIndex:
             if batch:
                 tensors = self.preprocess(batch)
                 levels = torch.full((len(batch),), level, dtype=torch.long)
-                vectors.append(_embed(model, tensors, levels))
+                vectors.append(embed_tensors(model, tensors, levels))
                 names += batch_names
                 sizes += batch_sizes
             bar.update(len(todo[start : start + batch_size]))
@@ -228,7 +235,9 @@ class GalleryIndex:
         """Embed ``images`` at ``levels`` with ``model`` (this index's) and search."""
         self.check_model(model)
         levels = torch.as_tensor(levels).long().reshape(-1)
-        return self.search(_embed(model, self.preprocess(images), levels), levels, k, backend)
+        return self.search(
+            embed_tensors(model, self.preprocess(images), levels), levels, k, backend
+        )
 
     # ------------------------------------------------------------------ files
     def _meta(self) -> dict[str, Any]:
@@ -244,6 +253,7 @@ class GalleryIndex:
             "std": list(self.preprocess.std),
             "checkpoint_sha256": self.checkpoint_sha256,
             "checkpoint_path": self.checkpoint_path,
+            "level_policy": self.level_policy,
             "calibration": self.calibration,
         }
 
@@ -303,11 +313,12 @@ class GalleryIndex:
             preprocess=Preprocess(tuple(meta["img_size"]), tuple(meta["mean"]), tuple(meta["std"])),
             checkpoint_sha256=meta["checkpoint_sha256"],
             checkpoint_path=meta["checkpoint_path"],
+            level_policy=meta.get("level_policy", "nearest"),
             calibration=meta.get("calibration"),
         )
 
 
-def _embed(model: RAReIDModule, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+def embed_tensors(model: RAReIDModule, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """``model.embed`` in eval mode (BatchNorm statistics untouched), result on the CPU."""
     was_training = model.training
     model.eval()

@@ -99,7 +99,7 @@ class Preprocess:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> Preprocess:
         """From a checkpoint file."""
-        return cls.from_checkpoint_dict(_load_checkpoint_dict(path))
+        return cls.from_checkpoint_dict(read_checkpoint(path))
 
     @classmethod
     def from_model(
@@ -137,7 +137,8 @@ class Preprocess:
         return torch.stack(tensors)
 
 
-def _load_checkpoint_dict(path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file as a dict, on the CPU, with ``weights_only`` (no code runs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -154,7 +155,7 @@ def load_model(
     """
     from rareid.models.module import RAReIDModule
 
-    checkpoint = _load_checkpoint_dict(path)
+    checkpoint = read_checkpoint(path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)
     hparams = dict(checkpoint["hyper_parameters"])
     hparams.update(pretrained=False, weights_path=None)

@@ -366,7 +366,9 @@ def search_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--rate", type=float, help="use this rate for every query")
     parser.add_argument("--level", type=int, help="use this level for every query")
-    parser.add_argument("--level-policy", choices=LEVEL_POLICIES, default="nearest")
+    parser.add_argument(
+        "--level-policy", choices=LEVEL_POLICIES, help="default: the checkpoint's data.level_policy"
+    )
     parser.add_argument("--far", type=float, default=1e-2, help="calibrated FAR of the verdict")
     parser.add_argument("--calibration", help="calibration JSON (default: the one in the index)")
     parser.add_argument(
@@ -380,7 +382,7 @@ def search_main(argv: Sequence[str]) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(list(argv))
 
-    from rareid.index import GalleryIndex, GalleryIndexError, resolve_device
+    from rareid.index import GalleryIndex, GalleryIndexError, embed_tensors, resolve_device
     from rareid.inference import file_sha256, load_model
 
     if args.top_k < 1:
@@ -431,6 +433,7 @@ def search_main(argv: Sequence[str]) -> int:
     import cv2
 
     reference = args.reference_height or index.reference_height
+    policy = args.level_policy or index.level_policy
     readable, skipped = [], []
     images, infos = [], []
     for path in queries:
@@ -442,7 +445,7 @@ def search_main(argv: Sequence[str]) -> int:
         if args.level is not None:
             rate, level = float("nan"), args.level
         else:
-            rate, level = query_level(height, index.rates, reference, args.level_policy, args.rate)
+            rate, level = query_level(height, index.rates, reference, policy, args.rate)
         images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         readable.append(path)
         infos.append({"height": height, "width": int(image.shape[1]), "rate": rate, "level": level})
@@ -461,9 +464,7 @@ def search_main(argv: Sequence[str]) -> int:
         else:
             model, _ = load_model(ckpt, resolve_device(args.device))
             index.check_model(model)
-            from rareid.index import _embed
-
-            embeddings = _embed(model, tensors, levels)
+            embeddings = embed_tensors(model, tensors, levels)
         rank_backend = "auto" if args.backend == "onnx" else args.backend
         if args.rerank:
             from rareid.rerank import rerank_search

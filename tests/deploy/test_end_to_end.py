@@ -261,3 +261,50 @@ def test_empty_gallery_folder_is_refused(tmp_path, trained_checkpoint, capsys) -
     )
     assert code == 2
     assert "no jpg/png/bmp/webp image" in capsys.readouterr().err
+
+
+def test_search_assigns_levels_with_the_checkpoint_level_policy(
+    tmp_path, trained_checkpoint, gallery_dir, query_dir
+) -> None:
+    """A 41 px query against 128 px crops has rate 3.12: level 2 ("nearest", rate 3) by
+    default, level 1 (rate 4) under the "lower" policy the datamodule was trained with."""
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["level_policy"] = "lower"
+    lower = tmp_path / "lower.ckpt"
+    torch.save(checkpoint, lower)
+    query = query_dir / "person0_h41.png"
+    levels = {}
+    for name, ckpt in (("nearest", trained_checkpoint), ("lower", lower)):
+        index = tmp_path / f"{name}.npz"
+        assert (
+            run(
+                [
+                    "index",
+                    "--ckpt",
+                    str(ckpt),
+                    "--gallery",
+                    str(gallery_dir),
+                    "--out",
+                    str(index),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        assert GalleryIndex.load(index).level_policy == name
+        assert (
+            run(
+                [
+                    "search",
+                    "--index",
+                    str(index),
+                    "--query",
+                    str(query),
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
+        levels[name] = json.loads((tmp_path / name / "results.json").read_text())[0]["level"]
+    assert levels == {"nearest": 2, "lower": 1}
