@@ -14,6 +14,7 @@ size, exactly like a real low-resolution query in evaluation; no synthetic degra
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -157,7 +158,10 @@ def load_model(
 
     checkpoint = read_checkpoint(path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)
-    hparams = dict(checkpoint["hyper_parameters"])
+    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``): keep the
+    # constructor's own arguments only.
+    accepted = inspect.signature(RAReIDModule.__init__).parameters
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
     hparams.update(pretrained=False, weights_path=None)
     state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("classifier.")}
     num_classes = checkpoint["state_dict"].get("classifier.weight")

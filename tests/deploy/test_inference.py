@@ -63,10 +63,13 @@ def test_list_images_is_recursive_and_keeps_images_only(gallery_dir) -> None:
     assert "deep/er/x.bmp" in names and "p.webp" in names and len(names) == 7
 
 
-def test_load_model_never_downloads_and_returns_eval_mode(tmp_path, trained_checkpoint) -> None:
+def test_load_model_reads_cli_checkpoints_never_downloads_and_returns_eval_mode(
+    tmp_path, trained_checkpoint
+) -> None:
     checkpoint = torch.load(trained_checkpoint, weights_only=True)
     checkpoint["hyper_parameters"]["pretrained"] = True  # would download if honoured
     checkpoint["hyper_parameters"]["weights_path"] = str(tmp_path / "absent.safetensors")
+    checkpoint["hyper_parameters"]["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
     torch.save(checkpoint, tmp_path / "p.ckpt")
     model, _ = load_model(tmp_path / "p.ckpt")
     assert not model.training
