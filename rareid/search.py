@@ -41,6 +41,8 @@ TORCH_CHUNK_ROWS = 65536
 FAISS_MARGIN = 8
 #: Queries drawn on the rank sheet (the CSV and JSON hold them all).
 SHEET_QUERIES = 20
+#: Queries whose matches are printed (all are in the CSV and JSON).
+PRINTED_QUERIES = 50
 Verdict = Literal["same", "different", "uncalibrated"]
 
 
@@ -506,6 +508,14 @@ def search_main(argv: Sequence[str]) -> int:
     sheet = draw_rank_sheet(
         sheet_queries, sheet_matches, out_dir / "rank_sheet.png", max_queries=SHEET_QUERIES
     )
+    for query, ranked in list(zip(sheet_queries, sheet_matches, strict=True))[:PRINTED_QUERIES]:
+        cells = "  ".join(
+            f"{rank}. {match['gallery']} {match['distance']:.4g} {match['verdict']}"
+            for rank, match in enumerate(ranked, start=1)
+        )
+        print(f"{Path(query['name']).name} (level {query['level']}): {cells}")
+    if len(sheet_queries) > PRINTED_QUERIES:
+        print(f"... {len(sheet_queries) - PRINTED_QUERIES} more queries in {csv_path}")
     per_level: dict[int, int] = {}
     for info in infos:
         per_level[info["level"]] = per_level.get(info["level"], 0) + 1

@@ -129,6 +129,9 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     assert np.mean([row["verdict"] == "different" for row in wrong]) >= 0.75
     for level in (1, 2, 3, 4):
         assert f"level {level}: same person if distance <=" in captured.out
+    line = next(text for text in captured.out.splitlines() if text.startswith("person0_h97.png"))
+    top = first["person0_h97.png"]
+    assert f"1. {top['gallery']} {top['distance']:.4g} {top['verdict']}" in line
 
     # results are not overwritten silently
     again = ["search", "--index", str(index_path), "--query", str(query_dir), "--out", str(out)]
