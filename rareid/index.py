@@ -384,11 +384,16 @@ def index_main(argv: Sequence[str]) -> int:
         added, present, skipped = index.add(
             model, paths, batch_size=args.batch_size, progress=not args.no_progress
         )
+        for item in skipped:
+            print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+        if len(index) == 0:
+            parser.error(
+                f"--gallery: none of the {len(paths)} images under {args.gallery!r} could be "
+                "read; nothing written"
+            )
         index.save(out)
     except (GalleryIndexError, ValueError, OSError) as error:
         parser.error(str(error))
-    for item in skipped:
-        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     print(
         f"{out}: {len(index)} images ({added} added, {present} already indexed, "
         f"{len(skipped)} unreadable skipped)"

@@ -249,21 +249,26 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, monkeypatch, capsys, 
     assert message in err[-1] and "Traceback" not in "".join(err)
 
 
-def test_empty_gallery_folder_is_refused(tmp_path, trained_checkpoint, capsys) -> None:
-    (tmp_path / "empty").mkdir()
-    code = run(
-        [
-            "index",
-            "--ckpt",
-            str(trained_checkpoint),
-            "--gallery",
-            str(tmp_path / "empty"),
-            "--out",
-            str(tmp_path / "i.npz"),
-        ]
-    )
-    assert code == 2
+def test_empty_or_unreadable_gallery_folder_is_refused(tmp_path, trained_checkpoint, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    command = [
+        "index",
+        "--ckpt",
+        str(trained_checkpoint),
+        "--gallery",
+        str(folder),
+        "--out",
+        str(tmp_path / "i.npz"),
+        "--no-progress",
+    ]
+    assert run(command) == 2
     assert "no jpg/png/bmp/webp image" in capsys.readouterr().err
+    (folder / "a.jpg").write_bytes(b"junk")
+    assert run(command) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 images" in err and "a.jpg" in err
+    assert not (tmp_path / "i.npz").exists()
 
 
 def test_search_assigns_levels_with_the_checkpoint_level_policy(
