@@ -51,18 +51,18 @@ def level_pair_distances(
     first_sq = torch.zeros(first.shape[0], dtype=first.dtype)
     second_sq = torch.zeros(second.shape[0], dtype=first.dtype)
     out = torch.zeros_like(dots)
-    for block, (a, b) in enumerate(
+    for level, (first_block, second_block) in enumerate(
         zip(_blocks(first, split_sizes), _blocks(second, split_sizes), strict=True), start=1
     ):
-        dots = dots + a @ b.T
-        first_sq = first_sq + (a * a).sum(1)
-        second_sq = second_sq + (b * b).sum(1)
+        dots = dots + first_block @ second_block.T
+        first_sq = first_sq + (first_block * first_block).sum(1)
+        second_sq = second_sq + (second_block * second_block).sum(1)
         if metric == "cosine":
             norms = (first_sq.sqrt()[:, None] * second_sq.sqrt()[None, :]).clamp_min(1e-12)
             value = 1 - dots / norms
         else:
             value = first_sq[:, None] + second_sq[None, :] - 2 * dots
-        out = torch.where(common == block, value, out)
+        out = torch.where(common == level, value, out)
     return out.clamp_min(0)
 
 
@@ -78,11 +78,11 @@ def paired_distances(
     bounds = torch.tensor([int(s) for s in split_sizes]).cumsum(0)
     length = bounds[torch.minimum(first_levels, second_levels) - 1]
     keep = (torch.arange(first.shape[1])[None, :] < length[:, None]).to(first.dtype)
-    a, b = first * keep, second * keep
+    first_prefix, second_prefix = first * keep, second * keep
     if metric == "cosine":
-        norms = (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
-        return (1 - (a * b).sum(1) / norms).clamp_min(0)
-    return ((a - b) ** 2).sum(1)
+        norms = (first_prefix.norm(dim=1) * second_prefix.norm(dim=1)).clamp_min(1e-12)
+        return (1 - (first_prefix * second_prefix).sum(1) / norms).clamp_min(0)
+    return ((first_prefix - second_prefix) ** 2).sum(1)
 
 
 def neighbourhoods(
@@ -141,10 +141,10 @@ def reciprocal_weights(
     half = round(k1 / 2)
     full_mask = _reciprocal_mask(nearest, k1)
     half_mask = _reciprocal_mask(nearest, half)
-    half_sets = [nearest[j, : half + 1][half_mask[j]] for j in range(total)]
+    half_sets = [nearest[other, : half + 1][half_mask[other]] for other in range(total)]
     row_index, col_index = [], []
-    for i in range(total):
-        own = nearest[i, : k1 + 1][full_mask[i]]
+    for image in range(total):
+        own = nearest[image, : k1 + 1][full_mask[image]]
         members = [own]
         own_set = set(own.tolist())
         for candidate in own.tolist():
@@ -153,7 +153,7 @@ def reciprocal_weights(
             if shared > 2 / 3 * candidate_set.numel():
                 members.append(candidate_set)
         expansion = torch.unique(torch.cat(members))
-        row_index.append(torch.full_like(expansion, i))
+        row_index.append(torch.full_like(expansion, image))
         col_index.append(expansion)
     rows, cols = torch.cat(row_index), torch.cat(col_index)
     dist = paired_distances(
@@ -243,10 +243,10 @@ def k_reciprocal_distances(
         raise ValueError(f"k1 and k2: expected positive neighbourhood sizes, got {k1}, {k2}")
     if not 0 <= lambda_value <= 1:
         raise ValueError(f"lambda_value: expected a weight in [0, 1], got {lambda_value}")
-    m = len(split_sizes)
+    num_levels = len(split_sizes)
     q_levels = torch.as_tensor(query_levels).long().reshape(-1)
     g_levels = (
-        torch.full((gallery.shape[0],), m, dtype=torch.long)
+        torch.full((gallery.shape[0],), num_levels, dtype=torch.long)
         if gallery_levels is None
         else torch.as_tensor(gallery_levels).long().reshape(-1)
     )
@@ -254,8 +254,8 @@ def k_reciprocal_distances(
         raise ValueError("expected one level per query and per gallery embedding")
     vectors = torch.cat([query, gallery]).detach().cpu().double()
     levels = torch.cat([q_levels, g_levels])
-    if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > m):
-        raise ValueError(f"levels: expected values in 1..{m}")
+    if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > num_levels):
+        raise ValueError(f"levels: expected values in 1..{num_levels}")
     num_query = query.shape[0]
     nearest, largest = neighbourhoods(
         vectors, levels, split_sizes, max(k1, k2) + 1, metric, chunk_rows

@@ -106,13 +106,13 @@ def rescore(
     bounds = prefix_bounds(split_sizes)
     lengths = torch.tensor(bounds)[levels - 1]  # (Q,)
     keep = torch.arange(queries.shape[1])[None, :] < lengths[:, None]  # (Q, d)
-    q = queries * keep
-    g = gallery[candidates] * keep[:, None, :]  # (Q, c, d)
+    query_prefix = queries * keep
+    gallery_prefix = gallery[candidates] * keep[:, None, :]  # (Q, c, d)
     if metric == "cosine":
-        qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        gn = g / g.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        return (1 - torch.einsum("qd,qcd->qc", qn, gn)).clamp_min(0)
-    return ((g - q[:, None, :]) ** 2).sum(2)
+        query_unit = query_prefix / query_prefix.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        gallery_unit = gallery_prefix / gallery_prefix.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        return (1 - torch.einsum("qd,qcd->qc", query_unit, gallery_unit)).clamp_min(0)
+    return ((gallery_prefix - query_prefix[:, None, :]) ** 2).sum(2)
 
 
 def _order(
@@ -141,26 +141,27 @@ def torch_candidates(
     for level in torch.unique(levels).tolist():
         rows = (levels == level).nonzero(as_tuple=True)[0]
         length = bounds[level - 1]
-        q = queries[rows, :length]
-        q_sq = (q * q).sum(1)
-        best_d = torch.empty(rows.numel(), 0)
-        best_i = torch.empty(rows.numel(), 0, dtype=torch.long)
+        prefix = queries[rows, :length]
+        prefix_sq = (prefix * prefix).sum(1)
+        best_dist = torch.empty(rows.numel(), 0)
+        best_index = torch.empty(rows.numel(), 0, dtype=torch.long)
         for start in range(0, gallery.shape[0], chunk_rows):
-            g = gallery[start : start + chunk_rows, :length]
-            g_sq = gallery_sq[start : start + chunk_rows, level - 1]
+            block = gallery[start : start + chunk_rows, :length]
+            block_sq = gallery_sq[start : start + chunk_rows, level - 1]
             if metric == "cosine":
-                dots = q @ g.T
-                dist = 1 - dots / (q_sq.sqrt()[:, None] * g_sq.sqrt()[None, :]).clamp_min(1e-12)
+                norms = (prefix_sq.sqrt()[:, None] * block_sq.sqrt()[None, :]).clamp_min(1e-12)
+                dist = 1 - (prefix @ block.T) / norms
             else:
-                dist = torch.addmm(g_sq[None, :], q, g.T, alpha=-2.0).add_(q_sq[:, None])
+                dist = torch.addmm(block_sq[None, :], prefix, block.T, alpha=-2.0)
+                dist.add_(prefix_sq[:, None])
             take = min(count, dist.shape[1])
             values, positions = torch.topk(dist, take, dim=1, largest=False)
-            best_d = torch.cat([best_d, values], 1)
-            best_i = torch.cat([best_i, positions + start], 1)
-            if best_d.shape[1] > count:
-                values, keep = torch.topk(best_d, count, dim=1, largest=False)
-                best_d, best_i = values, best_i.gather(1, keep)
-        out[rows] = best_i
+            best_dist = torch.cat([best_dist, values], 1)
+            best_index = torch.cat([best_index, positions + start], 1)
+            if best_dist.shape[1] > count:
+                values, keep = torch.topk(best_dist, count, dim=1, largest=False)
+                best_dist, best_index = values, best_index.gather(1, keep)
+        out[rows] = best_index
     return out
 
 
@@ -213,7 +214,7 @@ def prefix_search(
     """
     levels = torch.as_tensor(levels).long().reshape(-1)
     queries = torch.as_tensor(queries).detach().float().cpu()
-    m = index.num_levels
+    num_levels = index.num_levels
     if queries.ndim != 2 or queries.shape[1] != index.embeddings.shape[1]:
         raise ValueError(
             f"queries: expected (Q, {index.embeddings.shape[1]}) embeddings, got "
@@ -221,8 +222,8 @@ def prefix_search(
         )
     if levels.numel() != queries.shape[0]:
         raise ValueError(f"levels: expected {queries.shape[0]} levels, got {levels.numel()}")
-    if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > m):
-        raise ValueError(f"levels: expected values in 1..{m}, got {levels.tolist()}")
+    if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > num_levels):
+        raise ValueError(f"levels: expected values in 1..{num_levels}, got {levels.tolist()}")
     if k < 1:
         raise ValueError(f"k: expected a positive number of matches, got {k}")
     k = min(k, len(index))
@@ -312,7 +313,7 @@ def draw_rank_sheet(
 
     colors = {"same": "tab:green", "different": "tab:red", "uncalibrated": "0.5"}
     queries, matches = queries[:max_queries], matches[:max_queries]
-    columns = 1 + max((len(m) for m in matches), default=0)
+    columns = 1 + max((len(ranked) for ranked in matches), default=0)
     figure, axes = plt.subplots(
         len(queries), columns, figsize=(1.3 * columns, 2.4 * len(queries)), squeeze=False
     )
@@ -413,9 +414,9 @@ def search_main(argv: Sequence[str]) -> int:
         parser.error(f"--query: no jpg/png/bmp/webp image under {args.query!r}")
     if len(index) == 0:
         parser.error(f"--index: {args.index!r} holds no image")
-    m = index.num_levels
-    if args.level is not None and not 1 <= args.level <= m:
-        parser.error(f"--level: expected 1..{m} (rates {index.rates}), got {args.level}")
+    num_levels = index.num_levels
+    if args.level is not None and not 1 <= args.level <= num_levels:
+        parser.error(f"--level: expected 1..{num_levels} (rates {index.rates}), got {args.level}")
     calibration = index.calibration
     if args.calibration:
         try:
