@@ -382,6 +382,11 @@ def search_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--onnx", help="ONNX model of `rareid export` (for --backend onnx)")
     parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    parser.add_argument("--rerank-k1", type=int, default=20, help="k-reciprocal neighbours")
+    parser.add_argument("--rerank-k2", type=int, default=6, help="query expansion neighbours")
+    parser.add_argument(
+        "--rerank-lambda", type=float, default=0.3, help="weight of the original distance"
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(list(argv))
 
@@ -472,7 +477,16 @@ def search_main(argv: Sequence[str]) -> int:
         if args.rerank:
             from rareid.rerank import rerank_search
 
-            result, original = rerank_search(index, embeddings, levels, args.top_k, rank_backend)
+            result, original = rerank_search(
+                index,
+                embeddings,
+                levels,
+                args.top_k,
+                rank_backend,
+                k1=args.rerank_k1,
+                k2=args.rerank_k2,
+                lambda_value=args.rerank_lambda,
+            )
         else:
             result = index.search(embeddings, levels, args.top_k, rank_backend)
             original = result.distances

@@ -316,3 +316,29 @@ def test_search_assigns_levels_with_the_checkpoint_level_policy(
         )
         levels[name] = json.loads((tmp_path / name / "results.json").read_text())[0]["level"]
     assert levels == {"nearest": 2, "lower": 1}
+    for option, expected in ((["--level", "3"], 3), (["--rate", "1"], 4)):  # overrides
+        out = tmp_path / f"override{expected}"
+        assert (
+            run(
+                ["search", "--index", str(index), "--query", str(query), "--out", str(out), *option]
+            )
+            == 0
+        )
+        assert json.loads((out / "results.json").read_text())[0]["level"] == expected
+    assert (
+        run(
+            [
+                "search",
+                "--index",
+                str(index),
+                "--query",
+                str(query),
+                "--out",
+                str(tmp_path / "bad"),
+                "--rerank",
+                "--rerank-lambda",
+                "2",
+            ]
+        )
+        == 2
+    )
