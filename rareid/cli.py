@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -132,13 +133,25 @@ def synth_main(argv: Sequence[str]) -> Path:
     return Path(args.out)
 
 
-def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | None:
+#: ``rareid <name>`` helpers outside LightningCLI: module:function taking argv, returning 0.
+DEPLOY_COMMANDS: dict[str, str] = {
+    "index": "rareid.index:index_main",
+    "search": "rareid.search:search_main",
+    "calibrate": "rareid.calibrate:calibrate_main",
+    "export": "rareid.export:export_main",
+}
+
+
+def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | int | None:
     """Entry point of ``rareid`` / ``python -m rareid``; returns the CLI object for tests."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "synth":
         return synth_main(argv[1:])
     if argv and argv[0] == "splits":
         return splits_main(argv[1:])
+    if argv and argv[0] in DEPLOY_COMMANDS:
+        module, function = DEPLOY_COMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module), function)(argv[1:])
     os.environ.setdefault("WANDB_SILENT", "true")
     return RAReIDCLI(
         RAReIDModule,

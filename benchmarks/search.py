@@ -1,0 +1,199 @@
+"""Gallery search at scale: memory, build time and per-query latency of the faiss and torch paths
+of :func:`rareid.search.prefix_search`, and whether they return the same top-k.
+
+    .venv/bin/python benchmarks/search.py                    # 1 M x 512 and 200 k x 2048
+    .venv/bin/python benchmarks/search.py --sizes 100000x512 --queries 50
+    .venv/bin/python benchmarks/search.py --help
+
+Each size runs in a fresh subprocess so that its memory figures are its own. The gallery is
+random Gaussian (seeded), stored once as an HR (level m) index with m = 4 equal sub-vectors;
+queries are zero-padded at random levels 1..4. Latency is per query (batches of one, the
+interactive case) and per query in one batch of all queries (throughput). "same top-k" compares
+the gallery positions of the two paths, rank by rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rareid.index import GalleryIndex  # noqa: E402
+from rareid.inference import Preprocess  # noqa: E402
+from rareid.search import _faiss_for, faiss_available, prefix_search  # noqa: E402
+
+LEVELS = 4
+
+
+def rss_gb() -> float:
+    """Resident memory of this process (GiB), from /proc."""
+    with open("/proc/self/statm") as stream:
+        pages = int(stream.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def random_gallery(size: int, dim: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    gallery = torch.empty(size, dim)
+    for start in range(0, size, 65536):  # filled in place: no second full-size temporary
+        rows = gallery[start : start + 65536]
+        rows.copy_(torch.randn(rows.shape, generator=generator))
+    return gallery
+
+
+def random_queries(count: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed + 1)
+    levels = torch.randint(1, LEVELS + 1, (count,), generator=generator)
+    queries = torch.randn(count, dim, generator=generator)
+    lengths = (levels * (dim // LEVELS))[:, None]
+    return queries * (torch.arange(dim)[None, :] < lengths), levels
+
+
+def run_one(size: int, dim: int, queries: int, k: int, seed: int) -> dict[str, Any]:
+    """Measure one gallery size in this process."""
+    start_rss = rss_gb()
+    tick = time.perf_counter()
+    gallery = random_gallery(size, dim, seed)
+    index = GalleryIndex(
+        embeddings=gallery,
+        paths=[],
+        sizes=np.empty((0, 2), dtype=np.int64),
+        levels=torch.full((size,), LEVELS),
+        root=".",
+        rates=[1.0, 2.0, 3.0, 4.0],
+        split_sizes=[dim // LEVELS] * LEVELS,
+        metric="euclidean",
+        preprocess=Preprocess((256, 128)),
+    )
+    out: dict[str, Any] = {
+        "gallery": size,
+        "dim": dim,
+        "queries": queries,
+        "k": k,
+        "threads": torch.get_num_threads(),
+        "gallery_gb": gallery.numel() * 4 / 2**30,
+        "generate_s": time.perf_counter() - tick,
+    }
+    q, levels = random_queries(queries, dim, seed)
+    results = {}
+    for backend in ("torch", "faiss"):
+        if backend == "faiss" and not faiss_available():
+            out["faiss"] = "not installed"
+            continue
+        before = rss_gb()
+        tick = time.perf_counter()
+        # build: the faiss index (d + m wide) or the torch path's prefix norms, done by the first
+        # search; a one-query search triggers it
+        prefix_search(index, q[:1], levels[:1], k, backend)
+        build = time.perf_counter() - tick
+        added = rss_gb() - before
+        latencies = []
+        for row in range(queries):
+            tick = time.perf_counter()
+            prefix_search(index, q[row : row + 1], levels[row : row + 1], k, backend)
+            latencies.append(time.perf_counter() - tick)
+        tick = time.perf_counter()
+        results[backend] = prefix_search(index, q, levels, k, backend)
+        batched = (time.perf_counter() - tick) / queries
+        out[backend] = {
+            "build_s": build,
+            "added_memory_gb": added,
+            "latency_ms_median": 1e3 * float(np.median(latencies)),
+            "latency_ms_p90": 1e3 * float(np.percentile(latencies, 90)),
+            "batched_ms_per_query": 1e3 * batched,
+        }
+        if backend == "faiss":
+            _faiss_for(index)  # kept with the index: count it once
+    if "torch" in results and "faiss" in results:
+        same = results["torch"].indices == results["faiss"].indices
+        out["same_top_k_ranks"] = float(same.float().mean())
+        out["same_top_k_queries"] = float(same.all(1).float().mean())
+        out["max_distance_difference"] = float(
+            (results["torch"].distances - results["faiss"].distances).abs().max()
+        )
+    out["peak_rss_gb"] = rss_gb()
+    out["baseline_rss_gb"] = start_rss
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", nargs="+", default=["1000000x512", "200000x2048"], help="gallery sizes as NxD"
+    )
+    parser.add_argument("--queries", type=int, default=50, help="queries per size")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="CPU threads of torch and faiss (default: all)")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one size in-process
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        if faiss_available():
+            import faiss
+
+            faiss.omp_set_num_threads(args.threads)
+    if args.one:
+        size, dim = (int(v) for v in args.one.split("x"))
+        print(json.dumps(run_one(size, dim, args.queries, args.k, args.seed)))
+        return
+    rows = []
+    for spec in args.sizes:
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            spec,
+            "--queries",
+            str(args.queries),
+            "--k",
+            str(args.k),
+            "--seed",
+            str(args.seed),
+        ]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        finished = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
+    for row in rows:
+        print(
+            f"\ngallery {row['gallery']:,} x {row['dim']} ({row['gallery_gb']:.2f} GiB float32), "
+            f"{row['queries']} queries at levels 1-4, top-{row['k']}, {row['threads']} threads"
+        )
+        for backend in ("torch", "faiss"):
+            entry = row.get(backend)
+            if not isinstance(entry, dict):
+                print(f"  {backend:5s}: {entry}")
+                continue
+            print(
+                f"  {backend:5s}: build {entry['build_s']:.2f} s, +{entry['added_memory_gb']:.2f} GiB, "
+                f"latency median {entry['latency_ms_median']:.1f} ms (p90 "
+                f"{entry['latency_ms_p90']:.1f} ms), batched {entry['batched_ms_per_query']:.1f} "
+                "ms/query"
+            )
+        if "same_top_k_ranks" in row:
+            print(
+                f"  same top-{row['k']}: {100 * row['same_top_k_ranks']:.2f}% of ranks, "
+                f"{100 * row['same_top_k_queries']:.1f}% of queries identical; max distance "
+                f"difference {row['max_distance_difference']:.2e}; peak RSS {row['peak_rss_gb']:.2f} GiB"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

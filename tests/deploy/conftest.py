@@ -1,0 +1,168 @@
+"""Fixtures of the deployment tests: a tiny model trained for seconds on a handful of synthetic
+identities whose coarse look differs (so identity is easy even at low resolution), a gallery
+folder of their crops under arbitrary file names, and degraded query crops of unseen sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rareid.callbacks.progressive import ProgressiveMaskTraining
+from rareid.data.lowres import synthesize_lowres
+from rareid.data.synthetic import SyntheticWorld
+from rareid.data.transforms import EvalTransform
+from rareid.models.module import RAReIDModule
+from tests.helpers import quiet_trainer_kwargs, tiny_module_kwargs
+
+NUM_PEOPLE = 6
+EPOCHS = 20
+IMG_SIZE = (64, 32)
+#: Normalisation saved as the datamodule's in the checkpoint: not ImageNet's, so a helper that
+#: ignored the checkpoint would be caught.
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+#: Arbitrary gallery names: spaces, unicode, nesting, several formats.
+GALLERY_NAMES = (
+    "cam A/im 001.jpg",
+    "cam A/Ünïcode_ß.png",
+    "deep/er/x.bmp",
+    "IMG-20240101 (copy).JPG",
+    "p.webp",
+    "zz/last one.png",
+)
+#: Query crop heights no model rate produces exactly (native height 128, rates 1..4).
+QUERY_HEIGHTS = (97, 58, 41, 29)
+
+
+def make_model(**overrides) -> RAReIDModule:
+    return RAReIDModule(
+        **tiny_module_kwargs(
+            backbone="test_resnet",  # timm's 0.4 M-parameter ResNet: trains in seconds
+            num_classes=NUM_PEOPLE,
+            embedding_dim=32,
+            embedding_norm=True,
+            mask_schedule="end_to_end",
+            lr=2e-3,
+            **overrides,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def world() -> SyntheticWorld:
+    return SyntheticWorld(identities=48, seed=0, cameras=2, train_identities=24)
+
+
+@pytest.fixture(scope="session")
+def people(world: SyntheticWorld) -> list[int]:
+    """One identity from each of the first coarse groups: they look different at any size."""
+    return [group[0] for group in world.groups[:NUM_PEOPLE]]
+
+
+class ViewPairs(Dataset):
+    """HR view and an LR view (rate from the model's rates) of renders of ``people``."""
+
+    def __init__(self, world: SyntheticWorld, people: list[int], per_person: int = 8) -> None:
+        transform = EvalTransform(IMG_SIZE, MEAN, STD)
+        rng = np.random.default_rng(0)
+        self.items = []
+        for label, pid in enumerate(people):
+            for frame in range(per_person):
+                image = world.render(pid, frame % 2, 100 + frame)
+                level = int(rng.integers(1, 5))
+                rate = float(5 - level)
+                low = synthesize_lowres(image, rate, IMG_SIZE)
+                self.items.append(
+                    {
+                        "hr": transform(image),
+                        "lr": transform(low) if rate > 1 else transform(image),
+                        "lr_level": torch.tensor(level),
+                        "pid": torch.tensor(label),
+                        "camid": torch.tensor(frame % 2),
+                    }
+                )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.items[index]
+
+
+class PairsModule(L.LightningDataModule):
+    def __init__(self, dataset: ViewPairs) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=16, shuffle=True, num_workers=0)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, world, people) -> Path:
+    """A checkpoint trained for a few seconds; the datamodule normalisation is saved in it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        L.seed_everything(0, verbose=False)
+        root = tmp_path_factory.mktemp("trained")
+        model = make_model()
+        trainer = L.Trainer(
+            **quiet_trainer_kwargs(root, max_epochs=EPOCHS),
+            callbacks=[ProgressiveMaskTraining()],
+        )
+        trainer.fit(model, PairsModule(ViewPairs(world, people)))
+        path = root / "tiny.ckpt"
+        trainer.save_checkpoint(path)
+    finally:
+        torch.set_num_threads(previous)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"] = {"mean": MEAN, "std": STD, "rates": [1, 2, 3, 4]}
+    torch.save(checkpoint, path)
+    return path
+
+
+def write_rgb(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(path.suffix.lower(), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.write_bytes(data.tobytes())
+
+
+@pytest.fixture(scope="session")
+def gallery_dir(tmp_path_factory, world, people) -> Path:
+    """One HR crop per person (camera 0) under arbitrary names, plus a corrupt file."""
+    root = tmp_path_factory.mktemp("gallery")
+    for name, pid in zip(GALLERY_NAMES, people, strict=True):
+        write_rgb(root / name, world.render(pid, 0, 1))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "notes.txt").write_text("not an image, not listed")
+    return root
+
+
+@pytest.fixture(scope="session")
+def query_dir(tmp_path_factory, world, people) -> Path:
+    """Every person seen again by the gallery camera in another frame, shrunk to heights no rate gives exactly."""
+    root = tmp_path_factory.mktemp("queries")
+    for number, pid in enumerate(people):
+        image = world.render(pid, 0, 7)
+        for height in QUERY_HEIGHTS:
+            width = max(1, round(height * image.shape[1] / image.shape[0]))
+            small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            write_rgb(root / f"person{number}_h{height}.png", small)
+    return root
+
+
+@pytest.fixture(scope="session")
+def query_truth(gallery_dir, query_dir) -> dict[str, str]:
+    """Query file name -> the gallery name of the same person."""
+    return {
+        f"person{number}_h{height}.png": name
+        for number, name in enumerate(GALLERY_NAMES)
+        for height in QUERY_HEIGHTS
+    }
