@@ -16,6 +16,7 @@ from rareid.models.backbone import Backbone
 from rareid.models.heads import (
     EmbeddingHead,
     PrototypeClassifier,
+    SplitMode,
     VerificationHead,
     pad_by_level,
     resolve_split_sizes,
@@ -33,7 +34,11 @@ class RAReIDModule(L.LightningModule):
             ``swin_base_patch4_window7_224``).
         num_classes: number of training identities (linked from the DataModule by the CLI).
         rates: downsampling rates the model knows; ``m = len(rates)`` levels.
-        embedding_dim: ``d``; split into ``m`` sub-vectors (equal, or ``split_sizes``).
+        embedding_dim: ``d``; split into ``m`` sub-vectors, level 1 (lowest resolution) first.
+        split: ``proportional`` (default, the paper's Table II: a level at rate ``r`` uses the
+            first ~``d / r`` dimensions, rates [1, 2, 3, 4] give sizes d/4, d/12, d/6, d/2)
+            or ``equal`` (``d / m`` each).
+        split_sizes: explicit sizes (summing to ``d``); wins over ``split``.
         embedding_norm: BatchNorm1d after the embedding FC (off in the paper).
         pretrained / weights_path: timm weights from the hub, or a local file (offline).
         img_size: network input (H, W); Swin needs it at construction.
@@ -51,6 +56,7 @@ class RAReIDModule(L.LightningModule):
         num_classes: int = 751,
         rates: Sequence[float] = (1, 2, 3, 4),
         embedding_dim: int = 2048,
+        split: SplitMode = "proportional",
         split_sizes: Sequence[int] | None = None,
         embedding_norm: bool = False,
         pretrained: bool = False,
@@ -86,7 +92,7 @@ class RAReIDModule(L.LightningModule):
             raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
-        self.split_sizes = resolve_split_sizes(embedding_dim, self.num_levels, split_sizes)
+        self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
         self.embedding_dim = embedding_dim
 
         self.backbone = Backbone(

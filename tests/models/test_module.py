@@ -215,7 +215,17 @@ def test_invalid_switches_are_rejected() -> None:
     with pytest.raises(ValueError, match="mask_schedule"):
         make_module(mask_schedule="sideways")
     with pytest.raises(ValueError, match="embedding_dim"):
-        make_module(embedding_dim=18)
+        make_module(embedding_dim=18, split="equal")
+    with pytest.raises(ValueError, match="embedding_dim"):
+        make_module(embedding_dim=6)  # proportional: a level would get no dimension
+
+
+def test_split_default_is_proportional_and_equal_is_an_option() -> None:
+    assert make_module(embedding_dim=24).split_sizes == [6, 2, 4, 12]
+    assert make_module(embedding_dim=24, split="equal").split_sizes == [6, 6, 6, 6]
+    module = make_module(embedding_dim=24, split="equal", split_sizes=[1, 2, 3, 18])
+    assert module.split_sizes == [1, 2, 3, 18]
+    assert module.verifier.split_sizes == [1, 2, 3, 18]
 
 
 def test_bad_levels_raise_value_error() -> None:
