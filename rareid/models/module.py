@@ -138,18 +138,54 @@ class RAReIDModule(L.LightningModule):
         return [self.embedding_dim]
 
     # ------------------------------------------------------------------ embedding
-    def _level_index(self, levels: torch.Tensor) -> torch.Tensor:
-        levels = torch.as_tensor(levels, device=self.device).long()
-        if levels.numel() and (levels.min() < 1 or levels.max() > self.num_levels):
+    def _level_index(
+        self,
+        levels: torch.Tensor | Sequence[int],
+        count: int | None = None,
+        name: str = "levels",
+    ) -> torch.Tensor:
+        """Levels (1..m) as a long tensor of shape ``(count,)``; anything else is a ValueError."""
+        values = torch.as_tensor(levels, device=self.device)
+        expected = f"({'N' if count is None else count},)"
+        if values.ndim != 1 or (count is not None and values.shape[0] != count):
+            raise ValueError(
+                f"{name}: expected shape {expected}, one level (1..{self.num_levels}) per image, "
+                f"got shape {tuple(values.shape)}"
+            )
+        if values.dtype == torch.bool or values.is_complex():
+            raise ValueError(f"{name}: expected integer levels, got dtype {values.dtype}")
+        if values.is_floating_point() and not bool(torch.all(values == values.round())):
+            raise ValueError(
+                f"{name}: expected whole-number levels 1..{self.num_levels} of shape "
+                f"{expected}, got non-integer values {values[values != values.round()][:3].tolist()}"
+            )
+        if values.numel() and (values.min() < 1 or values.max() > self.num_levels):
             raise ValueError(
                 f"levels must be in 1..{self.num_levels} (rates {list(self.rates)}), got "
-                f"{levels.min().item()}..{levels.max().item()}"
+                f"{values.min().item()}..{values.max().item()}"
             )
-        return levels
+        return values.long()
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        """Images as ``embed`` expects them: float (N, 3, H, W) at the model's input size."""
+        height, width = (int(side) for side in self.hparams.img_size)
+        expected = f"a float tensor of shape (N, 3, {height}, {width}), normalised like training"
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images: expected {expected}, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images: expected {expected}, got dtype {images.dtype} (convert to float and "
+                "normalise with the model's mean and std first)"
+            )
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (height, width):
+            raise ValueError(
+                f"images: expected {expected} (img_size {height}x{width}, RGB), got shape "
+                f"{tuple(images.shape)}"
+            )
 
     def forward(self, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         """Un-padded embedding ``v`` (N, d); masks pick each sample's level."""
-        levels = self._level_index(levels)
+        levels = self._level_index(levels, images.shape[0])
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self.masks is None:
@@ -170,9 +206,25 @@ class RAReIDModule(L.LightningModule):
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m)."""
-        levels = self._level_index(levels)
-        return self.pad(self(images.to(self.device), levels), levels)
+        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
+
+        Always runs in eval mode (BatchNorm uses its running statistics and never updates
+        them, so a batch of one works) and restores every submodule's mode afterwards.
+        """
+        self._check_images(images)
+        levels = self._level_index(levels, images.shape[0])
+        modes = {module: module.training for module in self.modules()}
+        self.eval()
+        try:
+            return self.pad(self(images.to(self.device), levels), levels)
+        finally:
+            for module, training in modes.items():
+                module.training = training
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> RAReIDModule:
+        """Lightning's loader, returning the model in eval mode (ready for ``embed``)."""
+        return super().load_from_checkpoint(*args, **kwargs).eval()
 
     def distance(
         self,
@@ -185,8 +237,12 @@ class RAReIDModule(L.LightningModule):
 
         ``gallery_levels=None`` means an HR gallery (level m).
         """
-        q_levels = self._level_index(query_levels)
-        g_levels = None if gallery_levels is None else self._level_index(gallery_levels)
+        q_levels = self._level_index(query_levels, query.shape[0], "query_levels")
+        g_levels = (
+            None
+            if gallery_levels is None
+            else self._level_index(gallery_levels, gallery.shape[0], "gallery_levels")
+        )
         if not self.hparams.varying_length:
             # One block of sub-vector sizes: every level uses the whole embedding.
             q_levels, g_levels = torch.ones_like(q_levels), None

@@ -241,6 +241,64 @@ def test_bad_levels_raise_value_error() -> None:
             module.distance(z, [1, 2], z, bad)
 
 
+def test_embed_runs_in_eval_mode_and_restores_every_mode() -> None:
+    module = make_module(embedding_norm=True)
+    activate_all(module)
+    module.train()
+    module.head.norm.eval()  # a user's own choice for one submodule survives embed
+    stats = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+    images = torch.randn(3, 3, 64, 32)
+    z = module.embed(images, [1, 2, 4])
+    one = module.embed(images[:1], [1])  # batch of one: BatchNorm1d in train mode would fail
+    for key, value in stats.items():
+        assert torch.equal(module.state_dict()[key], value), key  # statistics untouched
+    assert module.training and module.backbone.training and not module.head.norm.training
+    module.eval()
+    torch.testing.assert_close(module.embed(images, [1, 2, 4]), z)
+    torch.testing.assert_close(one[0], z[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ([1.5, 2.0], r"non-integer"),
+        (2, r"expected shape \(2,\)"),
+        ([1, 2, 3], r"expected shape \(2,\)"),
+        ([[1, 2]], r"expected shape \(2,\)"),
+        ([True, False], r"integer levels"),
+    ],
+)
+def test_embed_rejects_malformed_levels(levels, message: str) -> None:
+    module = make_module()
+    with pytest.raises(ValueError, match=message):
+        module.embed(torch.randn(2, 3, 64, 32), levels)
+    # Whole-number floats are fine (e.g. levels read back from JSON).
+    assert module.embed(torch.randn(2, 3, 64, 32), [1.0, 4.0]).shape == (2, 16)
+
+
+def test_distance_rejects_levels_of_the_wrong_length() -> None:
+    module = make_module()
+    z = torch.randn(3, 16)
+    with pytest.raises(ValueError, match=r"query_levels: expected shape \(3,\)"):
+        module.distance(z, [1, 2], z)
+    with pytest.raises(ValueError, match=r"gallery_levels: expected shape \(3,\)"):
+        module.distance(z, [1, 2, 3], z, 4)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.zeros(2, 3, 64, 32, dtype=torch.uint8), r"dtype torch\.uint8"),
+        (torch.randn(2, 1, 64, 32), r"\(N, 3, 64, 32\).*got shape \(2, 1, 64, 32\)"),
+        (torch.randn(2, 3, 128, 64), r"img_size 64x32.*got shape \(2, 3, 128, 64\)"),
+        (torch.randn(3, 64, 32), r"got shape \(3, 64, 32\)"),
+    ],
+)
+def test_embed_rejects_malformed_images(images: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_module().embed(images, [1, 2])
+
+
 def test_parameter_groups_exempt_masks_norms_and_biases_from_weight_decay() -> None:
     module = make_module(weight_decay=0.01)
     groups = module.parameter_groups()
