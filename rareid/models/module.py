@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from rareid.models.heads import (
     resolve_split_sizes,
 )
 from rareid.models.masks import ResolutionMasks
+from rareid.models.schedules import LRSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
 
@@ -47,6 +49,9 @@ class RAReIDModule(L.LightningModule):
             paper's ablation switches (Tables III-V). All off = the "IDE + Verif" baseline.
         verif_weight: ``lambda`` in ``L_cls + lambda L_verif``.
         lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
+        lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
+            paper's wording); ``per_phase`` restarts at ``lr`` at every mask phase start and
+            counts ``milestones`` from there, so every stage's masks train at full rate.
         distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
     """
 
@@ -78,6 +83,7 @@ class RAReIDModule(L.LightningModule):
         weight_decay: float = 5e-4,
         milestones: Sequence[int] = (40, 70),
         gamma: float = 0.1,
+        lr_schedule: LRSchedule = "step",
         distance: str = "euclidean",
         max_rank: int = 20,
         channels_last: bool = False,
@@ -367,13 +373,35 @@ class RAReIDModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.hparams.milestones), gamma=self.hparams.gamma
-        )
+        milestones = [int(m) for m in self.hparams.milestones]
+        if self.hparams.get("lr_schedule", "step") == "per_phase":
+            factor = functools.partial(
+                phase_step_factor,
+                phase_starts=self.mask_phase_starts(),
+                milestones=milestones,
+                gamma=self.hparams.gamma,
+            )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones=milestones, gamma=self.hparams.gamma
+            )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def mask_phase_starts(self) -> list[int]:
+        """First epoch of each progressive mask phase (``[0]``: one phase, nothing to restart)."""
+        if self.masks is None or self.hparams.mask_schedule == "end_to_end":
+            return [0]
+        from rareid.callbacks.progressive import ProgressiveMaskTraining
+
+        trainer = self._trainer
+        for callback in [] if trainer is None else trainer.callbacks:
+            if isinstance(callback, ProgressiveMaskTraining) and callback.phase_starts:
+                return list(callback.phase_starts)
+        return [0]
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return [] if self.masks is None else [m.logits for m in self.masks.masks]

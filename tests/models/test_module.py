@@ -342,7 +342,7 @@ def test_mask_schedule_at_fit_start(tmp_path, schedule: str) -> None:
     probe = _ActiveFlagsAtStart()
     trainer = L.Trainer(
         callbacks=[ProgressiveMaskTraining(phase_epochs=[0, 1, 2, 3]), probe],
-        **quiet_trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=2),
+        **quiet_trainer_kwargs(tmp_path, max_epochs=4, max_steps=2, limit_train_batches=2),
     )
     trainer.fit(module, datamodule=RandomReIDDataModule(size=8, batch_size=4))
     changed = [not torch.equal(a, b) for a, b in zip(probe.before, probe.after, strict=True)]
