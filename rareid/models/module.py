@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rareid.levels import normalize_rates
-from rareid.losses import identity_loss, verification_loss
+from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.metrics import MLRMetric, level_distances
 from rareid.models.backbone import Backbone
 from rareid.models.heads import (
@@ -279,9 +279,14 @@ class RAReIDModule(L.LightningModule):
             self.log("train/loss_cls", loss_cls, batch_size=n)
             loss = loss + loss_cls
         if self.verifier is not None:
-            # Every LR view against every HR view, each pair cut to the lower level.
-            logits = self.verifier.forward_pairs(z[n:], z_levels[n:], z[:n], z_levels[:n])
-            loss_verif = verification_loss(logits, pids, pids)
+            # Every LR view against every HR view of the global batch (all ranks), each pair
+            # cut to the lower level: N devices compute the loss of one.
+            z_lr, z_hr = (gather_across_ranks(part, with_grad=True) for part in (z[n:], z[:n]))
+            levels_lr, levels_hr, all_pids = (
+                gather_across_ranks(part) for part in (z_levels[n:], z_levels[:n], pids)
+            )
+            logits = self.verifier.forward_pairs(z_lr, levels_lr, z_hr, levels_hr)
+            loss_verif = verification_loss(logits, all_pids, all_pids)
             self.log("train/loss_verif", loss_verif, batch_size=n)
             loss = loss + self.hparams.verif_weight * loss_verif
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
