@@ -9,12 +9,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from rareid.models.backbone import Backbone, StageInfo
+
+MaskInit = Literal["gaussian", "identity"]
+
+#: Logit of an ``identity`` mask: sigmoid(4) = 0.982, the stage output passes almost unchanged.
+IDENTITY_LOGIT = 4.0
 
 
 class StageMask(nn.Module):
@@ -32,18 +38,29 @@ class StageMask(nn.Module):
         channel_dim: int,
         init_mean: float = 0.0,
         init_std: float = 1.0,
+        init: MaskInit = "gaussian",
     ) -> None:
         super().__init__()
         self.channel_dim = channel_dim
         self.init_mean = init_mean
         self.init_std = init_std
+        self.init = init
         self.logits = nn.Parameter(torch.empty(num_levels, channels))
         self.register_buffer("active", torch.tensor(False))
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Gaussian initialisation (a fresh draw when the stage becomes active)."""
+        """Fresh initialisation (also when the stage becomes active).
+
+        ``gaussian`` (the paper's): logits ~ N(init_mean, init_std), gates near 0.5 that
+        rescale a network trained without them. ``identity``: every logit at
+        ``IDENTITY_LOGIT``, so activating the stage leaves its output almost unchanged and
+        the masks start from the network as it is.
+        """
         with torch.no_grad():
+            if self.init == "identity":
+                self.logits.fill_(IDENTITY_LOGIT)
+                return
             values = torch.randn(self.logits.shape, generator=generator)
             self.logits.copy_(values * self.init_std + self.init_mean)
 
@@ -76,11 +93,13 @@ class ResolutionMasks(nn.Module):
         num_levels: int,
         init_mean: float = 0.0,
         init_std: float = 1.0,
+        init: MaskInit = "gaussian",
     ) -> None:
         super().__init__()
         self.stage_names = [s.name for s in stages]
         self.masks = nn.ModuleList(
-            StageMask(num_levels, s.channels, s.channel_dim, init_mean, init_std) for s in stages
+            StageMask(num_levels, s.channels, s.channel_dim, init_mean, init_std, init)
+            for s in stages
         )
         self._handles: list[RemovableHandle] = []
         self._level_index: torch.Tensor | None = None

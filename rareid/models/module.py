@@ -22,7 +22,7 @@ from rareid.models.heads import (
     pad_by_level,
     resolve_split_sizes,
 )
-from rareid.models.masks import ResolutionMasks
+from rareid.models.masks import MaskInit, ResolutionMasks
 from rareid.models.schedules import LRSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
@@ -47,6 +47,9 @@ class RAReIDModule(L.LightningModule):
         last_stride: 1 for the re-ID last-stride trick; default 1 for ResNets, native otherwise.
         use_masks / varying_length / use_cls_loss / use_verif_loss / mask_schedule: the
             paper's ablation switches (Tables III-V). All off = the "IDE + Verif" baseline.
+        mask_init / mask_init_mean / mask_init_std: a newly active stage's mask logits:
+            ``gaussian`` N(mean, std) as in the paper (gates near 0.5), or ``identity``
+            (gates 0.98: activating a stage leaves the trained network almost unchanged).
         verif_weight: ``lambda`` in ``L_cls + lambda L_verif``.
         lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
         lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
@@ -72,6 +75,7 @@ class RAReIDModule(L.LightningModule):
         use_masks: bool = True,
         varying_length: bool = True,
         mask_schedule: str = "progressive",
+        mask_init: MaskInit = "gaussian",
         mask_init_mean: float = 0.0,
         mask_init_std: float = 1.0,
         use_cls_loss: bool = True,
@@ -112,7 +116,7 @@ class RAReIDModule(L.LightningModule):
         self.masks: ResolutionMasks | None = None
         if use_masks:
             self.masks = ResolutionMasks(
-                self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std
+                self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std, mask_init
             )
             self.masks.attach(self.backbone)
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from rareid.models.backbone import Backbone
-from rareid.models.masks import ResolutionMasks, StageMask
+from rareid.models.masks import IDENTITY_LOGIT, ResolutionMasks, StageMask
 
 LEVELS = torch.tensor([1, 4, 2, 3, 4, 1])  # mixed levels in one batch (1..m)
 
@@ -180,6 +180,31 @@ def test_mask_init_is_gaussian_and_reset_is_seeded() -> None:
     # The active flag is a buffer: it travels in the state dict.
     mask.active.fill_(True)
     assert "active" in mask.state_dict() and bool(mask.state_dict()["active"])
+
+
+def test_identity_init_starts_every_gate_near_one() -> None:
+    mask = StageMask(num_levels=4, channels=8, channel_dim=1, init="identity")
+    assert torch.all(mask.logits == IDENTITY_LOGIT)
+    with torch.no_grad():
+        mask.logits.zero_()
+    mask.reset_parameters(torch.Generator().manual_seed(0))  # what a new phase does
+    assert torch.all(torch.sigmoid(mask.logits) > 0.98)
+
+
+@pytest.mark.parametrize(("init", "low", "high"), [("gaussian", 0.5, 2.0), ("identity", 0, 0.15)])
+def test_activating_identity_masks_leaves_the_network_almost_unchanged(init, low, high) -> None:
+    from rareid.models.module import RAReIDModule
+    from tests.helpers import tiny_module_kwargs
+
+    torch.manual_seed(0)
+    module = RAReIDModule(**tiny_module_kwargs(mask_init=init, embedding_dim=24)).eval()
+    images, levels = torch.randn(6, 3, 64, 32), [1, 2, 3, 4, 4, 2]
+    before = module.embed(images, levels)
+    for stage in range(len(module.masks)):
+        module.masks.set_active(stage, True)
+    change = (module.embed(images, levels) - before).norm() / before.norm()
+    # Gaussian gates near 0.5 rescale every channel at random; identity gates (0.98) do not.
+    assert low <= change.item() <= high
 
 
 def test_masks_deep_copy_and_pickle_with_their_module() -> None:
