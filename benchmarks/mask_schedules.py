@@ -8,6 +8,10 @@ accuracy is measured: the point is whether every stage's masks get a training bu
 
     rareid synth --out /tmp/synth --identities 60 --seed 0
     nice -n 10 python benchmarks/mask_schedules.py --root /tmp/synth --epochs 12
+
+``--compare init`` instead trains the phases-before-the-first-decay schedule once per
+``mask_init`` (gaussian, identity) and prints what the masks learned: per stage, the mean
+gate of each level and how much the gates differ between levels.
 """
 
 from __future__ import annotations
@@ -61,9 +65,36 @@ def schedules(epochs: int) -> dict[str, tuple[list[int], dict]]:
     }
 
 
-def run(root: str, epochs: int, batches: int | None, seed: int) -> list[dict]:
+def init_variants(epochs: int) -> dict[str, tuple[list[int], dict]]:
+    """The phases-before-the-first-decay schedule with each mask initialisation."""
+    starts, options = schedules(epochs)["step, phases before the first decay"]
+    return {
+        f"mask_init={init}": (starts, {**options, "mask_init": init})
+        for init in ("gaussian", "identity")
+    }
+
+
+def gate_summary(module: RAReIDModule) -> list[dict]:
+    """Per stage: mean gate of each level (1..m) and the mean over channels of the gates'
+    standard deviation across levels (0: the mask ignores the resolution)."""
+    summary = []
+    for mask in module.masks.masks:
+        gates = torch.sigmoid(mask.logits.detach())  # (levels, channels)
+        summary.append(
+            {
+                "mean_gate_by_level": [round(v, 3) for v in gates.mean(dim=1).tolist()],
+                "level_spread": round(gates.std(dim=0).mean().item(), 4),
+            }
+        )
+    return summary
+
+
+def run(
+    root: str, epochs: int, batches: int | None, seed: int, compare: str = "schedule"
+) -> list[dict]:
     rows = []
-    for name, (starts, options) in schedules(epochs).items():
+    variants = schedules(epochs) if compare == "schedule" else init_variants(epochs)
+    for name, (starts, options) in variants.items():
         L.seed_everything(seed, verbose=False)
         data = ReIDDataModule(
             dataset="synthetic",
@@ -114,6 +145,7 @@ def run(root: str, epochs: int, batches: int | None, seed: int) -> list[dict]:
                 "moved_in_lr_units_by_stage": moved,
                 "lr_by_epoch": [round(lr / module.hparams.lr, 4) for lr in probe.lrs],
                 "seconds": round(time.perf_counter() - began, 1),
+                "gates_by_stage": gate_summary(module),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -126,11 +158,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batches", type=int, default=None, help="limit batches per epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", choices=["schedule", "init"], default="schedule")
     args = parser.parse_args()
-    rows = run(args.root, args.epochs, args.batches, args.seed)
+    rows = run(args.root, args.epochs, args.batches, args.seed, args.compare)
     print("\nmean |logit change| / lr, stages layer1 .. layer4:")
     for row in rows:
         print(f"  {row['schedule']:<55} {row['moved_in_lr_units_by_stage']}")
+    print("\nlevel spread of the gates (std over levels, mean over channels), layer1 .. layer4:")
+    for row in rows:
+        spread = [stage["level_spread"] for stage in row["gates_by_stage"]]
+        print(f"  {row['schedule']:<55} {spread}")
 
 
 if __name__ == "__main__":
