@@ -22,7 +22,7 @@ from rareid.models.heads import (
     pad_by_level,
     resolve_split_sizes,
 )
-from rareid.models.masks import MaskInit, ResolutionMasks
+from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks
 from rareid.models.schedules import LRSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
@@ -50,6 +50,9 @@ class RAReIDModule(L.LightningModule):
         mask_init / mask_init_mean / mask_init_std: a newly active stage's mask logits:
             ``gaussian`` N(mean, std) as in the paper (gates near 0.5), or ``identity``
             (gates 0.98: activating a stage leaves the trained network almost unchanged).
+        mask_granularity: ``stage`` (one mask per stage output, the paper's "four residual
+            blocks") or ``block`` (one per residual block inside each stage); either way the
+            progressive schedule activates a whole stage per phase.
         verif_weight: ``lambda`` in ``L_cls + lambda L_verif``.
         lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
         lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
@@ -76,6 +79,7 @@ class RAReIDModule(L.LightningModule):
         varying_length: bool = True,
         mask_schedule: str = "progressive",
         mask_init: MaskInit = "gaussian",
+        mask_granularity: MaskGranularity = "stage",
         mask_init_mean: float = 0.0,
         mask_init_std: float = 1.0,
         use_cls_loss: bool = True,
@@ -115,8 +119,16 @@ class RAReIDModule(L.LightningModule):
         )
         self.masks: ResolutionMasks | None = None
         if use_masks:
+            blocks = None
+            if mask_granularity == "block":
+                blocks = [self.backbone.block_names(stage) for stage in self.backbone.stages]
             self.masks = ResolutionMasks(
-                self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std, mask_init
+                self.backbone.stages,
+                self.num_levels,
+                mask_init_mean,
+                mask_init_std,
+                mask_init,
+                blocks,
             )
             self.masks.attach(self.backbone)
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)

@@ -281,6 +281,24 @@ def test_per_phase_schedule_resumes_in_step(tmp_path) -> None:
     assert [round(e["lr"] / LR, 6) for e in recorder.epochs] == [1.0, 1.0]  # epochs 2 and 3
 
 
+def test_block_masks_train_stage_by_stage(tmp_path) -> None:
+    module, _, recorder, _ = fit(
+        tmp_path,
+        max_epochs=4,
+        max_steps=2,
+        phase_epochs=[0, 1, 2, 3],
+        batches=2,
+        module_kwargs={"mask_granularity": "block"},
+    )
+    start = recorder.epochs[0]["masks"]
+    for stage in range(NUM_STAGES):
+        final = module.masks.masks[stage].logits.detach()
+        assert final.shape[0] == 2  # resnet18: two blocks per stage
+        moved = [not torch.equal(final[block], start[stage][block]) for block in range(2)]
+        # Phase 1: every block mask of the output stage trains, the other stages wait.
+        assert moved == ([True, True] if stage == NUM_STAGES - 1 else [False, False])
+
+
 def test_default_phases_need_max_epochs(tmp_path) -> None:
     with pytest.raises(ValueError, match="max_epochs"):
         fit(tmp_path, max_epochs=-1, max_steps=2)

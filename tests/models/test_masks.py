@@ -207,6 +207,60 @@ def test_activating_identity_masks_leaves_the_network_almost_unchanged(init, low
     assert low <= change.item() <= high
 
 
+@pytest.mark.parametrize(
+    ("name", "img_size", "first_block"),
+    [("resnet18", (64, 32), "layer1.0"), ("swin_tiny_patch4_window7_224", (64, 32), None)],
+)
+def test_block_masks_multiply_every_block_output(name, img_size, first_block) -> None:
+    torch.manual_seed(0)
+    backbone = Backbone(name, img_size=img_size).eval()
+    blocks = [backbone.block_names(stage) for stage in backbone.stages]
+    assert all(len(names) >= 2 for names in blocks)
+    if first_block is not None:
+        assert blocks[0][0] == first_block
+    masks = ResolutionMasks(backbone.stages, num_levels=4, blocks=blocks)
+    for stage in range(len(masks)):
+        masks.set_active(stage, True)
+    masks.attach(backbone)
+    names = [n for stage_blocks in blocks for n in stage_blocks]
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for block_name in names:
+        module = backbone.get_stage(block_name)
+        handles.append(
+            module.register_forward_pre_hook(
+                lambda _m, args, n=block_name: inputs.__setitem__(n, args[0])
+            )
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda _m, _i, out, n=block_name: outputs.__setitem__(n, out)
+            )
+        )
+    with torch.no_grad(), masks.levels(LEVELS - 1):
+        backbone(torch.randn(len(LEVELS), 3, *img_size))
+    for handle in handles:
+        handle.remove()
+    for stage, (info, mask) in enumerate(zip(backbone.stages, masks.masks, strict=True)):
+        assert mask.logits.shape == (len(blocks[stage]), 4, info.channels)
+        for block, block_name in enumerate(blocks[stage]):
+            with torch.no_grad():
+                plain = backbone.get_stage(block_name).forward(inputs[block_name])
+            gate = torch.sigmoid(mask.logits.detach()[block])[LEVELS - 1]
+            expected = plain * expand_gate(gate, plain.ndim, info.channel_dim)
+            torch.testing.assert_close(outputs[block_name], expected, rtol=1e-6, atol=1e-6)
+    masks.remove()
+
+
+def test_block_granularity_needs_a_sequence_of_blocks() -> None:
+    from rareid.models.backbone import BackboneError, StageInfo
+
+    backbone = Backbone("resnet18", img_size=(64, 32))
+    with pytest.raises(BackboneError, match="mask_granularity: stage"):
+        backbone.block_names(StageInfo("conv1", 64, 1, 2))
+
+
 def test_masks_deep_copy_and_pickle_with_their_module() -> None:
     """A deep copy (EMA/SWA) must apply its own masks; ddp_spawn pickles the module."""
     backbone, masks = masked_backbone("resnet18", (64, 32))
