@@ -181,7 +181,9 @@ class Backbone(nn.Module):
                 "a .blocks sequence: use mask_granularity: stage for this backbone"
             )
         names = [
-            f"{prefix}.{n}" for n, child in container.named_children() if _has_parameters(child)
+            f"{prefix}.{child_name}"
+            for child_name, child in container.named_children()
+            if _has_parameters(child)
         ]
         shapes = self._probe_shapes(names)
         for name in names:

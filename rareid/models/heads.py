@@ -18,7 +18,7 @@ def proportional_prefix_lengths(embedding_dim: int, rates: Sequence[float]) -> l
     A level at rate ``r`` encodes its image in ``d * r_min / r`` dimensions (an r = 2 query
     against an HR gallery uses half of ``v``), rounded half up; the HR level uses all of ``d``.
     """
-    ordered = sorted(float(r) for r in rates)
+    ordered = sorted(float(rate) for rate in rates)
     highest = ordered[0]
     # Level 1 is the lowest resolution (largest rate), level m the HR one.
     return [math.floor(embedding_dim * highest / rate + 0.5) for rate in reversed(ordered)]
@@ -60,7 +60,7 @@ def resolve_split_sizes(
     if min(sizes) < 1:
         raise ValueError(
             f"split: proportional gives empty sub-vectors for embedding_dim={embedding_dim} and "
-            f"rates={sorted(float(r) for r in rates)} (prefix lengths {prefixes}): raise "
+            f"rates={sorted(float(rate) for rate in rates)} (prefix lengths {prefixes}): raise "
             "embedding_dim, use split: equal, or set split_sizes"
         )
     return sizes

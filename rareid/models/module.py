@@ -394,7 +394,7 @@ class RAReIDModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)
-        milestones = [int(m) for m in self.hparams.milestones]
+        milestones = [int(milestone) for milestone in self.hparams.milestones]
         if self.hparams.get("lr_schedule", "step") == "per_phase":
             factor = functools.partial(
                 phase_step_factor,
