@@ -61,8 +61,9 @@ class ProgressiveMaskTraining(Callback):
     def _end_to_end(pl_module: L.LightningModule) -> bool:
         return pl_module.hparams.get("mask_schedule", "progressive") == "end_to_end"
 
-    def _resolve_starts(self, trainer: L.Trainer, num_stages: int) -> list[int]:
-        max_epochs = trainer.max_epochs
+    def resolve_phase_starts(self, max_epochs: int | None, num_stages: int) -> list[int]:
+        """First epoch of each phase for a fit of ``max_epochs``; a ValueError names what is
+        wrong (the CLI can call this before fitting to report it in one line)."""
         if self.phase_epochs is None:
             if max_epochs is None or max_epochs < 1:
                 raise ValueError(
@@ -117,7 +118,7 @@ class ProgressiveMaskTraining(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         num_stages = self._num_stages(pl_module)
         if stage == "fit" and num_stages and not self._end_to_end(pl_module):
-            self._starts = self._resolve_starts(trainer, num_stages)
+            self._starts = self.resolve_phase_starts(trainer.max_epochs, num_stages)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         num_stages = self._num_stages(pl_module)

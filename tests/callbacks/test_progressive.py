@@ -208,6 +208,14 @@ def test_phase_epochs_beyond_max_epochs_is_an_error(tmp_path) -> None:
         fit(tmp_path, max_epochs=3, phase_epochs=[0, 1, 2, 3])
 
 
+def test_phase_starts_can_be_checked_before_a_fit() -> None:
+    schedule = ProgressiveMaskTraining(phase_epochs=[0, 30, 60, 90])
+    assert schedule.resolve_phase_starts(120, 4) == [0, 30, 60, 90]
+    with pytest.raises(ValueError, match=r"epoch 90, but trainer.max_epochs=60"):
+        schedule.resolve_phase_starts(60, 4)
+    assert ProgressiveMaskTraining().resolve_phase_starts(8, 4) == [0, 2, 4, 6]
+
+
 def test_a_phase_without_an_epoch_is_named_in_a_warning(tmp_path) -> None:
     with pytest.warns(UserWarning, match=r"stage\(s\) \[2\] \(0-based\) get no epoch"):
         fit(tmp_path, max_epochs=3, phase_epochs=[0, 1, 1, 2])
