@@ -90,11 +90,18 @@ def gate_summary(module: RAReIDModule) -> list[dict]:
 
 
 def run(
-    root: str, epochs: int, batches: int | None, seed: int, compare: str = "schedule"
+    root: str,
+    epochs: int,
+    batches: int | None,
+    seed: int,
+    compare: str = "schedule",
+    mask_lr: float | None = None,
 ) -> list[dict]:
     rows = []
     variants = schedules(epochs) if compare == "schedule" else init_variants(epochs)
     for name, (starts, options) in variants.items():
+        if mask_lr is not None:
+            name, options = f"{name}, mask_lr={mask_lr:g}", {**options, "mask_lr": mask_lr}
         L.seed_everything(seed, verbose=False)
         data = ReIDDataModule(
             dataset="synthetic",
@@ -159,8 +166,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None, help="limit batches per epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", choices=["schedule", "init"], default="schedule")
+    parser.add_argument("--mask-lr", type=float, default=None, help="model.mask_lr (default lr)")
     args = parser.parse_args()
-    rows = run(args.root, args.epochs, args.batches, args.seed, args.compare)
+    rows = run(args.root, args.epochs, args.batches, args.seed, args.compare, args.mask_lr)
     print("\nmean |logit change| / lr, stages layer1 .. layer4:")
     for row in rows:
         print(f"  {row['schedule']:<55} {row['moved_in_lr_units_by_stage']}")

@@ -58,6 +58,9 @@ class RAReIDModule(L.LightningModule):
         lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
             paper's wording); ``per_phase`` restarts at ``lr`` at every mask phase start and
             counts ``milestones`` from there, so every stage's masks train at full rate.
+        mask_lr: learning rate of the mask logits (default ``lr``); decays with the same
+            schedule. Logits start with a spread of ``mask_init_std`` while Adam moves them
+            by about ``mask_lr`` per step, so at ``lr`` they barely leave their initialisation.
         distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
     """
 
@@ -92,6 +95,7 @@ class RAReIDModule(L.LightningModule):
         milestones: Sequence[int] = (40, 70),
         gamma: float = 0.1,
         lr_schedule: LRSchedule = "step",
+        mask_lr: float | None = None,
         distance: str = "euclidean",
         max_rank: int = 20,
         channels_last: bool = False,
@@ -377,20 +381,28 @@ class RAReIDModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Weight decay on weights only: masks, norms and biases are exempt."""
+        """Weight decay on weights only: masks, norms and biases are exempt. The masks get
+        their own group, at ``mask_lr`` when set."""
         mask_params = set() if self.masks is None else {id(p) for p in self.masks.parameters()}
-        decay, no_decay = [], []
+        decay, no_decay, masks = [], [], []
         for param in self.parameters():
             if not param.requires_grad:
                 continue
-            if id(param) in mask_params or param.ndim <= 1:
+            if id(param) in mask_params:
+                masks.append(param)
+            elif param.ndim <= 1:
                 no_decay.append(param)
             else:
                 decay.append(param)
-        return [
+        groups = [
             {"params": decay, "weight_decay": self.hparams.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        if masks:
+            mask_lr = self.hparams.get("mask_lr")
+            lr = self.hparams.lr if mask_lr is None else mask_lr
+            groups.append({"params": masks, "weight_decay": 0.0, "lr": lr})
+        return groups
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)

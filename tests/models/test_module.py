@@ -320,7 +320,19 @@ def test_parameter_groups_exempt_masks_norms_and_biases_from_weight_decay() -> N
     assert id(module.classifier.weight) in decay
     optimizer = module.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(3.5e-4)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([3.5e-4] * 3)
+
+
+def test_mask_lr_sets_the_learning_rate_of_the_masks_only() -> None:
+    module = make_module(lr=1e-3, mask_lr=0.05)
+    optimizer = module.configure_optimizers()["optimizer"]
+    masks = {id(p) for p in module.mask_parameters()}
+    for group in optimizer.param_groups:
+        in_group = {id(p) for p in group["params"]}
+        assert group["lr"] == pytest.approx(0.05 if in_group == masks else 1e-3)
+    assert sum({id(p) for p in g["params"]} == masks for g in optimizer.param_groups) == 1
+    # Without masks there is no mask group.
+    assert len(make_module(use_masks=False, mask_lr=0.05).parameter_groups()) == 2
 
 
 class _ActiveFlagsAtStart(Callback):
