@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from rareid.losses import identity_loss, verification_loss
+from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 
 
 def bce(logit: float, target: float) -> float:
@@ -62,3 +62,9 @@ def test_identity_loss_is_cross_entropy_with_optional_smoothing() -> None:
     log_p = logits.log_softmax(dim=1)
     manual_smoothed = (0.9 * -log_p[torch.arange(6), targets] + 0.1 * -log_p.mean(dim=1)).mean()
     torch.testing.assert_close(smoothed, manual_smoothed)
+
+
+def test_gather_is_the_identity_outside_distributed_runs() -> None:
+    tensor = torch.randn(3, 4, requires_grad=True)
+    assert gather_across_ranks(tensor, with_grad=True) is tensor
+    assert gather_across_ranks(tensor) is tensor

@@ -1,4 +1,4 @@
-"""Progressive stage-by-stage training of the resolution masks (paper Algorithm 1, SPEC §3).
+"""Progressive stage-by-stage training of the resolution masks (paper Algorithm 1).
 
 Phase 1 trains the masks of the stage closest to the output; each later phase
 activates the next stage down with a fresh initialisation and freezes the ones
@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 
 def even_phase_starts(max_epochs: int, num_stages: int) -> list[int]:
@@ -30,9 +31,10 @@ class ProgressiveMaskTraining(Callback):
     """Drive the mask phases of a ``RAReIDModule``.
 
     Args:
-        phase_epochs: first epoch of each phase, one per stage, starting at 0 and
-            non-decreasing (equal entries pass through a phase at once). Default:
-            ``max_epochs`` split evenly over the stages.
+        phase_epochs: first epoch of each phase, one per stage, starting at 0,
+            non-decreasing and below ``max_epochs`` (equal entries pass through a phase at
+            once, with a warning: that stage's masks never train). Default: ``max_epochs``
+            split evenly over the stages.
         init_seed: seed of the fresh Gaussian initialisation of a newly active stage.
 
     The schedule itself (``progressive`` or ``end_to_end``) is the module's
@@ -59,21 +61,46 @@ class ProgressiveMaskTraining(Callback):
     def _end_to_end(pl_module: L.LightningModule) -> bool:
         return pl_module.hparams.get("mask_schedule", "progressive") == "end_to_end"
 
-    def _resolve_starts(self, trainer: L.Trainer, num_stages: int) -> list[int]:
+    def resolve_phase_starts(self, max_epochs: int | None, num_stages: int) -> list[int]:
+        """First epoch of each phase for a fit of ``max_epochs``; a ValueError names what is
+        wrong (the CLI can call this before fitting to report it in one line)."""
         if self.phase_epochs is None:
-            if trainer.max_epochs is None or trainer.max_epochs < 1:
+            if max_epochs is None or max_epochs < 1:
                 raise ValueError(
                     "progressive mask training needs trainer.max_epochs to split the phases "
                     "evenly, or explicit phase_epochs (one start epoch per stage)"
                 )
-            return even_phase_starts(trainer.max_epochs, num_stages)
-        starts = self.phase_epochs
-        if len(starts) != num_stages or starts[0] != 0 or starts != sorted(starts):
-            raise ValueError(
-                f"phase_epochs={starts}: expected {num_stages} non-decreasing start epochs "
-                "(one per backbone stage, from the output stage down), the first being 0"
+            starts = even_phase_starts(max_epochs, num_stages)
+        else:
+            starts = self.phase_epochs
+            if len(starts) != num_stages or starts[0] != 0 or starts != sorted(starts):
+                raise ValueError(
+                    f"phase_epochs={starts}: expected {num_stages} non-decreasing start epochs "
+                    "(one per backbone stage, from the output stage down), the first being 0"
+                )
+            if max_epochs is not None and max_epochs >= 0 and starts[-1] >= max_epochs:
+                raise ValueError(
+                    f"phase_epochs={starts} start a phase at epoch {starts[-1]}, but "
+                    f"trainer.max_epochs={max_epochs}: the masks of the stages whose phase "
+                    "starts at or after max_epochs would never train; lower phase_epochs or "
+                    "raise max_epochs"
+                )
+        skipped = [
+            num_stages - 1 - phase
+            for phase in range(num_stages - 1)
+            if starts[phase] == starts[phase + 1]
+        ]
+        if skipped:
+            rank_zero_warn(
+                f"phase_epochs={starts}: the masks of backbone stage(s) {skipped} (0-based) get "
+                "no epoch of their own: they are activated and frozen at once, untrained"
             )
         return starts
+
+    @property
+    def phase_starts(self) -> list[int]:
+        """First epoch of each phase, resolved when the fit is set up (empty before)."""
+        return list(self._starts)
 
     def phase_for_epoch(self, epoch: int) -> int:
         """Phase (1..L) in force during ``epoch``."""
@@ -91,7 +118,7 @@ class ProgressiveMaskTraining(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         num_stages = self._num_stages(pl_module)
         if stage == "fit" and num_stages and not self._end_to_end(pl_module):
-            self._starts = self._resolve_starts(trainer, num_stages)
+            self._starts = self.resolve_phase_starts(trainer.max_epochs, num_stages)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         num_stages = self._num_stages(pl_module)

@@ -7,12 +7,13 @@ An epoch is planned from a seeded Generator (``seed``, ``epoch``):
    epoch, a different one each epoch); with ``drop_last=False`` it gives ``ceil(n / K)`` chunks,
    the last one completed with random repeats. An identity with fewer than K images always gives
    one chunk: all its images plus random repeats (sampling with replacement).
-2. A *step* takes ``P * R`` chunks of distinct identities (R = number of replicas): rank ``r``
-   gets chunks ``r*P .. r*P+P-1``, so at every step the ranks see disjoint identities and every
-   rank yields the same number of batches.
+2. A *step* is the global batch: ``P`` chunks of distinct identities. With R replicas, rank
+   ``r`` takes its slice, chunks ``r*P/R .. (r+1)*P/R - 1``, so the ranks see disjoint
+   identities, every rank yields the same number of batches, and the global batch of a step is
+   the same whatever R is (one seed, one plan: N devices train on what one device would).
 3. The number of steps N is fixed by the chunk counts alone (not by the shuffle), so ``len()``
    is exact and constant across epochs: an identity contributes at most N chunks (one per step),
-   and N = floor(total chunks / (P * R)) at the fixed point of that cap (ceil with
+   and N = floor(total chunks / P) at the fixed point of that cap (ceil with
    ``drop_last=False``, the missing slots filled with extra chunks of identities not yet in
    the step). Chunks are laid out identity by identity in shuffled order and dealt to steps
    round-robin (position s -> step s mod N), which puts the chunks of one identity in
@@ -41,11 +42,11 @@ def _distributed_defaults() -> tuple[int, int]:
 
 
 class PKSampler(BatchSampler):
-    """Batch sampler yielding lists of P * K dataset indices: P identities x K images each.
+    """Batch sampler yielding lists of (P / R) * K dataset indices: P / R identities x K images.
 
     Args:
         pids: identity of every dataset index (any hashable ints).
-        p: identities per batch (per rank).
+        p: identities per global batch (all ranks together); each rank takes ``p / R``.
         k: images per identity.
         seed: base seed; the plan of epoch ``e`` depends only on (seed, e, replicas).
         num_replicas, rank: DDP layout; default from ``sampler`` (a DistributedSampler that
@@ -90,7 +91,14 @@ class PKSampler(BatchSampler):
         self.seed = int(seed)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.drop_last = bool(drop_last)
-        self.batch_size = self.p * self.k
+        if self.p % self.num_replicas:
+            raise ValueError(
+                f"p: the global batch of {self.p} identities does not split evenly over "
+                f"num_replicas={self.num_replicas} devices; choose p as a multiple of the "
+                "number of devices"
+            )
+        self.p_per_rank = self.p // self.num_replicas
+        self.batch_size = self.p_per_rank * self.k
         self.epoch = 0
         self.sampler = self  # Lightning calls set_epoch on batch_sampler.sampler
 
@@ -102,12 +110,11 @@ class PKSampler(BatchSampler):
         bounds = np.cumsum(np.bincount(inverse, minlength=unique.size))[:-1]
         self._groups: list[np.ndarray] = np.split(order, bounds)
         self._num_ids = unique.size
-        self._step_size = self.p * self.num_replicas
+        self._step_size = self.p
         if self._num_ids < self._step_size:
             raise ValueError(
-                f"p: a batch needs p * num_replicas = {self.p} * {self.num_replicas} = "
-                f"{self._step_size} distinct identities, but the training set has only "
-                f"{self._num_ids}; lower p (or use fewer devices)"
+                f"p: a batch needs p = {self.p} distinct identities, but the training set has "
+                f"only {self._num_ids}; lower p"
             )
         counts = np.array([g.size for g in self._groups])
         if self.drop_last:
@@ -181,13 +188,14 @@ class PKSampler(BatchSampler):
                     step_slots.append((int(ident), chunk))
 
         plan: list[list[list[int]]] = []
+        share = self.p_per_rank
         for step_index in rng.permutation(steps):
             chunks = slots[int(step_index)]
             order = rng.permutation(len(chunks))
             chunks = [chunks[i] for i in order]
             plan.append(
                 [
-                    [int(i) for _, chunk in chunks[r * self.p : (r + 1) * self.p] for i in chunk]
+                    [int(i) for _, chunk in chunks[r * share : (r + 1) * share] for i in chunk]
                     for r in range(self.num_replicas)
                 ]
             )

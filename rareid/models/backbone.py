@@ -164,6 +164,58 @@ class Backbone(nn.Module):
     def get_stage(self, name: str) -> nn.Module:
         return self.model.get_submodule(name)
 
+    def block_names(self, stage: StageInfo) -> list[str]:
+        """Module names of the residual blocks inside ``stage``, in order.
+
+        A stage is an ``nn.Sequential`` of blocks (ResNet, MobileNet) or holds one as
+        ``.blocks`` (Swin, ConvNeXt). Every block output must have the stage's channels on
+        the stage's channel axis, so one mask shape serves all of them (checked here).
+        """
+        module = self.get_stage(stage.name)
+        container, prefix = module, stage.name
+        if not isinstance(container, nn.Sequential):
+            container, prefix = getattr(module, "blocks", None), f"{stage.name}.blocks"
+        if not isinstance(container, nn.Sequential):
+            raise BackboneError(
+                f"stage {stage.name!r} of {self.name} is neither a sequence of blocks nor has "
+                "a .blocks sequence: use mask_granularity: stage for this backbone"
+            )
+        names = [
+            f"{prefix}.{child_name}"
+            for child_name, child in container.named_children()
+            if _has_parameters(child)
+        ]
+        shapes = self._probe_shapes(names)
+        for name in names:
+            shape = shapes[name]
+            if len(shape) < 2 or shape[stage.channel_dim] != stage.channels:
+                raise BackboneError(
+                    f"block {name!r} of {self.name} outputs shape {tuple(shape)}, not "
+                    f"{stage.channels} channels on axis {stage.channel_dim} like its stage: "
+                    "use mask_granularity: stage for this backbone"
+                )
+        return names
+
+    @torch.no_grad()
+    def _probe_shapes(self, names: Sequence[str]) -> dict[str, torch.Size]:
+        """Output shape of each named submodule on one dummy input (BatchNorm untouched)."""
+        shapes: dict[str, torch.Size] = {}
+        handles = [
+            self.model.get_submodule(name).register_forward_hook(
+                lambda _m, _i, out, name=name: shapes.__setitem__(name, out.shape)
+            )
+            for name in names
+        ]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self.model.forward_features(torch.zeros(1, 3, *self.img_size))
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.model.train(was_training)
+        return shapes
+
     @torch.no_grad()
     def _probe_layout(self) -> tuple[list[StageInfo], int]:
         """One dummy forward to read each stage output's channel axis."""

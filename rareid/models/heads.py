@@ -2,29 +2,66 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
+SplitMode = Literal["proportional", "equal"]
+
+
+def proportional_prefix_lengths(embedding_dim: int, rates: Sequence[float]) -> list[int]:
+    """Embedding length of each level (1..m) in proportion to its resolution (Table II).
+
+    A level at rate ``r`` encodes its image in ``d * r_min / r`` dimensions (an r = 2 query
+    against an HR gallery uses half of ``v``), rounded half up; the HR level uses all of ``d``.
+    """
+    ordered = sorted(float(rate) for rate in rates)
+    highest = ordered[0]
+    # Level 1 is the lowest resolution (largest rate), level m the HR one.
+    return [math.floor(embedding_dim * highest / rate + 0.5) for rate in reversed(ordered)]
+
 
 def resolve_split_sizes(
-    embedding_dim: int, num_levels: int, split_sizes: Sequence[int] | None = None
+    embedding_dim: int,
+    rates: Sequence[float],
+    split: SplitMode = "proportional",
+    split_sizes: Sequence[int] | None = None,
 ) -> list[int]:
-    """Sizes of the ``m`` sub-vectors: equal by default, or as given (must sum to ``d``)."""
-    if split_sizes is None:
+    """Sizes of the ``m`` sub-vectors, level 1 (lowest resolution) first.
+
+    ``split_sizes`` (explicit, must sum to ``d``) wins over ``split``. ``proportional``
+    gives level ``k`` a prefix of length ~ ``d / r_k`` (rates [1, 2, 3, 4]: sizes d/4,
+    d/12, d/6, d/2); ``equal`` gives every level ``d / m`` more dimensions.
+    """
+    num_levels = len(rates)
+    if split_sizes is not None:
+        sizes = [int(s) for s in split_sizes]
+        if len(sizes) != num_levels or sum(sizes) != embedding_dim or min(sizes) <= 0:
+            raise ValueError(
+                f"split_sizes={sizes} must have one positive size per rate ({num_levels}) "
+                f"summing to embedding_dim={embedding_dim}"
+            )
+        return sizes
+    if split == "equal":
         if embedding_dim % num_levels:
             raise ValueError(
                 f"embedding_dim={embedding_dim} does not split into {num_levels} equal "
-                "sub-vectors (one per rate): choose a multiple of the number of rates or set "
-                "split_sizes"
+                "sub-vectors (one per rate): choose a multiple of the number of rates, "
+                "split: proportional, or split_sizes"
             )
         return [embedding_dim // num_levels] * num_levels
-    sizes = [int(s) for s in split_sizes]
-    if len(sizes) != num_levels or sum(sizes) != embedding_dim or min(sizes) <= 0:
+    if split != "proportional":
+        raise ValueError(f"split must be 'proportional' or 'equal', got {split!r}")
+    prefixes = proportional_prefix_lengths(embedding_dim, rates)
+    sizes = [end - start for start, end in zip([0, *prefixes[:-1]], prefixes, strict=True)]
+    if min(sizes) < 1:
         raise ValueError(
-            f"split_sizes={sizes} must have one positive size per rate ({num_levels}) "
-            f"summing to embedding_dim={embedding_dim}"
+            f"split: proportional gives empty sub-vectors for embedding_dim={embedding_dim} and "
+            f"rates={sorted(float(rate) for rate in rates)} (prefix lengths {prefixes}): raise "
+            "embedding_dim, use split: equal, or set split_sizes"
         )
     return sizes
 

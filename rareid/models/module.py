@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,16 +12,18 @@ from torch import nn
 
 from rareid.evaluation import MLRMetric, level_distances
 from rareid.levels import normalize_rates
-from rareid.losses import identity_loss, verification_loss
+from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import Backbone
 from rareid.models.heads import (
     EmbeddingHead,
     PrototypeClassifier,
+    SplitMode,
     VerificationHead,
     pad_by_level,
     resolve_split_sizes,
 )
-from rareid.models.masks import ResolutionMasks
+from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks
+from rareid.models.schedules import LRSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
 
@@ -33,15 +36,31 @@ class RAReIDModule(L.LightningModule):
             ``swin_base_patch4_window7_224``).
         num_classes: number of training identities (linked from the DataModule by the CLI).
         rates: downsampling rates the model knows; ``m = len(rates)`` levels.
-        embedding_dim: ``d``; split into ``m`` sub-vectors (equal, or ``split_sizes``).
+        embedding_dim: ``d``; split into ``m`` sub-vectors, level 1 (lowest resolution) first.
+        split: ``proportional`` (default, the paper's Table II: a level at rate ``r`` uses the
+            first ~``d / r`` dimensions, rates [1, 2, 3, 4] give sizes d/4, d/12, d/6, d/2)
+            or ``equal`` (``d / m`` each).
+        split_sizes: explicit sizes (summing to ``d``); wins over ``split``.
         embedding_norm: BatchNorm1d after the embedding FC (off in the paper).
         pretrained / weights_path: timm weights from the hub, or a local file (offline).
         img_size: network input (H, W); Swin needs it at construction.
         last_stride: 1 for the re-ID last-stride trick; default 1 for ResNets, native otherwise.
         use_masks / varying_length / use_cls_loss / use_verif_loss / mask_schedule: the
             paper's ablation switches (Tables III-V). All off = the "IDE + Verif" baseline.
+        mask_init / mask_init_mean / mask_init_std: a newly active stage's mask logits:
+            ``gaussian`` N(mean, std) as in the paper (gates near 0.5), or ``identity``
+            (gates 0.98: activating a stage leaves the trained network almost unchanged).
+        mask_granularity: ``stage`` (one mask per stage output, the paper's "four residual
+            blocks") or ``block`` (one per residual block inside each stage); either way the
+            progressive schedule activates a whole stage per phase.
         verif_weight: ``lambda`` in ``L_cls + lambda L_verif``.
         lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
+        lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
+            paper's wording); ``per_phase`` restarts at ``lr`` at every mask phase start and
+            counts ``milestones`` from there, so every stage's masks train at full rate.
+        mask_lr: learning rate of the mask logits (default ``lr``); decays with the same
+            schedule. Logits start with a spread of ``mask_init_std`` while Adam moves them
+            by about ``mask_lr`` per step, so at ``lr`` they barely leave their initialisation.
         distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
     """
 
@@ -51,6 +70,7 @@ class RAReIDModule(L.LightningModule):
         num_classes: int = 751,
         rates: Sequence[float] = (1, 2, 3, 4),
         embedding_dim: int = 2048,
+        split: SplitMode = "proportional",
         split_sizes: Sequence[int] | None = None,
         embedding_norm: bool = False,
         pretrained: bool = False,
@@ -61,6 +81,8 @@ class RAReIDModule(L.LightningModule):
         use_masks: bool = True,
         varying_length: bool = True,
         mask_schedule: str = "progressive",
+        mask_init: MaskInit = "gaussian",
+        mask_granularity: MaskGranularity = "stage",
         mask_init_mean: float = 0.0,
         mask_init_std: float = 1.0,
         use_cls_loss: bool = True,
@@ -72,6 +94,8 @@ class RAReIDModule(L.LightningModule):
         weight_decay: float = 5e-4,
         milestones: Sequence[int] = (40, 70),
         gamma: float = 0.1,
+        lr_schedule: LRSchedule = "step",
+        mask_lr: float | None = None,
         distance: str = "euclidean",
         max_rank: int = 20,
         channels_last: bool = False,
@@ -86,7 +110,7 @@ class RAReIDModule(L.LightningModule):
             raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
-        self.split_sizes = resolve_split_sizes(embedding_dim, self.num_levels, split_sizes)
+        self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
         self.embedding_dim = embedding_dim
 
         self.backbone = Backbone(
@@ -99,8 +123,16 @@ class RAReIDModule(L.LightningModule):
         )
         self.masks: ResolutionMasks | None = None
         if use_masks:
+            blocks = None
+            if mask_granularity == "block":
+                blocks = [self.backbone.block_names(stage) for stage in self.backbone.stages]
             self.masks = ResolutionMasks(
-                self.backbone.stages, self.num_levels, mask_init_mean, mask_init_std
+                self.backbone.stages,
+                self.num_levels,
+                mask_init_mean,
+                mask_init_std,
+                mask_init,
+                blocks,
             )
             self.masks.attach(self.backbone)
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
@@ -132,18 +164,54 @@ class RAReIDModule(L.LightningModule):
         return [self.embedding_dim]
 
     # ------------------------------------------------------------------ embedding
-    def _level_index(self, levels: torch.Tensor) -> torch.Tensor:
-        levels = torch.as_tensor(levels, device=self.device).long()
-        if levels.numel() and (levels.min() < 1 or levels.max() > self.num_levels):
+    def _level_index(
+        self,
+        levels: torch.Tensor | Sequence[int],
+        count: int | None = None,
+        name: str = "levels",
+    ) -> torch.Tensor:
+        """Levels (1..m) as a long tensor of shape ``(count,)``; anything else is a ValueError."""
+        values = torch.as_tensor(levels, device=self.device)
+        expected = f"({'N' if count is None else count},)"
+        if values.ndim != 1 or (count is not None and values.shape[0] != count):
+            raise ValueError(
+                f"{name}: expected shape {expected}, one level (1..{self.num_levels}) per image, "
+                f"got shape {tuple(values.shape)}"
+            )
+        if values.dtype == torch.bool or values.is_complex():
+            raise ValueError(f"{name}: expected integer levels, got dtype {values.dtype}")
+        if values.is_floating_point() and not bool(torch.all(values == values.round())):
+            raise ValueError(
+                f"{name}: expected whole-number levels 1..{self.num_levels} of shape "
+                f"{expected}, got non-integer values {values[values != values.round()][:3].tolist()}"
+            )
+        if values.numel() and (values.min() < 1 or values.max() > self.num_levels):
             raise ValueError(
                 f"levels must be in 1..{self.num_levels} (rates {list(self.rates)}), got "
-                f"{levels.min().item()}..{levels.max().item()}"
+                f"{values.min().item()}..{values.max().item()}"
             )
-        return levels
+        return values.long()
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        """Images as ``embed`` expects them: float (N, 3, H, W) at the model's input size."""
+        height, width = (int(side) for side in self.hparams.img_size)
+        expected = f"a float tensor of shape (N, 3, {height}, {width}), normalised like training"
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images: expected {expected}, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images: expected {expected}, got dtype {images.dtype} (convert to float and "
+                "normalise with the model's mean and std first)"
+            )
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (height, width):
+            raise ValueError(
+                f"images: expected {expected} (img_size {height}x{width}, RGB), got shape "
+                f"{tuple(images.shape)}"
+            )
 
     def forward(self, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         """Un-padded embedding ``v`` (N, d); masks pick each sample's level."""
-        levels = self._level_index(levels)
+        levels = self._level_index(levels, images.shape[0])
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self.masks is None:
@@ -164,9 +232,25 @@ class RAReIDModule(L.LightningModule):
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m)."""
-        levels = self._level_index(levels)
-        return self.pad(self(images.to(self.device), levels), levels)
+        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
+
+        Always runs in eval mode (BatchNorm uses its running statistics and never updates
+        them, so a batch of one works) and restores every submodule's mode afterwards.
+        """
+        self._check_images(images)
+        levels = self._level_index(levels, images.shape[0])
+        modes = {module: module.training for module in self.modules()}
+        self.eval()
+        try:
+            return self.pad(self(images.to(self.device), levels), levels)
+        finally:
+            for module, training in modes.items():
+                module.training = training
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> RAReIDModule:
+        """Lightning's loader, returning the model in eval mode (ready for ``embed``)."""
+        return super().load_from_checkpoint(*args, **kwargs).eval()
 
     def distance(
         self,
@@ -179,8 +263,12 @@ class RAReIDModule(L.LightningModule):
 
         ``gallery_levels=None`` means an HR gallery (level m).
         """
-        q_levels = self._level_index(query_levels)
-        g_levels = None if gallery_levels is None else self._level_index(gallery_levels)
+        q_levels = self._level_index(query_levels, query.shape[0], "query_levels")
+        g_levels = (
+            None
+            if gallery_levels is None
+            else self._level_index(gallery_levels, gallery.shape[0], "gallery_levels")
+        )
         if not self.hparams.varying_length:
             # One block of sub-vector sizes: every level uses the whole embedding.
             q_levels, g_levels = torch.ones_like(q_levels), None
@@ -211,9 +299,14 @@ class RAReIDModule(L.LightningModule):
             self.log("train/loss_cls", loss_cls, batch_size=n)
             loss = loss + loss_cls
         if self.verifier is not None:
-            # Every LR view against every HR view, each pair cut to the lower level.
-            logits = self.verifier.forward_pairs(z[n:], z_levels[n:], z[:n], z_levels[:n])
-            loss_verif = verification_loss(logits, pids, pids)
+            # Every LR view against every HR view of the global batch (all ranks), each pair
+            # cut to the lower level: N devices compute the loss of one.
+            z_lr, z_hr = (gather_across_ranks(part, with_grad=True) for part in (z[n:], z[:n]))
+            levels_lr, levels_hr, all_pids = (
+                gather_across_ranks(part) for part in (z_levels[n:], z_levels[:n], pids)
+            )
+            logits = self.verifier.forward_pairs(z_lr, levels_lr, z_hr, levels_hr)
+            loss_verif = verification_loss(logits, all_pids, all_pids)
             self.log("train/loss_verif", loss_verif, batch_size=n)
             loss = loss + self.hparams.verif_weight * loss_verif
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
@@ -288,30 +381,60 @@ class RAReIDModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Weight decay on weights only: masks, norms and biases are exempt."""
+        """Weight decay on weights only: masks, norms and biases are exempt. The masks get
+        their own group, at ``mask_lr`` when set."""
         mask_params = set() if self.masks is None else {id(p) for p in self.masks.parameters()}
-        decay, no_decay = [], []
+        decay, no_decay, masks = [], [], []
         for param in self.parameters():
             if not param.requires_grad:
                 continue
-            if id(param) in mask_params or param.ndim <= 1:
+            if id(param) in mask_params:
+                masks.append(param)
+            elif param.ndim <= 1:
                 no_decay.append(param)
             else:
                 decay.append(param)
-        return [
+        groups = [
             {"params": decay, "weight_decay": self.hparams.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        if masks:
+            mask_lr = self.hparams.get("mask_lr")
+            lr = self.hparams.lr if mask_lr is None else mask_lr
+            groups.append({"params": masks, "weight_decay": 0.0, "lr": lr})
+        return groups
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.hparams.milestones), gamma=self.hparams.gamma
-        )
+        milestones = [int(milestone) for milestone in self.hparams.milestones]
+        if self.hparams.get("lr_schedule", "step") == "per_phase":
+            factor = functools.partial(
+                phase_step_factor,
+                phase_starts=self.mask_phase_starts(),
+                milestones=milestones,
+                gamma=self.hparams.gamma,
+            )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones=milestones, gamma=self.hparams.gamma
+            )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def mask_phase_starts(self) -> list[int]:
+        """First epoch of each progressive mask phase (``[0]``: one phase, nothing to restart)."""
+        if self.masks is None or self.hparams.mask_schedule == "end_to_end":
+            return [0]
+        from rareid.callbacks.progressive import ProgressiveMaskTraining
+
+        trainer = self._trainer
+        for callback in [] if trainer is None else trainer.callbacks:
+            if isinstance(callback, ProgressiveMaskTraining) and callback.phase_starts:
+                return list(callback.phase_starts)
+        return [0]
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return [] if self.masks is None else [m.logits for m in self.masks.masks]

@@ -17,7 +17,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 PHASE_EPOCHS = [0, 1, 2, 3]
-MAX_EPOCHS = 3  # phases 1, 2, 3: two phase switches
+MAX_EPOCHS = 4  # every phase starts before max_epochs ...
+EPOCHS_RUN = 3  # ... but the fit stops (max_steps) after phases 1, 2, 3: two phase switches
 
 
 def run_rank(out_dir: Path) -> None:
@@ -70,6 +71,7 @@ def run_rank(out_dir: Path) -> None:
             devices=2,
             strategy=DDPStrategy(find_unused_parameters=False, process_group_backend="gloo"),
             max_epochs=MAX_EPOCHS,
+            max_steps=EPOCHS_RUN * 2,
             limit_train_batches=2,
         ),
     )
@@ -95,7 +97,7 @@ def test_two_process_ddp_fit_across_phases_keeps_ranks_identical(tmp_path) -> No
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
     assert all(r["world_size"] == 2 for r in ranks)
-    assert all(r["global_step"] == MAX_EPOCHS * 2 for r in ranks)
+    assert all(r["global_step"] == EPOCHS_RUN * 2 for r in ranks)
     # The ranks saw different samples, so equal weights mean gradients were all-reduced.
     assert ranks[0]["batches"] != ranks[1]["batches"]
     assert ranks[0]["state_dict"].keys() == ranks[1]["state_dict"].keys()

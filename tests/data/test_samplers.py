@@ -88,18 +88,35 @@ def test_ddp_two_ranks_disjoint_identities_equal_lengths():
     for epoch in range(3):
         ranks = []
         for rank in range(2):
-            sampler = PKSampler(pids, p=4, k=4, seed=5, num_replicas=2, rank=rank)
+            sampler = PKSampler(pids, p=8, k=4, seed=5, num_replicas=2, rank=rank)
             sampler.set_epoch(epoch)
             ranks.append(list(sampler))
             assert len(ranks[-1]) == len(sampler)
+            assert sampler.batch_size == 4 * 4  # p / 2 identities x k per rank
         assert len(ranks[0]) == len(ranks[1]) > 0
         for batch0, batch1 in zip(*ranks, strict=True):
             ids0 = check_batch(batch0, pids, 4, 4)
             ids1 = check_batch(batch1, pids, 4, 4)
             assert not ids0 & ids1  # at every step the ranks see different identities
             assert not set(batch0) & set(batch1)
-    single = PKSampler(pids, p=4, k=4, seed=5, num_replicas=1, rank=0)
-    assert len(single) >= 2 * len(sampler) - 1  # the epoch is split, not repeated
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+@pytest.mark.parametrize("replicas", [2, 4])
+def test_ranks_slice_the_global_batch_one_process_would_draw(drop_last, replicas):
+    pids = make_pids(3, num_ids=30)
+    single = PKSampler(pids, p=8, k=4, seed=5, num_replicas=1, rank=0, drop_last=drop_last)
+    ranks = [
+        PKSampler(pids, p=8, k=4, seed=5, num_replicas=replicas, rank=r, drop_last=drop_last)
+        for r in range(replicas)
+    ]
+    for epoch in (0, 1):
+        for sampler in (single, *ranks):
+            sampler.set_epoch(epoch)
+        steps = list(single)
+        assert all(len(sampler) == len(single) for sampler in ranks)  # not split, not repeated
+        for step, *slices in zip(steps, *ranks, strict=True):
+            assert [i for part in slices for i in part] == step
 
 
 def test_replicas_from_injected_distributed_sampler():
@@ -145,8 +162,8 @@ def test_errors():
     pids = make_pids(num_ids=5)
     with pytest.raises(ValueError, match="p"):
         PKSampler(pids, p=6, k=2, num_replicas=1, rank=0)
-    with pytest.raises(ValueError, match="num_replicas"):
-        PKSampler(pids, p=3, k=2, num_replicas=2, rank=0)  # 6 identities needed per step
+    with pytest.raises(ValueError, match="p: the global batch of 3 identities"):
+        PKSampler(pids, p=3, k=2, num_replicas=2, rank=0)  # 3 identities over 2 devices
     with pytest.raises(ValueError, match="k"):
         PKSampler(pids, p=2, k=0)
     with pytest.raises(ValueError, match="rank"):

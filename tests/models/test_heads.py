@@ -12,6 +12,7 @@ from rareid.models.heads import (
     level_mask,
     pad_by_level,
     prefix_lengths,
+    proportional_prefix_lengths,
     resolve_split_sizes,
 )
 
@@ -20,17 +21,43 @@ D = sum(SPLITS)
 BOUNDS = [0, 3, 8, 10, 16]  # prefix ends written out by hand
 
 
-def test_resolve_split_sizes() -> None:
-    assert resolve_split_sizes(2048, 4) == [512] * 4
-    assert resolve_split_sizes(16, 4, SPLITS) == SPLITS
+RATES = (1, 2, 3, 4)
+
+
+def test_resolve_split_sizes_equal_and_explicit() -> None:
+    assert resolve_split_sizes(2048, RATES, "equal") == [512] * 4
+    assert resolve_split_sizes(16, RATES, "proportional", SPLITS) == SPLITS  # explicit wins
+    assert resolve_split_sizes(16, RATES, "equal", SPLITS) == SPLITS
     with pytest.raises(ValueError, match="embedding_dim=10"):
-        resolve_split_sizes(10, 4)
+        resolve_split_sizes(10, RATES, "equal")
     with pytest.raises(ValueError, match="split_sizes"):
-        resolve_split_sizes(16, 4, [4, 4, 4])  # one size per rate
+        resolve_split_sizes(16, RATES, split_sizes=[4, 4, 4])  # one size per rate
     with pytest.raises(ValueError, match="split_sizes"):
-        resolve_split_sizes(16, 4, [4, 4, 4, 5])  # must sum to d
+        resolve_split_sizes(16, RATES, split_sizes=[4, 4, 4, 5])  # must sum to d
     with pytest.raises(ValueError, match="split_sizes"):
-        resolve_split_sizes(16, 4, [8, 8, 0, 0])  # positive sizes
+        resolve_split_sizes(16, RATES, split_sizes=[8, 8, 0, 0])  # positive sizes
+
+
+def test_proportional_split_follows_table_ii() -> None:
+    # Rates [1, 2, 3, 4]: sub-vectors d/4, d/12, d/6, d/2 for levels 1..4.
+    assert resolve_split_sizes(2048, RATES) == [512, 171, 341, 1024]
+    assert resolve_split_sizes(24, RATES) == [6, 2, 4, 12]  # exact: 24 / 12 = 2
+    assert resolve_split_sizes(24, [4, 2, 3, 1]) == [6, 2, 4, 12]  # rate order is irrelevant
+    for d in (16, 100, 256, 2047, 2048):
+        sizes = resolve_split_sizes(d, RATES)
+        assert sum(sizes) == d and min(sizes) >= 1
+        prefixes = prefix_lengths(sizes).tolist()
+        # Level k at rate r_k uses ~d / r_k dimensions (rounded): 1/4, 1/3, 1/2, 1 of d.
+        for prefix, rate in zip(prefixes, (4, 3, 2, 1), strict=True):
+            assert abs(prefix - d / rate) <= 0.5
+    # Rounding half up: d = 10 -> 2.5, 3.33, 5, 10 -> 3, 3, 5, 10: level 2 gets nothing.
+    assert proportional_prefix_lengths(10, RATES) == [3, 3, 5, 10]
+    with pytest.raises(ValueError, match=r"embedding_dim=10.*rates"):
+        resolve_split_sizes(10, RATES)
+    # Rates need not start at 1: the highest resolution uses the whole vector.
+    assert proportional_prefix_lengths(64, [2, 4, 8]) == [16, 32, 64]
+    assert resolve_split_sizes(64, [2, 4, 8]) == [16, 16, 32]
+    assert resolve_split_sizes(7, [1]) == [7]
 
 
 def test_level_mask_and_padding() -> None:

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from rareid.models.backbone import Backbone
-from rareid.models.masks import ResolutionMasks, StageMask
+from rareid.models.masks import IDENTITY_LOGIT, ResolutionMasks, StageMask
 
 LEVELS = torch.tensor([1, 4, 2, 3, 4, 1])  # mixed levels in one batch (1..m)
 
@@ -180,6 +180,85 @@ def test_mask_init_is_gaussian_and_reset_is_seeded() -> None:
     # The active flag is a buffer: it travels in the state dict.
     mask.active.fill_(True)
     assert "active" in mask.state_dict() and bool(mask.state_dict()["active"])
+
+
+def test_identity_init_starts_every_gate_near_one() -> None:
+    mask = StageMask(num_levels=4, channels=8, channel_dim=1, init="identity")
+    assert torch.all(mask.logits == IDENTITY_LOGIT)
+    with torch.no_grad():
+        mask.logits.zero_()
+    mask.reset_parameters(torch.Generator().manual_seed(0))  # what a new phase does
+    assert torch.all(torch.sigmoid(mask.logits) > 0.98)
+
+
+@pytest.mark.parametrize(("init", "low", "high"), [("gaussian", 0.5, 2.0), ("identity", 0, 0.15)])
+def test_activating_identity_masks_leaves_the_network_almost_unchanged(init, low, high) -> None:
+    from rareid.models.module import RAReIDModule
+    from tests.helpers import tiny_module_kwargs
+
+    torch.manual_seed(0)
+    module = RAReIDModule(**tiny_module_kwargs(mask_init=init, embedding_dim=24)).eval()
+    images, levels = torch.randn(6, 3, 64, 32), [1, 2, 3, 4, 4, 2]
+    before = module.embed(images, levels)
+    for stage in range(len(module.masks)):
+        module.masks.set_active(stage, True)
+    change = (module.embed(images, levels) - before).norm() / before.norm()
+    # Gaussian gates near 0.5 rescale every channel at random; identity gates (0.98) do not.
+    assert low <= change.item() <= high
+
+
+@pytest.mark.parametrize(
+    ("name", "img_size", "first_block"),
+    [("resnet18", (64, 32), "layer1.0"), ("swin_tiny_patch4_window7_224", (64, 32), None)],
+)
+def test_block_masks_multiply_every_block_output(name, img_size, first_block) -> None:
+    torch.manual_seed(0)
+    backbone = Backbone(name, img_size=img_size).eval()
+    blocks = [backbone.block_names(stage) for stage in backbone.stages]
+    assert all(len(names) >= 2 for names in blocks)
+    if first_block is not None:
+        assert blocks[0][0] == first_block
+    masks = ResolutionMasks(backbone.stages, num_levels=4, blocks=blocks)
+    for stage in range(len(masks)):
+        masks.set_active(stage, True)
+    masks.attach(backbone)
+    names = [n for stage_blocks in blocks for n in stage_blocks]
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for block_name in names:
+        module = backbone.get_stage(block_name)
+        handles.append(
+            module.register_forward_pre_hook(
+                lambda _m, args, n=block_name: inputs.__setitem__(n, args[0])
+            )
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda _m, _i, out, n=block_name: outputs.__setitem__(n, out)
+            )
+        )
+    with torch.no_grad(), masks.levels(LEVELS - 1):
+        backbone(torch.randn(len(LEVELS), 3, *img_size))
+    for handle in handles:
+        handle.remove()
+    for stage, (info, mask) in enumerate(zip(backbone.stages, masks.masks, strict=True)):
+        assert mask.logits.shape == (len(blocks[stage]), 4, info.channels)
+        for block, block_name in enumerate(blocks[stage]):
+            with torch.no_grad():
+                plain = backbone.get_stage(block_name).forward(inputs[block_name])
+            gate = torch.sigmoid(mask.logits.detach()[block])[LEVELS - 1]
+            expected = plain * expand_gate(gate, plain.ndim, info.channel_dim)
+            torch.testing.assert_close(outputs[block_name], expected, rtol=1e-6, atol=1e-6)
+    masks.remove()
+
+
+def test_block_granularity_needs_a_sequence_of_blocks() -> None:
+    from rareid.models.backbone import BackboneError, StageInfo
+
+    backbone = Backbone("resnet18", img_size=(64, 32))
+    with pytest.raises(BackboneError, match="mask_granularity: stage"):
+        backbone.block_names(StageInfo("conv1", 64, 1, 2))
 
 
 def test_masks_deep_copy_and_pickle_with_their_module() -> None:

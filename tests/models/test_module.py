@@ -215,7 +215,17 @@ def test_invalid_switches_are_rejected() -> None:
     with pytest.raises(ValueError, match="mask_schedule"):
         make_module(mask_schedule="sideways")
     with pytest.raises(ValueError, match="embedding_dim"):
-        make_module(embedding_dim=18)
+        make_module(embedding_dim=18, split="equal")
+    with pytest.raises(ValueError, match="embedding_dim"):
+        make_module(embedding_dim=6)  # proportional: a level would get no dimension
+
+
+def test_split_default_is_proportional_and_equal_is_an_option() -> None:
+    assert make_module(embedding_dim=24).split_sizes == [6, 2, 4, 12]
+    assert make_module(embedding_dim=24, split="equal").split_sizes == [6, 6, 6, 6]
+    module = make_module(embedding_dim=24, split="equal", split_sizes=[1, 2, 3, 18])
+    assert module.split_sizes == [1, 2, 3, 18]
+    assert module.verifier.split_sizes == [1, 2, 3, 18]
 
 
 def test_bad_levels_raise_value_error() -> None:
@@ -229,6 +239,64 @@ def test_bad_levels_raise_value_error() -> None:
             module.distance(z, bad, z)
         with pytest.raises(ValueError, match=r"levels must be in 1\.\.4"):
             module.distance(z, [1, 2], z, bad)
+
+
+def test_embed_runs_in_eval_mode_and_restores_every_mode() -> None:
+    module = make_module(embedding_norm=True)
+    activate_all(module)
+    module.train()
+    module.head.norm.eval()  # a user's own choice for one submodule survives embed
+    stats = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+    images = torch.randn(3, 3, 64, 32)
+    z = module.embed(images, [1, 2, 4])
+    one = module.embed(images[:1], [1])  # batch of one: BatchNorm1d in train mode would fail
+    for key, value in stats.items():
+        assert torch.equal(module.state_dict()[key], value), key  # statistics untouched
+    assert module.training and module.backbone.training and not module.head.norm.training
+    module.eval()
+    torch.testing.assert_close(module.embed(images, [1, 2, 4]), z)
+    torch.testing.assert_close(one[0], z[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ([1.5, 2.0], r"non-integer"),
+        (2, r"expected shape \(2,\)"),
+        ([1, 2, 3], r"expected shape \(2,\)"),
+        ([[1, 2]], r"expected shape \(2,\)"),
+        ([True, False], r"integer levels"),
+    ],
+)
+def test_embed_rejects_malformed_levels(levels, message: str) -> None:
+    module = make_module()
+    with pytest.raises(ValueError, match=message):
+        module.embed(torch.randn(2, 3, 64, 32), levels)
+    # Whole-number floats are fine (e.g. levels read back from JSON).
+    assert module.embed(torch.randn(2, 3, 64, 32), [1.0, 4.0]).shape == (2, 16)
+
+
+def test_distance_rejects_levels_of_the_wrong_length() -> None:
+    module = make_module()
+    z = torch.randn(3, 16)
+    with pytest.raises(ValueError, match=r"query_levels: expected shape \(3,\)"):
+        module.distance(z, [1, 2], z)
+    with pytest.raises(ValueError, match=r"gallery_levels: expected shape \(3,\)"):
+        module.distance(z, [1, 2, 3], z, 4)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.zeros(2, 3, 64, 32, dtype=torch.uint8), r"dtype torch\.uint8"),
+        (torch.randn(2, 1, 64, 32), r"\(N, 3, 64, 32\).*got shape \(2, 1, 64, 32\)"),
+        (torch.randn(2, 3, 128, 64), r"img_size 64x32.*got shape \(2, 3, 128, 64\)"),
+        (torch.randn(3, 64, 32), r"got shape \(3, 64, 32\)"),
+    ],
+)
+def test_embed_rejects_malformed_images(images: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_module().embed(images, [1, 2])
 
 
 def test_parameter_groups_exempt_masks_norms_and_biases_from_weight_decay() -> None:
@@ -252,7 +320,19 @@ def test_parameter_groups_exempt_masks_norms_and_biases_from_weight_decay() -> N
     assert id(module.classifier.weight) in decay
     optimizer = module.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(3.5e-4)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([3.5e-4] * 3)
+
+
+def test_mask_lr_sets_the_learning_rate_of_the_masks_only() -> None:
+    module = make_module(lr=1e-3, mask_lr=0.05)
+    optimizer = module.configure_optimizers()["optimizer"]
+    masks = {id(p) for p in module.mask_parameters()}
+    for group in optimizer.param_groups:
+        in_group = {id(p) for p in group["params"]}
+        assert group["lr"] == pytest.approx(0.05 if in_group == masks else 1e-3)
+    assert sum({id(p) for p in g["params"]} == masks for g in optimizer.param_groups) == 1
+    # Without masks there is no mask group.
+    assert len(make_module(use_masks=False, mask_lr=0.05).parameter_groups()) == 2
 
 
 class _ActiveFlagsAtStart(Callback):
@@ -274,7 +354,7 @@ def test_mask_schedule_at_fit_start(tmp_path, schedule: str) -> None:
     probe = _ActiveFlagsAtStart()
     trainer = L.Trainer(
         callbacks=[ProgressiveMaskTraining(phase_epochs=[0, 1, 2, 3]), probe],
-        **quiet_trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=2),
+        **quiet_trainer_kwargs(tmp_path, max_epochs=4, max_steps=2, limit_train_batches=2),
     )
     trainer.fit(module, datamodule=RandomReIDDataModule(size=8, batch_size=4))
     changed = [not torch.equal(a, b) for a, b in zip(probe.before, probe.after, strict=True)]

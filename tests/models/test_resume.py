@@ -95,7 +95,7 @@ def test_module_loads_from_checkpoint_with_masks_and_flags(tmp_path) -> None:
     assert loaded.masks.attached
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, saved[key]), key
-    loaded.eval()
+    assert not any(m.training for m in loaded.modules())  # ready for inference as loaded
     images = torch.randn(3, 3, 64, 32)
     z = loaded.embed(images, [1, 3, 4])
     assert z.shape == (3, 16)

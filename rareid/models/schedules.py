@@ -1,0 +1,28 @@
+"""Learning-rate schedules: the paper's step decay over the whole fit, or one per mask phase.
+
+Progressive mask training activates one backbone stage's masks per phase. Under a single
+step decay, the phases that start after a decay train their masks at a tenth or a
+hundredth of the learning rate, so those masks barely leave their random initialisation.
+The per-phase schedule restarts the learning rate at every phase start and decays it
+within the phase, so each stage gets the same budget (Algorithm 1: T iterations each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+LRSchedule = Literal["step", "per_phase"]
+
+
+def phase_step_factor(
+    epoch: int, phase_starts: Sequence[int], milestones: Sequence[int], gamma: float
+) -> float:
+    """Learning-rate multiplier at ``epoch`` with ``milestones`` counted from each phase start.
+
+    ``gamma`` to the power of the milestones passed since the current phase began; with a
+    single phase starting at 0 this is the plain step decay.
+    """
+    current_start = max((start for start in phase_starts if start <= epoch), default=0)
+    offset = epoch - current_start
+    return float(gamma) ** sum(1 for milestone in milestones if milestone <= offset)
