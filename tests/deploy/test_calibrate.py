@@ -61,6 +61,7 @@ def synthetic_config(tmp_path_factory):
             "input_size": [64, 32],
             "num_workers": 0,
             "val_trials": 2,
+            "val_identities": 3,  # held out from the 6 training identities: impostor pairs exist
         }
     }
     path = root / "config.yaml"
