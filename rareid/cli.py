@@ -344,9 +344,17 @@ def synth_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def aggregate_main(argv: Sequence[str]) -> int:
+    """Mean and spread over splits and over trials of several rareid test results."""
+    from rareid.aggregate import main as run
+
+    return run(argv, prog="rareid aggregate")
+
+
 #: Helper subcommands beside Lightning's fit/validate/test/predict: name -> main(argv) -> status.
 HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "synth": synth_main,
+    "aggregate": aggregate_main,
 }
 
 

@@ -63,7 +63,9 @@ class EvaluationReport(Callback):
         (out / "results.md").write_text(
             format_results_table(results, pl_module.rates, style="markdown") + "\n"
         )
-        (out / "results.json").write_text(results_to_json(results))
+        # The checkpoint's path makes each split's results traceable in ``rareid aggregate``.
+        checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
+        (out / "results.json").write_text(results_to_json(results, checkpoint=checkpoint))
         print("\nMLR evaluation (mean ± std over trials, %)\n" + table)
         self.paths = {"results": out / "results.md"}
 
