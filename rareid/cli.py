@@ -55,23 +55,31 @@ from rareid.runtime import cpu_malloc_wanted, keep_freed_memory
 def default_loggers(root: str | os.PathLike) -> list[Logger]:
     """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode."""
     root = Path(root)
-    return [
-        CSVLogger(save_dir=root, name="csv"),
-        WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True),
-    ]
+    wandb_logger = WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True)
+    # Lightning's WandbLogger always passes anonymous=None (lightning/pytorch/loggers/wandb.py)
+    # and wandb warns "The anonymous setting has no effect" for any value but unset.
+    init = getattr(wandb_logger, "_wandb_init", {})
+    if init.get("anonymous", "") is None:
+        del init["anonymous"]
+    return [CSVLogger(save_dir=root, name="csv"), wandb_logger]
+
+
+#: The logger of Lightning's rank-zero messages (its tips among them).
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
 
 
 def quiet_third_party_noise() -> None:
     """Silence, by name, third-party messages a rareid user can do nothing about."""
-    # wandb runs offline here; its "anonymous setting" notice is about online accounts.
-    warnings.filterwarnings("ignore", message=r".*anonymous setting.*")
-    # jsonargparse / typeshed: the deprecated LeafSpec of torch.utils._pytree, via Lightning.
+    # torch deprecates LeafSpec; Lightning's own pytree helpers still create one.
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
+    # Lightning's CLI calls jsonargparse methods deprecated in jsonargparse 4.49 (its switch).
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     # run_cli(args) is meant to be called from Python while sys.argv holds another program's.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
-    # Lightning's tip to install litlogger (an optional logger rareid does not use).
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoLitLoggerTip())
+    # Lightning's tip to install litlogger, a logger rareid does not use.
+    rank_zero_logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero_logger.filters):
+        rank_zero_logger.addFilter(_NoLitLoggerTip())
 
 
 class _NoLitLoggerTip(logging.Filter):

@@ -344,3 +344,43 @@ def test_installed_console_script_exit_status(tmp_path: Path) -> None:
     for result in (synth, printed, bad):
         assert "<rareid.cli.RAReIDCLI object" not in result.stderr
         assert "PosixPath(" not in result.stderr
+
+
+def test_third_party_noise_is_silenced_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import warnings
+
+    from lightning.pytorch import Trainer
+    from torch.utils._pytree import LeafSpec
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    lightning_logger = logging.getLogger(cli_module.LIGHTNING_INFO_LOGGER)
+    for old in list(lightning_logger.filters):
+        lightning_logger.removeFilter(old)
+    collect = Collect(level=logging.INFO)
+    lightning_logger.addHandler(collect)
+    monkeypatch.setattr(lightning_logger, "level", logging.INFO)
+    try:
+        Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+        assert any("litlogger" in m for m in messages)  # the noise exists
+        messages.clear()
+        monkeypatch.delenv("JSONARGPARSE_DEPRECATION_WARNINGS", raising=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cli_module.quiet_third_party_noise()
+            LeafSpec()
+            Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    finally:
+        lightning_logger.removeHandler(collect)
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    assert messages and not any("litlogger" in m for m in messages)
+    assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "off"
+    wandb_logger = cli_module.default_loggers(tmp_path)[1]
+    assert "anonymous" not in wandb_logger._wandb_init
