@@ -57,7 +57,7 @@ def atomic_torch_save(checkpoint: Mapping[str, Any], path: str | os.PathLike) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
     try:
-        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp's 0600 is not what save gave
+        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(descriptor, "wb") as handle:
             torch.save(checkpoint, handle)
             handle.flush()
@@ -130,7 +130,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "(or best / last for <default_root_dir>/checkpoints/{best,last}.ckpt)"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors and plain containers only: reading a checkpoint never runs its code.
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises many types
         raise UsageError(
             f"checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error})"

@@ -20,6 +20,7 @@ from typing import Any
 import timm
 from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -222,9 +223,11 @@ class RAReIDCLI(LightningCLI):
         if subcommand in EVALUATION_SUBCOMMANDS:
             self._model_from_checkpoint(subcommand, config, checkpoint)
 
-    def _model_from_checkpoint(self, subcommand: str, config: Any, checkpoint: dict) -> None:
+    def _model_from_checkpoint(
+        self, subcommand: str, config: Any, checkpoint: dict[str, Any]
+    ) -> None:
         """Model options, rates, input size and normalisation from the checkpoint."""
-        saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items()}
+        saved = dict(checkpoint.get("hyper_parameters") or {})
         if not saved:
             return
         defaults = self._parser(subcommand).get_defaults()
@@ -295,7 +298,7 @@ class RAReIDCLI(LightningCLI):
             # BackboneError is a ValueError; Lightning's trainer options raise the last one.
             raise UsageError(str(error)) from None
 
-    def instantiate_trainer(self, **kwargs: Any):
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or ".")
