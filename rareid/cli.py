@@ -1,41 +1,92 @@
-"""The ``rareid`` command: LightningCLI (fit/validate/test/predict) plus ``rareid synth``.
+"""The ``rareid`` command: LightningCLI (fit/validate/test/predict) plus helper subcommands.
 
-``main(args)`` is what the console script runs and what tests call directly.
+``main(args)`` is what the console script runs: it returns the exit status (0 success,
+2 usage error, 1 failure). ``run_cli(args)`` returns the CLI object, for tests and notebooks.
+A helper subcommand is one entry of ``HELPER_COMMANDS``: a function ``argv -> exit status``
+whose docstring's first line is its help.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import timm
+from jsonargparse import DefaultHelpFormatter
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
 from rareid.callbacks.writer import EmbeddingWriter
+from rareid.checkpointing import (
+    AtomicCheckpointIO,
+    last_epoch_checkpoint,
+    model_options_from_checkpoint,
+    read_checkpoint,
+)
 from rareid.data.datamodule import ReIDDataModule
-from rareid.data.splitfile import splits_main
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
+from rareid.runs import (
+    RunLock,
+    UsageError,
+    check_writable,
+    checkpoint_dir,
+    describe,
+    existing_checkpoints,
+    remove_stale_temp_files,
+    resolve_checkpoint,
+)
 from rareid.runtime import cpu_malloc_wanted, keep_freed_memory
 
 
 def default_loggers(root: str | os.PathLike) -> list[Logger]:
     """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode."""
     root = Path(root)
-    return [
-        CSVLogger(save_dir=root, name="csv"),
-        WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True),
-    ]
+    wandb_logger = WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True)
+    # Lightning's WandbLogger always passes anonymous=None (lightning/pytorch/loggers/wandb.py)
+    # and wandb warns "The anonymous setting has no effect" for any value but unset.
+    init = getattr(wandb_logger, "_wandb_init", {})
+    if init.get("anonymous", "") is None:
+        del init["anonymous"]
+    return [CSVLogger(save_dir=root, name="csv"), wandb_logger]
+
+
+#: The logger of Lightning's rank-zero messages (its tips among them).
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+def quiet_third_party_noise() -> None:
+    """Silence, by name, third-party messages a rareid user can do nothing about."""
+    # torch deprecates LeafSpec; Lightning's own pytree helpers still create one.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    # Lightning's CLI calls jsonargparse methods deprecated in jsonargparse 4.49 (its switch).
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    # run_cli(args) is meant to be called from Python while sys.argv holds another program's.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+    # Lightning's tip to install litlogger, a logger rareid does not use.
+    rank_zero_logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero_logger.filters):
+        rank_zero_logger.addFilter(_NoLitLoggerTip())
+
+
+class _NoLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
 
 
 def backbone_normalization(name: str, which: str) -> tuple[float, float, float]:
@@ -45,10 +96,53 @@ def backbone_normalization(name: str, which: str) -> tuple[float, float, float]:
     return tuple(getattr(cfg, which, None) or default)
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
+
+
+def raised_by_rareid(error: BaseException) -> bool:
+    """Whether rareid's own code raised ``error`` (a check of the user's input, on purpose).
+
+    Errors raised inside third-party code (torch, numpy, Lightning) keep their traceback:
+    they may be bugs, and one line would hide where they come from.
+    """
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
 class RAReIDCLI(LightningCLI):
-    """LightningCLI with the callbacks rareid needs forced and the shared values linked."""
+    """LightningCLI with the callbacks rareid needs forced and the shared values linked.
+
+    On top of Lightning's: one process per run folder (a lock), no silent overwrite of an
+    earlier run's checkpoints, ``--ckpt_path best|last``, checkpoints written atomically and
+    ``last.ckpt`` every epoch, the checkpoint defining the evaluated model, and user errors
+    as one line with exit status 2.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.run_lock: RunLock | None = None
+        try:
+            super().__init__(*args, **kwargs)
+        except UsageError as error:
+            config = getattr(self, "config", None)
+            subcommand = config.get("subcommand") if config is not None else None
+            prog = f"rareid {subcommand}" if subcommand else "rareid"
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="fit: delete the checkpoints an earlier run left in the run folder and start again",
+        )
         parser.add_lightning_class_args(ProgressiveMaskTraining, "progressive")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EvaluationReport, "report")
@@ -58,7 +152,8 @@ class RAReIDCLI(LightningCLI):
                 "checkpoint.filename": "best",
                 "checkpoint.monitor": "val/rank1",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                # last.ckpt comes from its own callback, every epoch (see instantiate_trainer).
+                "checkpoint.save_last": False,
                 "checkpoint.enable_version_counter": False,
                 "trainer.default_root_dir": "runs/default",
             }
@@ -66,7 +161,7 @@ class RAReIDCLI(LightningCLI):
         parser.link_arguments(
             "trainer.default_root_dir",
             "checkpoint.dirpath",
-            compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
+            compute_fn=lambda root: str(checkpoint_dir(root or ".")),
         )
         parser.link_arguments(
             "trainer.default_root_dir",
@@ -90,25 +185,153 @@ class RAReIDCLI(LightningCLI):
                 compute_fn=lambda name, which=which: backbone_normalization(name, which),
             )
 
+    # ------------------------------------------------------------------ checkpoint path
+    @staticmethod
+    def _has_validation(config: Any) -> bool:
+        """Whether the run validates (and so has a ``best.ckpt``): not when no ids are held out."""
+        held_out = config.data.get("val_identities") if config.get("data") else None
+        return held_out is None or held_out != 0
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``best`` / ``last`` and make the checkpoint define the evaluated model.
+
+        Replaces LightningCLI's version, which parses the checkpoint's hyperparameters over
+        the command line's (a conflicting ``--model.*`` option is then ignored without a word).
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        value = config.get("ckpt_path")
+        if value is None:
+            return
+        root = config.trainer.default_root_dir or "."
+        path, note = resolve_checkpoint(value, root, self._has_validation(config))
+        last = checkpoint_dir(root) / "last.ckpt"
+        if value == "best" and not Path(path).is_file() and last.is_file():
+            path, note = (
+                str(last),
+                f"no best.ckpt in {last.parent} (no validation ran): using last.ckpt",
+            )
+        if subcommand == "fit" and value == "last" and not Path(path).is_file():
+            print(f"no {path} to resume from: starting a new run")
+            config.ckpt_path = None
+            return
+        checkpoint = read_checkpoint(path)
+        if note:
+            print(note)
+        config.ckpt_path = path
+        if subcommand in EVALUATION_SUBCOMMANDS:
+            self._model_from_checkpoint(subcommand, config, checkpoint)
+
+    def _model_from_checkpoint(
+        self, subcommand: str, config: Any, checkpoint: dict[str, Any]
+    ) -> None:
+        """Model options, rates, input size and normalisation from the checkpoint."""
+        saved = dict(checkpoint.get("hyper_parameters") or {})
+        if not saved:
+            return
+        defaults = self._parser(subcommand).get_defaults()
+        linked = {"rates": "rates", "input_size": "img_size"}  # data option -> model option
+        for data_key, model_key in linked.items():
+            if model_key not in saved:
+                continue
+            wanted = list(saved[model_key])
+            model_options_from_checkpoint(
+                {data_key: wanted},
+                {data_key: config.data[data_key]},
+                {data_key: defaults.data.get(data_key)},
+                prefix="data",
+            )
+            config.data[data_key] = wanted
+        given = config.model.as_dict()
+        options = model_options_from_checkpoint(saved, given, defaults.model.as_dict())
+        for name, value in options.items():
+            config.model[name] = value
+        datamodule_saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        for which in ("mean", "std"):
+            config.data[which] = tuple(
+                datamodule_saved.get(which) or backbone_normalization(config.model.backbone, which)
+            )
+
+    # ------------------------------------------------------------------ run folder
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        root = Path(config.trainer.default_root_dir or ".")
+        check_writable(root)
+        if rank_zero_only.rank != 0:
+            return  # DDP workers re-run this command; rank zero owns the folder
+        self.run_lock = RunLock(root).acquire()
+        if self.run_lock.took_over is not None:
+            print(
+                f"taking over the run folder {root}: its lock was left by process "
+                f"{self.run_lock.took_over}, which no longer runs"
+            )
+        removed = remove_stale_temp_files(checkpoint_dir(root))
+        if removed:
+            print(
+                f"removed {removed} unfinished checkpoint file(s) of an interrupted save "
+                f"in {checkpoint_dir(root)}"
+            )
+        if self.subcommand == "fit" and config.get("ckpt_path") is None:
+            found = existing_checkpoints(root)
+            if found and not config.get("overwrite"):
+                raise UsageError(
+                    f"{checkpoint_dir(root)} already holds {describe(found)} from an earlier "
+                    "run: resume it with --ckpt_path last, start again with --overwrite (the "
+                    "old checkpoints are deleted), or choose another --trainer.default_root_dir"
+                )
+            for path in found:
+                path.unlink()
+            if found:
+                print(
+                    f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
+                    f"{checkpoint_dir(root)}: {describe(found)}"
+                )
+
     def instantiate_classes(self) -> None:
         """Turn rareid's own configuration errors into a one-line CLI error, not a traceback."""
         try:
             super().instantiate_classes()
-        except (ValueError, FileNotFoundError) as error:  # BackboneError is a ValueError
-            self._parser(self.subcommand).error(f"{type(error).__name__}: {error}")
+        except UsageError:
+            raise
+        except (ValueError, FileNotFoundError, MisconfigurationException) as error:
+            # BackboneError is a ValueError; Lightning's trainer options raise the last one.
+            raise UsageError(str(error)) from None
 
-    def instantiate_trainer(self, **kwargs: Any):
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or ".")
         trainer = super().instantiate_trainer(**kwargs)
         if isinstance(trainer.accelerator, CPUAccelerator) and cpu_malloc_wanted():
             keep_freed_memory()
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        best = self._get(self.config_init, "checkpoint")
+        has_validation = getattr(self.datamodule, "has_validation", None)
+        if has_validation is None:
+            has_validation = self._has_validation(self.config[self.subcommand])
+        if not has_validation and best in trainer.callbacks:
+            trainer.callbacks.remove(best)  # nothing to select on: last.ckpt is the model
+        trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
         return trainer
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except UsageError:
+            raise
+        except MisconfigurationException as error:  # Lightning's word for a bad option
+            raise UsageError(str(error)) from None
+        except (ValueError, FileNotFoundError) as error:
+            if not raised_by_rareid(error):
+                raise
+            raise UsageError(str(error)) from None
 
-def synth_main(argv: Sequence[str]) -> Path:
-    """``rareid synth``: write the built-in synthetic dataset in the Market-1501 layout.
+
+def synth_main(argv: Sequence[str]) -> int:
+    """Write the built-in synthetic dataset in the Market-1501 layout.
 
     A folder that already holds the same dataset (same parameters) is left as it is.
     """
@@ -130,33 +353,98 @@ def synth_main(argv: Sequence[str]) -> Path:
     except (ValueError, FileExistsError) as error:
         parser.error(str(error))
     print(summary)
-    return Path(args.out)
+    return 0
 
 
-#: ``rareid <name>`` helpers outside LightningCLI: module:function taking argv, returning 0.
-DEPLOY_COMMANDS: dict[str, str] = {
-    "index": "rareid.index:index_main",
-    "search": "rareid.search:search_main",
-    "calibrate": "rareid.calibrate:calibrate_main",
-    "export": "rareid.export:export_main",
+def aggregate_main(argv: Sequence[str]) -> int:
+    """Mean and spread over splits and over trials of several rareid test results."""
+    from rareid.aggregate import main as run
+
+    return run(argv, prog="rareid aggregate")
+
+
+def _imported_on_call(target: str, summary: str) -> Callable[[Sequence[str]], int]:
+    """A helper subcommand whose module (``module:function``) is imported only when it runs,
+    so that ``rareid synth`` and ``rareid --help`` stay fast."""
+    module_name, function_name = target.split(":")
+
+    def run(argv: Sequence[str]) -> int:
+        return getattr(importlib.import_module(module_name), function_name)(argv)
+
+    run.__doc__ = summary
+    return run
+
+
+#: Helper subcommands beside Lightning's fit/validate/test/predict: name -> main(argv) -> status.
+HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "synth": synth_main,
+    "splits": _imported_on_call(
+        "rareid.data.splitfile:splits_main",
+        "Write a config's exact evaluation set (ids, query files, rates, gallery draws) to a file.",
+    ),
+    "aggregate": aggregate_main,
+    "index": _imported_on_call(
+        "rareid.index:index_main", "Embed a folder of HR gallery crops into an index file."
+    ),
+    "search": _imported_on_call(
+        "rareid.search:search_main",
+        "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
+    ),
+    "calibrate": _imported_on_call(
+        "rareid.calibrate:calibrate_main",
+        "Same-person thresholds per query level from the validation split (ROC, FAR).",
+    ),
+    "export": _imported_on_call(
+        "rareid.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
+    ),
 }
 
 
-def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | int | None:
-    """Entry point of ``rareid`` / ``python -m rareid``; returns the CLI object for tests."""
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "synth":
-        return synth_main(argv[1:])
-    if argv and argv[0] == "splits":
-        return splits_main(argv[1:])
-    if argv and argv[0] in DEPLOY_COMMANDS:
-        module, function = DEPLOY_COMMANDS[argv[0]].split(":")
-        return getattr(importlib.import_module(module), function)(argv[1:])
+def helper_commands_help() -> str:
+    """The helper subcommands and their one-line help, for ``rareid --help``."""
+    width = max(len(name) for name in HELPER_COMMANDS)
+    lines = [
+        f"  {name:<{width}}  {(function.__doc__ or '').strip().splitlines()[0]}"
+        for name, function in HELPER_COMMANDS.items()
+    ]
+    return "helper subcommands (rareid NAME --help for their options):\n" + "\n".join(lines)
+
+
+class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's formatter that keeps the epilog's line breaks."""
+
+
+def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
+    """Run a Lightning subcommand and return the CLI object (``args=None``: ``sys.argv``)."""
     os.environ.setdefault("WANDB_SILENT", "true")
+    quiet_third_party_noise()
     return RAReIDCLI(
         RAReIDModule,
         ReIDDataModule,
-        args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
+        args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_kwargs={"epilog": helper_commands_help(), "formatter_class": _HelpFormatter},
     )
+
+
+def exit_status(stop: SystemExit) -> int:
+    """The status a ``SystemExit`` stands for; a message is printed and counts as failure."""
+    if stop.code is None:
+        return 0
+    if isinstance(stop.code, int):
+        return stop.code
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``rareid`` / ``python -m rareid``: 0 success, 2 usage error, 1 failure."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        if argv and argv[0] in HELPER_COMMANDS:
+            return int(HELPER_COMMANDS[argv[0]](argv[1:]))
+        run_cli(None if args is None else argv)
+    except SystemExit as stop:
+        return exit_status(stop)
+    return 0

@@ -8,6 +8,7 @@ levels 1..m; code may use 0-based indices internally (``level - 1``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from enum import IntEnum
 
@@ -29,8 +30,10 @@ def normalize_rates(rates: Sequence[float]) -> tuple[float, ...]:
     values = tuple(float(r) for r in rates)
     if not values:
         raise ValueError("rates: expected at least one downsampling rate, e.g. [1, 2, 3, 4]")
-    if any(r < 1 for r in values):
-        raise ValueError(f"rates: every rate must be >= 1 (HR side / LR side), got {list(rates)}")
+    if not all(math.isfinite(r) and r >= 1 for r in values):
+        raise ValueError(
+            f"rates: every rate must be a finite number >= 1 (HR side / LR side), got {list(rates)}"
+        )
     if len(set(values)) != len(values):
         raise ValueError(f"rates: duplicates in {list(rates)}")
     return tuple(sorted(values))

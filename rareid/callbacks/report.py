@@ -70,7 +70,11 @@ class EvaluationReport(Callback):
             format_results_table(results, pl_module.rates, style="markdown") + "\n"
         )
         counts = pl_module.test_metric.query_counts
-        (out / "results.json").write_text(results_to_json(results, query_counts=counts))
+        # The checkpoint's path makes each split's results traceable in ``rareid aggregate``.
+        checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
+        (out / "results.json").write_text(
+            results_to_json(results, query_counts=counts, checkpoint=checkpoint)
+        )
         print(
             "\nMLR evaluation (mean ± std over trials, %; skipped: queries without a valid match "
             "in their trial's gallery, not scored, over all trials)\n" + table

@@ -438,3 +438,12 @@ class RAReIDModule(L.LightningModule):
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return [] if self.masks is None else [m.logits for m in self.masks.masks]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Evaluate a checkpoint trained on other identities: its classifier is not needed."""
+        from rareid.checkpointing import adapt_classifier
+
+        trainer = self._trainer
+        adapt_classifier(
+            self, checkpoint, fitting=trainer is not None and trainer.state.fn == "fit"
+        )

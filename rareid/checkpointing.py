@@ -1,0 +1,214 @@
+"""Checkpoints that survive interruption and load where the model is used.
+
+* :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file in the target
+  folder, fsyncs it and renames it over the old one, so a kill at any moment leaves either
+  the previous or the new checkpoint, never a truncated one.
+* :func:`last_epoch_checkpoint` saves ``last.ckpt`` at the end of every training epoch.
+* :func:`adapt_classifier` lets a checkpoint be evaluated on data with another number of
+  training identities (evaluation never uses the classifier).
+* :func:`model_options_from_checkpoint` makes the checkpoint, not the command line, define
+  the model that is evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from rareid.runs import TEMP_PREFIX, UsageError
+
+log = logging.getLogger(__name__)
+
+#: Model options that only shape training; taken from the checkpoint without comparison.
+TRAINING_ONLY_OPTIONS = frozenset(
+    {
+        "num_classes",
+        "pretrained",
+        "weights_path",
+        "mask_schedule",
+        "mask_init_mean",
+        "mask_init_std",
+        "use_cls_loss",
+        "use_verif_loss",
+        "verif_weight",
+        "verif_hidden",
+        "label_smoothing",
+        "lr",
+        "weight_decay",
+        "milestones",
+        "gamma",
+    }
+)
+#: Model options that choose how an evaluation is run, not what the network computes.
+EVALUATION_OPTIONS = frozenset({"distance", "max_rank", "channels_last"})
+
+
+def atomic_torch_save(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
+    try:
+        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(descriptor, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the folder's entry is on disk.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoint writes that never leave a partial file under the final name.
+
+    Lightning's ``_atomic_save`` (lightning/fabric/utilities/cloud_io.py) writes through an
+    fsspec transaction; fsspec's ``LocalFileOpener`` stages the bytes in
+    ``tempfile.mkstemp()`` (``$TMPDIR``) and commits with ``shutil.move``. When ``$TMPDIR``
+    is on another filesystem (tmpfs) the move is a copy into the truncated target, so a
+    SIGKILL during the copy leaves a short ``last.ckpt`` (``EOFError`` on resume). Writing
+    the temporary file in the target folder makes the final step a same-filesystem
+    ``os.replace``, which is atomic. Remote paths (``s3://`` ...) keep Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, path)
+
+
+def last_epoch_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:
+    """A callback that writes ``last.ckpt`` at the end of every training epoch.
+
+    ``ModelCheckpoint(monitor=..., save_last=True)`` writes ``last`` only in a step where
+    it also saved a top-k checkpoint (Lightning 2.6, ``ModelCheckpoint.on_train_epoch_end``),
+    i.e. only when the monitored metric improved; a run interrupted later resumed from the
+    best epoch, not the last. An unmonitored checkpoint named ``last`` with ``save_top_k=1``
+    is replaced every epoch instead.
+    """
+    return ModelCheckpoint(
+        dirpath=str(dirpath),
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's contents on CPU; a missing or unreadable file is a ``UsageError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"checkpoint {str(path)!r} not found; give an existing file to --ckpt_path "
+            "(or best / last for <default_root_dir>/checkpoints/{best,last}.ckpt)"
+        )
+    try:
+        # Tensors and plain containers only: reading a checkpoint never runs its code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: torch raises many types
+        raise UsageError(
+            f"checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error})"
+        ) from None
+
+
+def adapt_classifier(
+    module: torch.nn.Module, checkpoint: dict[str, Any], fitting: bool
+) -> list[str]:
+    """Keep the module's own ``classifier.*`` tensors where the checkpoint's have another shape.
+
+    Evaluation never uses the identity classifier, so a model trained on other
+    identities (cross-dataset testing, the ``folder`` dataset) evaluates as it is.
+    Training needs it: resuming a fit on another identity count is an error.
+    Returns the replaced keys.
+    """
+    state = checkpoint.get("state_dict", {})
+    own = module.state_dict()
+    replaced = [
+        key
+        for key, value in state.items()
+        if key.startswith("classifier.") and key in own and own[key].shape != value.shape
+    ]
+    if not replaced:
+        return []
+    saved, wanted = state[replaced[0]].shape, own[replaced[0]].shape
+    if fitting:
+        raise UsageError(
+            f"the checkpoint's classifier has shape {tuple(saved)} but this training set needs "
+            f"{tuple(wanted)} (another number of identities): resume on the same data, or "
+            "start a new run without --ckpt_path"
+        )
+    for key in replaced:
+        state[key] = own[key]
+    log.warning(
+        "checkpoint trained on %d identities, data has %d: the identity classifier is not "
+        "loaded (evaluation does not use it)",
+        saved[0],
+        wanted[0],
+    )
+    return replaced
+
+
+def model_options_from_checkpoint(
+    saved: Mapping[str, Any],
+    given: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    prefix: str = "model",
+) -> dict[str, Any]:
+    """The model options to evaluate with: the checkpoint's, except evaluation settings.
+
+    ``given`` holds the options from the command line / config, ``defaults`` the parser's
+    defaults; an option the user set (different from its default) that contradicts the
+    checkpoint is a ``UsageError`` naming both values.
+    """
+    options = dict(given)
+    for name, value in saved.items():
+        if name.startswith("_") or name not in given:
+            continue
+        if name in EVALUATION_OPTIONS:
+            continue
+        user_value = given[name]
+        user_set = _plain(user_value) != _plain(defaults.get(name, value))
+        if name not in TRAINING_ONLY_OPTIONS and user_set and _plain(user_value) != _plain(value):
+            raise UsageError(
+                f"{prefix}.{name}: the checkpoint was trained with {_plain(value)!r} but the "
+                f"command line / config asks for {_plain(user_value)!r}; the checkpoint defines "
+                f"the model, so drop the option or set it to {_plain(value)!r}"
+            )
+        options[name] = value
+    return options
+
+
+def _plain(value: Any) -> Any:
+    """Sequences as lists and integral floats as ints, so ``(1, 2)`` equals ``[1.0, 2.0]``."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
