@@ -150,6 +150,12 @@ def adapt_classifier(
     """
     state = checkpoint.get("state_dict", {})
     own = module.state_dict()
+    if not fitting and getattr(module, "classifier", True) is None:
+        # Data with no training split: the model was built without a classifier.
+        dropped = [key for key in state if key.startswith("classifier.")]
+        for key in dropped:
+            del state[key]
+        return dropped
     replaced = [
         key
         for key, value in state.items()

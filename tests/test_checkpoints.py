@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "--checkpoint.mode",
             "min",
             "--progressive.phase_epochs",
-            "[0, 1, 2, 3]",
+            "[0, 0, 1, 2]",
         ]
     )
     assert status == 0
@@ -88,19 +89,22 @@ def test_last_checkpoint_is_the_last_epoch_when_the_monitor_never_improves(
     assert _load(run / "checkpoints" / "best.ckpt")["epoch"] == 0
     last = _load(run / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 2
-    assert last["callbacks"]["ProgressiveMaskTraining"]["phase"] == 3
+    assert last["callbacks"]["ProgressiveMaskTraining"]["phase"] == 4
     assert not (run / ".rareid.lock").exists()
 
 
 def test_resume_from_last_continues_in_the_right_mask_phase(
     fitted: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Resume an interrupted run (epoch 0 done, phase 2) and finish it in the right phases."""
     data, run = fitted
+    interrupted = _load(run / "checkpoints" / "best.ckpt")  # epoch 0, before phases 3 and 4
+    assert interrupted["epoch"] == 0
+    assert interrupted["callbacks"]["ProgressiveMaskTraining"]["phase"] == 2
     resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    (resumed / "checkpoints").mkdir()
+    (resumed / "checkpoints").mkdir(parents=True)
     (resumed / "checkpoints" / "last.ckpt").write_bytes(
-        (run / "checkpoints/last.ckpt").read_bytes()
+        (run / "checkpoints/best.ckpt").read_bytes()
     )
     cli = run_cli(
         [
@@ -109,18 +113,18 @@ def test_resume_from_last_continues_in_the_right_mask_phase(
             "--ckpt_path",
             "last",
             "--trainer.max_epochs",
-            "4",
+            "3",
             "--trainer.limit_train_batches",
             "1",
             "--trainer.check_val_every_n_epoch",
             "2",
             "--progressive.phase_epochs",
-            "[0, 1, 2, 3]",
+            "[0, 0, 1, 2]",
         ]
     )
-    assert cli.trainer.current_epoch == 4  # one epoch (index 3) was run after the resume
+    assert cli.trainer.current_epoch == 3  # epochs 1 and 2 were run after the resume
     last = _load(resumed / "checkpoints" / "last.ckpt")
-    assert last["epoch"] == 3
+    assert last["epoch"] == 2
     assert last["callbacks"]["ProgressiveMaskTraining"]["phase"] == 4
 
 
@@ -130,6 +134,23 @@ def test_checkpoint_tests_on_data_with_other_identities(
     _, run = fitted
     other = _synth(tmp_path / "other", 8)  # 4 training identities instead of 6
     out = tmp_path / "cross"
+    status = main(
+        ["test", *_common(other, out), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    )
+    assert status == 0, capsys.readouterr().err
+    results = json.loads((out / "results" / "results.json").read_text())
+    assert 0.0 <= results["rank1"] <= 1.0
+
+
+def test_checkpoint_tests_on_data_without_a_training_split(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user's own query/gallery folders, no train/: the model is built without a classifier."""
+    _, run = fitted
+    other = _synth(tmp_path / "other", 8)
+    for train in other.rglob("bounding_box_train"):
+        shutil.rmtree(train)
+    out = tmp_path / "no_train"
     status = main(
         ["test", *_common(other, out), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
     )

@@ -242,7 +242,7 @@ def _tiny_fit_args(data: Path, run: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--data.p", "50"], "training set has only 6"),
+        (["--data.p", "50"], "training set has only 5"),
         (["--progressive.phase_epochs", "[0, 5]"], "phase_epochs=[0, 5]"),
         (["--data.rates", "[1, .inf]"], "rates: every rate must be a finite number"),
         (["--data.rates", "[1, .nan]"], "rates: every rate must be a finite number"),

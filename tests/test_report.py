@@ -109,7 +109,7 @@ def test_report_callback_writes_the_counts(
         rates=[1, 2],
         test_metric=SimpleNamespace(query_counts=per_trial),
     )
-    trainer = SimpleNamespace(datamodule=None, loggers=[])
+    trainer = SimpleNamespace(datamodule=None, loggers=[], ckpt_path=None)
     EvaluationReport(output_dir=str(tmp_path), tsne=False)._write(trainer, module, {}, None)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["skipped"] == 8 and data["query_counts"]["all"]["skipped"] == [3, 5]

@@ -263,6 +263,8 @@ class ReIDDataModule(L.LightningDataModule):
         """Whether ``fit`` runs a validation loop (``val_identities`` > 0)."""
         if self.split_document is not None:
             return "val" in self.split_document["stages"]
+        if not self.dataset.train:
+            return False  # nothing to hold out: a test-only dataset
         return self.fit_split.val is not None
 
     @property

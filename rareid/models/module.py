@@ -137,7 +137,13 @@ class RAReIDModule(L.LightningModule):
             self.masks.attach(self.backbone)
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
         # A switched-off loss has no head at all, so DDP never meets an unused parameter.
-        self.classifier = PrototypeClassifier(embedding_dim, num_classes) if use_cls_loss else None
+        # No training identities (a test-only dataset): evaluation needs no classifier, and a
+        # fit is refused in on_fit_start.
+        self.classifier = (
+            PrototypeClassifier(embedding_dim, num_classes)
+            if use_cls_loss and num_classes > 0
+            else None
+        )
         self.verifier = (
             VerificationHead(embedding_dim, self.split_sizes, verif_hidden)
             if use_verif_loss
@@ -313,6 +319,11 @@ class RAReIDModule(L.LightningModule):
         return loss
 
     def on_fit_start(self) -> None:
+        if self.hparams.use_cls_loss and self.classifier is None:
+            raise ValueError(
+                f"num_classes={self.hparams.num_classes}: the identity loss needs the training "
+                "split's identities (a dataset without train/ can be tested, not trained on)"
+            )
         if self.masks is None:
             return
         from rareid.callbacks.progressive import ProgressiveMaskTraining
