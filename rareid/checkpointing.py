@@ -48,7 +48,9 @@ TRAINING_ONLY_OPTIONS = frozenset(
     }
 )
 #: Model options that choose how an evaluation is run, not what the network computes.
-EVALUATION_OPTIONS = frozenset({"distance", "max_rank", "channels_last"})
+EVALUATION_OPTIONS = frozenset(
+    {"distance", "max_rank", "channels_last", "rerank", "rerank_k1", "rerank_k2", "rerank_lambda"}
+)
 
 
 def atomic_torch_save(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:

@@ -615,3 +615,39 @@ def test_rank_lists_and_tsne_data() -> None:
         + ((role == 0) & (gbits & 1 == 1)).sum()
     )
     assert t_emb.shape == (expected_n, 8) and t_pid.shape == t_lv.shape == (expected_n,)
+
+
+def test_mlr_metric_rerank_rows_are_the_reranked_distances_ranked() -> None:
+    """``rerank=True`` adds ``rerank/`` keys: each trial's queries (MLR and HR together) ranked
+    on k-reciprocal distances; the plain keys stay what they were."""
+    from rareid.rerank import k_reciprocal_distances
+
+    data = make_protocol(trials=2, ids=8)
+    plain = run_metric(data)
+    results = run_metric(data, rerank=True, rerank_k1=4, rerank_k2=2, rerank_lambda=0.3)
+    assert {key: results[key] for key in plain} == pytest.approx(plain)
+    emb, lv, pid, cam, role, trial, gbits, _ = data
+    per: dict[str, list[float]] = {}
+    for t in range(2):
+        g = (role == 0) & ((gbits >> t) & 1 == 1)
+        q = ((role == 1) & (trial == t)) | (role == 2)
+        dist = k_reciprocal_distances(
+            emb[q], lv[q], emb[g], lv[g], SPLIT, k1=4, k2=2, lambda_value=0.3
+        ).numpy()
+        groups = {"rerank/": role[q] == 1, "rerank/hr/": role[q] == 2}
+        for level in torch.unique(lv[q][role[q] == 1]).tolist():
+            groups[f"rerank/level{level}/"] = (role[q] == 1) & (lv[q] == level)
+        for prefix, rows in groups.items():
+            rows = rows.numpy()
+            cmc, mean_ap = reference_eval(
+                dist[rows],
+                pid[q][rows].numpy(),
+                pid[g].numpy(),
+                cam[q][rows].numpy(),
+                cam[g].numpy(),
+            )
+            per.setdefault(f"{prefix}rank1", []).append(cmc[0])
+            per.setdefault(f"{prefix}mAP", []).append(mean_ap)
+    for key, values in per.items():
+        assert results[key] == pytest.approx(float(np.mean(values)), abs=1e-6), key
+    assert results["rerank/rank1"] != results["rank1"] or results["rerank/mAP"] != results["mAP"]

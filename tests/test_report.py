@@ -116,3 +116,20 @@ def test_report_callback_writes_the_counts(
     printed = capsys.readouterr().out
     assert "skipped" in printed and "8/40" in printed
     assert "8/40" in (tmp_path / "results.md").read_text()
+
+
+def test_reranked_rows_follow_the_plain_rows() -> None:
+    from rareid.evaluation.report import format_results_table
+
+    results = {
+        "rank1": 0.5, "mAP": 0.4, "level1/rank1": 0.3, "level1/mAP": 0.2,
+        "queries": 10, "skipped": 1, "level1/queries": 10, "level1/skipped": 1,
+        "rerank/rank1": 0.6, "rerank/mAP": 0.5, "rerank/level1/rank1": 0.35,
+        "rerank/level1/mAP": 0.25,
+    }  # fmt: skip
+    lines = format_results_table(results, (1, 2, 3, 4), style="markdown").splitlines()
+    names = [line.split("|")[1].strip() for line in lines[2:]]
+    assert names == [
+        "all levels", "level 1 (r=4)", "all levels, re-ranked", "level 1 (r=4), re-ranked",
+    ]  # fmt: skip
+    assert "60.0" in lines[4] and "1/10" in lines[4]  # re-ranked scores, the same query count

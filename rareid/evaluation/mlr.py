@@ -44,6 +44,10 @@ class MLRMetric(Metric):
 
     Levels above ``len(split_sizes)`` use the whole vector for distances (a model without varying
     length passes one block) but keep their own ``level{k}`` key.
+
+    ``rerank=True`` also scores every trial on k-reciprocal re-ranked distances
+    (:func:`rareid.rerank.k_reciprocal_distances`, started from the same level-aware distances)
+    and reports them under ``rerank/`` (``rerank/rank1``, ``rerank/level{k}/mAP``, ...).
     """
 
     is_differentiable = False
@@ -67,9 +71,15 @@ class MLRMetric(Metric):
         rates: Sequence[float],
         max_rank: int = 20,
         distance: Distance = "euclidean",
+        rerank: bool = False,
+        rerank_k1: int = 20,
+        rerank_k2: int = 6,
+        rerank_lambda: float = 0.3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.rerank = bool(rerank)
+        self.rerank_options = {"k1": rerank_k1, "k2": rerank_k2, "lambda_value": rerank_lambda}
         self.split_sizes = [int(size) for size in split_sizes]
         if not self.split_sizes or any(size <= 0 for size in self.split_sizes):
             raise ValueError(f"split_sizes: expected positive sizes, got {list(split_sizes)}")
@@ -221,6 +231,27 @@ class MLRMetric(Metric):
             metric=self.distance,
         )
 
+    def reranked_distances(
+        self, samples: dict[str, Tensor], q_mask: Tensor, g_mask: Tensor
+    ) -> Tensor:
+        """k-reciprocal re-ranked distances between the selected queries and gallery images.
+
+        The queries of one trial are re-ranked together: their mutual neighbourhoods are part
+        of the method.
+        """
+        from rareid.rerank import k_reciprocal_distances
+
+        full = len(self.split_sizes)
+        return k_reciprocal_distances(
+            self.embeddings_of(samples, q_mask),
+            samples["levels"][q_mask].clamp(max=full),
+            self.embeddings_of(samples, g_mask),
+            samples["levels"][g_mask].clamp(max=full),
+            self.split_sizes,
+            metric=self.distance,
+            **self.rerank_options,
+        ).to(self.device)
+
     def _trials(self, samples: dict[str, Tensor]) -> list[int]:
         q_trials = set(samples["trials"][samples["roles"] == Role.QUERY].tolist())
         bits = 0
@@ -248,16 +279,17 @@ class MLRMetric(Metric):
         per_trial: dict[str, list[float]] = {}
         counts: dict[str, dict[str, list[int]]] = {}
 
-        def add(group: str, first: Tensor, ap: Tensor, trial_no: int) -> None:
+        def add(group: str, first: Tensor, ap: Tensor, trial_no: int, prefix: str = "") -> None:
             cmc, mean_ap, num_scored = summarize_ranks(first, ap, self.max_rank)
-            count = counts.setdefault(
-                group, {"queries": [0] * len(trials), "skipped": [0] * len(trials)}
-            )
-            count["queries"][trial_no] = first.numel()
-            count["skipped"][trial_no] = first.numel() - num_scored
+            if not prefix:  # re-ranked rows score the same queries: counted once
+                count = counts.setdefault(
+                    group, {"queries": [0] * len(trials), "skipped": [0] * len(trials)}
+                )
+                count["queries"][trial_no] = first.numel()
+                count["skipped"][trial_no] = first.numel() - num_scored
             if num_scored == 0:
                 return
-            prefix = "" if group == "all" else f"{group}/"
+            prefix = prefix if group == "all" else f"{prefix}{group}/"
             for rank in ranks:
                 per_trial.setdefault(f"{prefix}rank{rank}", []).append(float(cmc[rank - 1]))
             per_trial.setdefault(f"{prefix}mAP", []).append(mean_ap)
@@ -267,24 +299,28 @@ class MLRMetric(Metric):
             q_mask = self.query_mask(samples, trial, (Role.QUERY, Role.HR_QUERY))
             if not bool(g_mask.any()) or not bool(q_mask.any()):
                 continue
-            first, ap = query_ranks(
-                self.distances(samples, q_mask, g_mask),
-                samples["pids"][q_mask],
-                samples["pids"][g_mask],
-                samples["camids"][q_mask],
-                samples["camids"][g_mask],
-            )
             role = samples["roles"][q_mask]
             level = samples["levels"][q_mask]
             mlr = role == Role.QUERY
-            if bool(mlr.any()):
-                add("all", first[mlr], ap[mlr], trial_no)
-                for value in torch.unique(level[mlr]).tolist():
-                    chosen = mlr & (level == value)
-                    add(f"level{value}", first[chosen], ap[chosen], trial_no)
             hr = role == Role.HR_QUERY
-            if bool(hr.any()):
-                add("hr", first[hr], ap[hr], trial_no)
+            scored = [("", self.distances(samples, q_mask, g_mask))]
+            if self.rerank:
+                scored.append(("rerank/", self.reranked_distances(samples, q_mask, g_mask)))
+            for prefix, dist in scored:
+                first, ap = query_ranks(
+                    dist,
+                    samples["pids"][q_mask],
+                    samples["pids"][g_mask],
+                    samples["camids"][q_mask],
+                    samples["camids"][g_mask],
+                )
+                if bool(mlr.any()):
+                    add("all", first[mlr], ap[mlr], trial_no, prefix)
+                    for value in torch.unique(level[mlr]).tolist():
+                        chosen = mlr & (level == value)
+                        add(f"level{value}", first[chosen], ap[chosen], trial_no, prefix)
+                if bool(hr.any()):
+                    add("hr", first[hr], ap[hr], trial_no, prefix)
 
         if not per_trial:
             warnings.warn(

@@ -28,6 +28,7 @@ def _value(value: Any) -> float:
 
 def _skipped(results: Mapping[str, Any], prefix: str) -> str:
     """Queries left unscored (no true match in their trial's gallery) of all, over the trials."""
+    prefix = prefix.removeprefix("rerank/")  # re-ranking scores the same queries
     if f"{prefix}queries" not in results:
         return "–"
     return f"{int(_value(results[f'{prefix}skipped']))}/{int(_value(results[f'{prefix}queries']))}"
@@ -59,7 +60,8 @@ def format_results_table(
     Rows: "all levels", "level k (r=…)" for every level present (highest resolution first),
     and "HR query (r=1)" when ``hr/`` keys exist. Columns: rank-1/5/10/20 and mAP, those present,
     and "skipped" (queries without a true match in their trial's gallery, which are not scored,
-    of all queries, summed over the trials) when the results count them.
+    of all queries, summed over the trials) when the results count them. Results with
+    ``rerank/`` keys get the same rows again, re-ranked.
     """
     if style not in ("terminal", "markdown"):
         raise ValueError(f"style: expected 'terminal' or 'markdown', got {style!r}")
@@ -74,6 +76,8 @@ def format_results_table(
         rows.append((f"level {level} (r={_fmt_rate(rate)})", f"level{level}/"))
     if any(key.startswith("hr/") for key in results):
         rows.append(("HR query (r=1)", "hr/"))
+    if "rerank/rank1" in results or "rerank/mAP" in results:
+        rows += [(f"{name}, re-ranked", f"rerank/{prefix}") for name, prefix in rows]
     columns = [
         (key, title)
         for key, title in _COLUMNS

@@ -62,6 +62,8 @@ class RAReIDModule(L.LightningModule):
             schedule. Logits start with a spread of ``mask_init_std`` while Adam moves them
             by about ``mask_lr`` per step, so at ``lr`` they barely leave their initialisation.
         distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
+        rerank: test results also on k-reciprocal re-ranked distances (own ``rerank/`` rows);
+            ``rerank_k1``, ``rerank_k2``, ``rerank_lambda`` are its parameters.
     """
 
     def __init__(
@@ -99,6 +101,10 @@ class RAReIDModule(L.LightningModule):
         distance: str = "euclidean",
         max_rank: int = 20,
         channels_last: bool = False,
+        rerank: bool = False,
+        rerank_k1: int = 20,
+        rerank_k2: int = 6,
+        rerank_lambda: float = 0.3,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -150,16 +156,20 @@ class RAReIDModule(L.LightningModule):
             else None
         )
         self.val_metric = self._make_metric()
-        self.test_metric = self._make_metric()
+        self.test_metric = self._make_metric(rerank=rerank)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
-    def _make_metric(self) -> MLRMetric:
+    def _make_metric(self, rerank: bool = False) -> MLRMetric:
         return MLRMetric(
             split_sizes=self.distance_split_sizes,
             rates=self.rates,
             max_rank=self.hparams.max_rank,
             distance=self.hparams.distance,
+            rerank=rerank,
+            rerank_k1=self.hparams.rerank_k1,
+            rerank_k2=self.hparams.rerank_k2,
+            rerank_lambda=self.hparams.rerank_lambda,
         )
 
     @property

@@ -386,3 +386,9 @@ def test_embedding_norm_puts_batchnorm_after_the_fc_and_keeps_padding() -> None:
         length = sum(normed.split_sizes[:level])
         assert torch.count_nonzero(z[row, length:]) == 0
         assert torch.count_nonzero(z[row, :length]) == length
+
+
+def test_rerank_option_reaches_the_test_metric_only() -> None:
+    module = RAReIDModule(**tiny_module_kwargs(rerank=True, rerank_k1=7))
+    assert module.test_metric.rerank and module.test_metric.rerank_options["k1"] == 7
+    assert not module.val_metric.rerank  # validation stays cheap
