@@ -136,6 +136,10 @@ def main(args: Sequence[str] | None = None) -> RAReIDCLI | Path | None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "synth":
         return synth_main(argv[1:])
+    if argv and argv[0] == "experiment":
+        from rareid.experiment import experiment_main
+
+        return experiment_main(argv[1:])
     os.environ.setdefault("WANDB_SILENT", "true")
     return RAReIDCLI(
         RAReIDModule,
