@@ -16,9 +16,11 @@ Grid file (YAML)::
     checkpoint: last                          # last | best (best needs held-out validation)
     sanity: ide_verif                         # optional: check that this variant's rank-1
                                               # falls from HR queries to the lowest level
+    synth: {out: data/benchmark, identities: 200}   # optional: write the data first
     warm_start:                               # optional: one backbone, trained once, shared
       configs: [conf/benchmark/warm_start.yaml]
       overrides: {trainer.max_epochs: 8}
+      out: runs/experiments/warm_start        # shared by the grids that name the same folder
     variants:
       - name: full
       - name: w/o mask
@@ -102,6 +104,7 @@ class Grid:
     sanity: str | None = None
     warm_start: Mapping[str, Any] | None = None
     rows: tuple[Mapping[str, Any], ...] = ()
+    synth: Mapping[str, Any] = field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -145,7 +148,17 @@ def load_grid(path: str | os.PathLike) -> Grid:
         raise GridError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
         raise GridError(f"{path}: expected a mapping with a list of `variants`")
-    known = {"name", "base", "output", "checkpoint", "sanity", "warm_start", "variants", "rows"}
+    known = {
+        "name",
+        "base",
+        "output",
+        "checkpoint",
+        "sanity",
+        "warm_start",
+        "variants",
+        "rows",
+        "synth",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise GridError(f"{path}: unknown keys {unknown}; known keys are {sorted(known)}")
@@ -203,7 +216,11 @@ def load_grid(path: str | os.PathLike) -> Grid:
         warm_start = {
             "configs": _as_list(warm_start["configs"], "warm_start.configs", path),
             "overrides": _as_mapping(warm_start.get("overrides"), "warm_start.overrides", path),
+            "out": warm_start.get("out"),
         }
+    synth = _as_mapping(data.get("synth"), "synth", path)
+    if synth and "out" not in synth:
+        raise GridError(f"{path}: synth needs `out` (the dataset folder) and rareid synth options")
     return Grid(
         name=str(data.get("name") or path.stem),
         path=path,
@@ -214,6 +231,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
         sanity=sanity,
         warm_start=warm_start,
         rows=rows,
+        synth=synth,
     )
 
 
@@ -326,7 +344,7 @@ def _fit(run: Run, log: Path) -> int:
 def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
     """Fit the grid's warm-start recipe once and save its backbone as a timm state dict."""
     assert grid.warm_start is not None
-    folder = grid.output / "warm_start"
+    folder = Path(grid.warm_start.get("out") or grid.output / "warm_start")
     weights = folder / "backbone.pth"
     if weights.is_file():
         print(f"warm start: {weights} exists, reused", flush=True)
@@ -708,6 +726,10 @@ def experiment_main(argv: Sequence[str]) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     failed: list[Run] = []
     if not args.report_only:
+        if grid.synth and not args.dry_run:
+            from rareid.data.synthetic import ensure_synthetic_dataset
+
+            print(ensure_synthetic_dataset(**{"progress": False, **grid.synth}), flush=True)
         warm = None
         if grid.warm_start is not None and not args.dry_run:
             try:
@@ -716,7 +738,7 @@ def experiment_main(argv: Sequence[str]) -> int:
                 print(error, file=sys.stderr)
                 return 1
         elif grid.warm_start is not None:
-            warm = grid.output / "warm_start" / "backbone.pth"
+            warm = Path(grid.warm_start.get("out") or grid.output / "warm_start") / "backbone.pth"
         runs = plan_runs(grid, seeds, base, sets, warm)
         if args.dry_run:
             fits: set[Path] = set()
