@@ -294,6 +294,9 @@ variants:
     table = (out / "table.md").read_text()
     assert "| full |" in table and "| IDE + Verif |" in table and "r=4 rank-1" in table
     assert (out / "chart.png").is_file()
+    # `rareid test` writes what the masks learned beside the rank list
+    assert (out / "full" / "seed0" / "results" / "masks.png").is_file()
+    assert (out / "full" / "seed0" / "results" / "subvector_norms.png").is_file()
     results = out / "full" / "seed0" / "results" / "results.json"
     stamp = results.stat().st_mtime_ns
 
