@@ -1,5 +1,5 @@
 # rareid — two commands do all the set-up on a fresh machine:
-#   make demo   install, synthesise data, train, MLR-evaluate, print the table, draw a rank list
+#   make demo   install, synthesise data, train rareid and a baseline, print them side by side
 #   make test   install and run the whole test suite
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -8,8 +8,7 @@ STAMP := $(VENV)/.installed
 # The torch/torchvision pair is installed first so pip does not pull a different build;
 # override on a GPU machine, e.g. make TORCH_SPEC="torch torchvision" demo
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-DEMO_DATA ?= data/synthetic
-DEMO_RUN ?= runs/quickstart
+DEMO_RUN ?= runs/demo
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast test-e2e lint format bench clean
@@ -25,10 +24,10 @@ $(STAMP): pyproject.toml setup.py rareid/_rankcount.c
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The full method and the IDE + Verif baseline on the same data, side by side per query level
+# (runs/demo/table.md, runs/demo/chart.png, runs/demo/rank_lists.png); re-running resumes.
 demo: $(STAMP)
-	$(PY) -m rareid synth --out $(DEMO_DATA) --identities 100 --seed 0
-	$(PY) -m rareid fit --config conf/quickstart.yaml
-	$(PY) -m rareid test --config conf/quickstart.yaml --ckpt_path $(DEMO_RUN)/checkpoints/best.ckpt
+	$(PY) -m rareid experiment conf/experiments/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

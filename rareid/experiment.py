@@ -32,6 +32,8 @@ Grid file (YAML)::
     rows:                                     # optional: averaged rows (Table III's naive)
       - name: naive (avg of r=2,3,4)
         mean_of: [naive r=2, naive r=3, naive r=4]
+    compare: [IDE + Verif, full]              # optional: side by side with the difference,
+                                              # and both rank lists in one picture
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Grid:
     warm_start: Mapping[str, Any] | None = None
     rows: tuple[Mapping[str, Any], ...] = ()
     synth: Mapping[str, Any] = field(default_factory=dict)
+    compare: tuple[str, str] | None = None
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -158,6 +161,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
         "variants",
         "rows",
         "synth",
+        "compare",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -218,6 +222,13 @@ def load_grid(path: str | os.PathLike) -> Grid:
             "overrides": _as_mapping(warm_start.get("overrides"), "warm_start.overrides", path),
             "out": warm_start.get("out"),
         }
+    compare = data.get("compare")
+    if compare is not None and not (
+        isinstance(compare, list) and len(compare) == 2 and all(c in names for c in compare)
+    ):
+        raise GridError(
+            f"{path}: compare must name two variants, baseline first ({names}); got {compare!r}"
+        )
     synth = _as_mapping(data.get("synth"), "synth", path)
     if synth and "out" not in synth:
         raise GridError(f"{path}: synth needs `out` (the dataset folder) and rareid synth options")
@@ -232,6 +243,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
         warm_start=warm_start,
         rows=rows,
         synth=synth,
+        compare=tuple(compare) if compare else None,
     )
 
 
@@ -648,6 +660,72 @@ def plot_experiment(
     return out
 
 
+def side_by_side(
+    columns: Sequence[str],
+    table: Mapping[str, Mapping[str, Mapping[str, Cell]]],
+    baseline: str,
+    method: str,
+) -> str:
+    """Per query level: the baseline, the method and the difference (rank-1 / mAP, %), and
+    whether the mean LR-query rank-1 gain exceeds twice the spread."""
+    lines = [
+        f"| queries | {baseline} rank-1 / mAP | {method} rank-1 / mAP | difference |",
+        "|---|---:|---:|---:|",
+    ]
+    for label in columns:
+        pair = [table.get(name, {}).get(label, {}) for name in (baseline, method)]
+        if not all("rank1" in cells and "mAP" in cells for cells in pair):
+            continue
+        base, ours = ((cells["rank1"].mean, cells["mAP"].mean) for cells in pair)
+        lines.append(
+            f"| {label} | {100 * base[0]:.1f} / {100 * base[1]:.1f} | "
+            f"{100 * ours[0]:.1f} / {100 * ours[1]:.1f} | "
+            f"{100 * (ours[0] - base[0]):+.1f} / {100 * (ours[1] - base[1]):+.1f} |"
+        )
+    lr = [table.get(name, {}).get("all LR", {}).get("rank1") for name in (baseline, method)]
+    if all(lr):
+        gain = lr[1].mean - lr[0].mean
+        spread = max((s for c in lr for s in (_spread(c),) if not math.isnan(s)), default=0.0)
+        verdict = "a clear gain" if gain > 2 * spread else "within the spread (no clear gain)"
+        lines += [
+            "",
+            f"LR queries, rank-1: {method} - {baseline} = {100 * gain:+.1f} points; "
+            f"2 x spread = {200 * spread:.1f} -> {verdict}",
+        ]
+    return "\n".join(lines)
+
+
+def stack_rank_lists(left: Path, right: Path, titles: tuple[str, str], out: Path) -> Path | None:
+    """The two runs' rank-list pictures side by side under their titles.
+
+    Both runs draw the same queries (same data seed, same evaluation set), which is checked on
+    the pixels of the query column; a mismatch is said in the picture's title.
+    """
+    import cv2
+
+    pictures = [cv2.imread(str(p)) for p in (left, right)]
+    if any(p is None for p in pictures):
+        return None
+    height = max(p.shape[0] for p in pictures)
+    padded = [
+        cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(255,) * 3)
+        for p in pictures
+    ]
+    # the leftmost 64 px: the margin and the query cell of the default rank-list layout
+    same = np.array_equal(padded[0][:, :64], padded[1][:, :64])
+    header = 34
+    blocks = []
+    for picture, title in zip(padded, titles, strict=True):
+        block = np.full((height + header, picture.shape[1], 3), 255, np.uint8)
+        block[header:] = picture
+        text = title if same else f"{title} (queries differ!)"
+        cv2.putText(block, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
+        blocks.append(block)
+    gap = np.full((height + header, 24, 3), 255, np.uint8)
+    cv2.imwrite(str(out), np.concatenate([blocks[0], gap, blocks[1]], axis=1))
+    return out
+
+
 def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
     """Write ``table.md``, ``table.json`` and ``chart.png`` under the grid's output folder."""
     columns, table, missing = aggregate(grid, seeds)
@@ -659,6 +737,20 @@ def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
         sane, line = sanity_check(table[grid.sanity], columns)
         text += f"\n\n{grid.sanity}: {line}"
     grid.output.mkdir(parents=True, exist_ok=True)
+    if grid.compare is not None:
+        baseline, method = grid.compare
+        text += "\n\n" + side_by_side(columns, table, baseline, method)
+        seed = seeds[0]
+        stacked = stack_rank_lists(
+            *(
+                grid.output / slugify(n) / f"seed{seed}" / "results" / "rank_list.png"
+                for n in (baseline, method)
+            ),
+            (f"{baseline} (seed {seed})", f"{method} (seed {seed})"),
+            grid.output / "rank_lists.png",
+        )
+        if stacked is not None:
+            text += f"\n\nrank lists, same queries, {baseline} left, {method} right: {stacked}"
     (grid.output / "table.md").write_text(text + "\n")
     serialisable = {
         row: {c: {m: vars(cell) for m, cell in cells.items()} for c, cells in by_col.items()}

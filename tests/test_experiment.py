@@ -24,7 +24,9 @@ from rareid.experiment import (
     report,
     sanity_check,
     save_backbone,
+    side_by_side,
     slugify,
+    stack_rank_lists,
 )
 from rareid.models.backbone import Backbone
 
@@ -219,6 +221,48 @@ def test_sanity_check_needs_a_monotone_fall_beyond_the_spread() -> None:
     assert not sanity_check({"r=2": _cell(0.5)}, columns)[0]
 
 
+def test_side_by_side_prints_the_difference_and_judges_it() -> None:
+    def row(hr: float, lr: float, trial_std: float) -> dict[str, dict[str, Cell]]:
+        return {
+            "HR": {"rank1": Cell(hr, math.nan, trial_std, 1), "mAP": Cell(hr / 2, math.nan, 0, 1)},
+            "all LR": {
+                "rank1": Cell(lr, math.nan, trial_std, 1),
+                "mAP": Cell(lr / 2, math.nan, 0, 1),
+            },
+        }
+
+    table = {"base": row(0.40, 0.30, 0.02), "ours": row(0.50, 0.38, 0.03)}
+    text = side_by_side(["HR", "all LR"], table, "base", "ours")
+    assert "| HR | 40.0 / 20.0 | 50.0 / 25.0 | +10.0 / +5.0 |" in text
+    assert "| all LR | 30.0 / 15.0 | 38.0 / 19.0 | +8.0 / +4.0 |" in text
+    assert "= +8.0 points; 2 x spread = 6.0 -> a clear gain" in text
+    table["ours"] = row(0.50, 0.33, 0.03)
+    assert "within the spread" in side_by_side(["HR", "all LR"], table, "base", "ours")
+
+
+def test_stacked_rank_lists_check_the_queries_are_the_same(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    left = np.full((100, 300, 3), 200, np.uint8)
+    right = left.copy()
+    right[:, 150:] = 0  # other top-k, same query column
+    cv2.imwrite(str(tmp_path / "a.png"), left)
+    cv2.imwrite(str(tmp_path / "b.png"), right)
+    out = stack_rank_lists(tmp_path / "a.png", tmp_path / "b.png", ("A", "B"), tmp_path / "s.png")
+    stacked = cv2.imread(str(out))
+    assert stacked.shape == (100 + 34, 300 + 24 + 300, 3)
+    right[:, :10] = 0  # another query
+    cv2.imwrite(str(tmp_path / "b.png"), right)
+    stack_rank_lists(tmp_path / "a.png", tmp_path / "b.png", ("A", "B"), tmp_path / "t.png")
+    differ = cv2.imread(str(tmp_path / "t.png"))
+    assert not np.array_equal(differ[:34], stacked[:34])  # the title says so
+    assert (
+        stack_rank_lists(tmp_path / "none.png", tmp_path / "b.png", ("A", "B"), tmp_path / "u.png")
+        is None
+    )
+
+
 def test_saved_backbone_loads_through_weights_path(tmp_path: Path) -> None:
     source = Backbone("resnet18", img_size=(64, 32))
     state = {f"backbone.model.{k}": v for k, v in source.model.state_dict().items()}
@@ -285,6 +329,7 @@ variants:
   - name: full
   - name: IDE + Verif
     configs: [conf/ablation/ide_verif_baseline.yaml]
+compare: [IDE + Verif, full]
 """,
     )
     first = _experiment(grid, data)
@@ -294,6 +339,9 @@ variants:
     table = (out / "table.md").read_text()
     assert "| full |" in table and "| IDE + Verif |" in table and "r=4 rank-1" in table
     assert (out / "chart.png").is_file()
+    # the demo's comparison: side by side with the difference, both rank lists in one picture
+    assert "| IDE + Verif rank-1 / mAP | full rank-1 / mAP | difference |" in first.stdout
+    assert (out / "rank_lists.png").is_file() and "queries differ" not in first.stdout
     # `rareid test` writes what the masks learned beside the rank list
     assert (out / "full" / "seed0" / "results" / "masks.png").is_file()
     assert (out / "full" / "seed0" / "results" / "subvector_norms.png").is_file()
