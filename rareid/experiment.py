@@ -527,17 +527,17 @@ def aggregate(
             for metric in METRICS:
                 values, trial_stds = [], []
                 for seed in seeds:
+                    key = f"{prefix}{metric}"
                     found = [
-                        per_run[(m, seed)]
-                        for m in members
-                        if (m, seed) in per_run
-                        and per_run[(m, seed)].get(f"{prefix}{metric}") is not None
+                        per_run[(member, seed)]
+                        for member in members
+                        if per_run.get((member, seed), {}).get(key) is not None
                     ]
                     if not found:
                         continue
-                    values.append(np.mean([_number(r[f"{prefix}{metric}"]) for r in found]))
+                    values.append(np.mean([_number(results[key]) for results in found]))
                     trial_stds.append(
-                        float(np.mean([_number(r.get(f"{prefix}{metric}_std")) for r in found]))
+                        float(np.mean([_number(results.get(f"{key}_std")) for results in found]))
                     )
                 if values:
                     row[label][metric] = _cell(values, trial_stds)
@@ -601,17 +601,19 @@ def sanity_check(row: Mapping[str, Mapping[str, Cell]], columns: Sequence[str]) 
     """Does resolution matter? Rank-1 must fall at every step from HR queries to the lowest
     level, and the HR-to-lowest drop must exceed twice the larger of the seed and trial spreads.
     """
-    levels = [c for c in columns if c != "all LR" and "rank1" in row.get(c, {})]
+    levels = [label for label in columns if label != "all LR" and "rank1" in row.get(label, {})]
     if len(levels) < 2 or levels[0] != "HR":
         return False, "sanity check: needs HR-query and LR-level rank-1 results"
-    means = [row[c]["rank1"].mean for c in levels]
-    monotone = all(a > b for a, b in itertools.pairwise(means))
+    means = [row[label]["rank1"].mean for label in levels]
+    monotone = all(higher > lower for higher, lower in itertools.pairwise(means))
     first, last = row[levels[0]]["rank1"], row[levels[-1]]["rank1"]
-    spreads = [s for cell in (first, last) for s in (cell.seed_std, cell.trial_std)]
-    spread = max((s for s in spreads if not math.isnan(s)), default=0.0)
+    spreads = [cell.seed_std for cell in (first, last)] + [cell.trial_std for cell in (first, last)]
+    spread = max((value for value in spreads if not math.isnan(value)), default=0.0)
     drop = first.mean - last.mean
     passed = monotone and drop > 2 * spread
-    path = " > ".join(f"{c} {100 * m:.1f}" for c, m in zip(levels, means, strict=True))
+    path = " > ".join(
+        f"{label} {100 * mean:.1f}" for label, mean in zip(levels, means, strict=True)
+    )
     verdict = "PASS" if passed else "FAIL"
     return passed, (
         f"sanity check ({verdict}): rank-1 {path}; drop HR -> {levels[-1]} = "
@@ -685,7 +687,8 @@ def side_by_side(
     lr = [table.get(name, {}).get("all LR", {}).get("rank1") for name in (baseline, method)]
     if all(lr):
         gain = lr[1].mean - lr[0].mean
-        spread = max((s for c in lr for s in (_spread(c),) if not math.isnan(s)), default=0.0)
+        spreads = [_spread(cell) for cell in lr]
+        spread = max((value for value in spreads if not math.isnan(value)), default=0.0)
         verdict = "a clear gain" if gain > 2 * spread else "within the spread (no clear gain)"
         lines += [
             "",

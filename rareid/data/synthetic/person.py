@@ -146,33 +146,33 @@ def _draw_legs(
     img: np.ndarray, colors: dict[str, Color], body: _Body, arm_swing: float, leg_swing: float
 ) -> None:
     """Legs and shoes; in side views also the far arm, all behind the torso."""
-    b, u = body, body.u
-    if b.side:
+    u = body.u
+    if body.side:
         sa, sl = math.sin(arm_swing), math.sin(leg_swing)
         ca, cl = math.cos(arm_swing), math.cos(leg_swing)
-        hip = (b.cx, b.y_crotch - 0.03 * u)
+        hip = (body.cx, body.y_crotch - 0.03 * u)
         for sgn, lcol, scol in ((-1.0, "lower_far", "shoe_far"), (1.0, "lower", "shoe")):
-            foot = (b.cx + sgn * sl * b.leg_len, hip[1] + cl * b.leg_len)
-            _limb(img, hip, foot, b.leg_w0 * 0.9, b.leg_w1, colors[lcol])
+            foot = (body.cx + sgn * sl * body.leg_len, hip[1] + cl * body.leg_len)
+            _limb(img, hip, foot, body.leg_w0 * 0.9, body.leg_w1, colors[lcol])
             _ellipse(
                 img,
-                (foot[0] + b.face * 0.02 * u, foot[1] + 0.01 * u),
+                (foot[0] + body.face * 0.02 * u, foot[1] + 0.01 * u),
                 (0.045 * u, 0.02 * u),
                 colors[scol],
             )
-        sh = (b.cx - b.face * 0.1 * b.sh_hw, b.y_sh + 0.02 * u)
-        hand_far = (sh[0] - sa * b.arm_len, sh[1] + ca * b.arm_len)
-        _limb(img, sh, hand_far, b.arm_w, b.arm_w * 0.8, colors["upper_far"])
+        sh = (body.cx - body.face * 0.1 * body.sh_hw, body.y_sh + 0.02 * u)
+        hand_far = (sh[0] - sa * body.arm_len, sh[1] + ca * body.arm_len)
+        _limb(img, sh, hand_far, body.arm_w, body.arm_w * 0.8, colors["upper_far"])
         cv2.circle(
-            img, _pt(*hand_far), round(b.hand_r * _ONE), colors["skin_far"], -1, cv2.LINE_AA, 4
+            img, _pt(*hand_far), round(body.hand_r * _ONE), colors["skin_far"], -1, cv2.LINE_AA, 4
         )
         return
     # front/back: legs swing in depth -> a slightly raised/shortened foot
     for sgn in (-1.0, 1.0):
-        hip = (b.cx + sgn * b.waist_hw * 0.48, b.y_crotch - 0.03 * u)
+        hip = (body.cx + sgn * body.waist_hw * 0.48, body.y_crotch - 0.03 * u)
         lift = abs(math.sin(leg_swing)) * 0.05 * u * (1 if sgn * leg_swing > 0 else 0)
-        foot = (b.cx + sgn * b.waist_hw * 0.55, b.foot_y - 0.03 * u - lift)
-        _limb(img, hip, foot, b.leg_w0, b.leg_w1, colors["lower"])
+        foot = (body.cx + sgn * body.waist_hw * 0.55, body.foot_y - 0.03 * u - lift)
+        _limb(img, hip, foot, body.leg_w0, body.leg_w1, colors["lower"])
         _ellipse(
             img,
             (foot[0] + sgn * 0.01 * u, foot[1] + 0.012 * u),
@@ -182,17 +182,21 @@ def _draw_legs(
 
 
 def _draw_hips_and_neck(img: np.ndarray, colors: dict[str, Color], body: _Body) -> None:
-    b = body
     hips = _poly(
         [
-            (b.cx - b.waist_hw, b.y_waist - 1),
-            (b.cx + b.waist_hw, b.y_waist - 1),
-            (b.cx + b.waist_hw * 0.95, b.y_crotch),
-            (b.cx - b.waist_hw * 0.95, b.y_crotch),
+            (body.cx - body.waist_hw, body.y_waist - 1),
+            (body.cx + body.waist_hw, body.y_waist - 1),
+            (body.cx + body.waist_hw * 0.95, body.y_crotch),
+            (body.cx - body.waist_hw * 0.95, body.y_crotch),
         ]
     )
     cv2.fillPoly(img, [hips], colors["lower"], cv2.LINE_AA, _SHIFT)
-    _rect(img, (b.cx - 0.02 * b.u, b.y_neck - 1), (b.cx + 0.02 * b.u, b.y_sh + 1), colors["skin"])
+    _rect(
+        img,
+        (body.cx - 0.02 * body.u, body.y_neck - 1),
+        (body.cx + 0.02 * body.u, body.y_sh + 1),
+        colors["skin"],
+    )
 
 
 def _draw_torso(
@@ -203,15 +207,15 @@ def _draw_torso(
     tile_offset: tuple[int, int],
 ) -> None:
     """The torso, textured by copying the identity's precomputed tile through a polygon mask."""
-    b, u = body, body.u
+    u = body.u
     torso = _poly(
         [
-            (b.cx - b.sh_hw * 0.75, b.y_sh - 0.01 * u),
-            (b.cx + b.sh_hw * 0.75, b.y_sh - 0.01 * u),
-            (b.cx + b.sh_hw, b.y_sh + 0.04 * u),
-            (b.cx + b.waist_hw, b.y_waist),
-            (b.cx - b.waist_hw, b.y_waist),
-            (b.cx - b.sh_hw, b.y_sh + 0.04 * u),
+            (body.cx - body.sh_hw * 0.75, body.y_sh - 0.01 * u),
+            (body.cx + body.sh_hw * 0.75, body.y_sh - 0.01 * u),
+            (body.cx + body.sh_hw, body.y_sh + 0.04 * u),
+            (body.cx + body.waist_hw, body.y_waist),
+            (body.cx - body.waist_hw, body.y_waist),
+            (body.cx - body.sh_hw, body.y_sh + 0.04 * u),
         ]
     )
     if ident.texture == 0:
@@ -225,11 +229,10 @@ def _draw_torso(
 
 def _draw_logo(img: np.ndarray, ident: _Identity, body: _Body) -> None:
     """An identity-specific 4-6 px shape at an identity-specific place on the chest."""
-    b = body
-    chest_h = b.y_waist - b.y_sh
-    lx = b.cx + ident.logo_pos[0] * b.waist_hw * 0.8
-    ly = b.y_sh + 0.08 * b.u + ident.logo_pos[1] * (chest_h - 0.12 * b.u)
-    r = ident.logo_size * b.scale / 2
+    chest_h = body.y_waist - body.y_sh
+    lx = body.cx + ident.logo_pos[0] * body.waist_hw * 0.8
+    ly = body.y_sh + 0.08 * body.u + ident.logo_pos[1] * (chest_h - 0.12 * body.u)
+    r = ident.logo_size * body.scale / 2
     shape = _LOGO_SHAPES[ident.logo_shape]
     color = ident.colors["logo"]
     if shape == "circle":
@@ -246,94 +249,101 @@ def _draw_logo(img: np.ndarray, ident: _Identity, body: _Body) -> None:
 
 def _draw_belt_and_strap(img: np.ndarray, ident: _Identity, view: int, body: _Body) -> None:
     """A 1 px belt and a 1 px bag strap across the torso (its side flips from the back)."""
-    b, colors = body, ident.colors
+    colors = ident.colors
     if ident.belt is not None:
-        y = b.y_waist - 1.0
-        _line(img, (b.cx - b.waist_hw, y), (b.cx + b.waist_hw, y), colors["belt"], 1)
+        y = body.y_waist - 1.0
+        _line(img, (body.cx - body.waist_hw, y), (body.cx + body.waist_hw, y), colors["belt"], 1)
     if ident.strap_side == 0:
         return
     s = ident.strap_side * (-1.0 if view == VIEW_BACK else 1.0)
-    if b.side:
-        p0 = (b.cx + b.face * 0.2 * b.sh_hw, b.y_sh)
-        p1 = (b.cx - b.face * b.waist_hw, b.y_waist - 0.02 * b.u)
+    if body.side:
+        p0 = (body.cx + body.face * 0.2 * body.sh_hw, body.y_sh)
+        p1 = (body.cx - body.face * body.waist_hw, body.y_waist - 0.02 * body.u)
     else:
-        p0, p1 = (b.cx - s * b.sh_hw * 0.7, b.y_sh), (b.cx + s * b.waist_hw, b.y_waist - 0.02 * b.u)
+        p0, p1 = (
+            (body.cx - s * body.sh_hw * 0.7, body.y_sh),
+            (body.cx + s * body.waist_hw, body.y_waist - 0.02 * body.u),
+        )
     _line(img, p0, p1, colors["strap"], 1)
 
 
 def _draw_arms(img: np.ndarray, colors: dict[str, Color], body: _Body, arm_swing: float) -> None:
     """Near arms with hands: both at the sides (front/back), or the near arm over the torso."""
-    b, u = body, body.u
-    if b.side:
-        sh = (b.cx + b.face * 0.1 * b.sh_hw, b.y_sh + 0.02 * u)
-        hand = (sh[0] + math.sin(arm_swing) * b.arm_len, sh[1] + math.cos(arm_swing) * b.arm_len)
+    u = body.u
+    if body.side:
+        sh = (body.cx + body.face * 0.1 * body.sh_hw, body.y_sh + 0.02 * u)
+        hand = (
+            sh[0] + math.sin(arm_swing) * body.arm_len,
+            sh[1] + math.cos(arm_swing) * body.arm_len,
+        )
         pairs = [(sh, hand)]
     else:
         pairs = []
         for sgn in (-1.0, 1.0):
-            sh = (b.cx + sgn * (b.sh_hw - b.arm_w * 0.45), b.y_sh + 0.025 * u)
+            sh = (body.cx + sgn * (body.sh_hw - body.arm_w * 0.45), body.y_sh + 0.025 * u)
             swing = arm_swing * sgn
-            reach = b.arm_len * (0.93 + 0.07 * math.cos(swing))
-            pairs.append((sh, (sh[0] + sgn * 0.12 * b.arm_len, sh[1] + reach)))
+            reach = body.arm_len * (0.93 + 0.07 * math.cos(swing))
+            pairs.append((sh, (sh[0] + sgn * 0.12 * body.arm_len, sh[1] + reach)))
     for sh, hand in pairs:
-        _limb(img, sh, hand, b.arm_w, b.arm_w * 0.8, colors["upper"])
-        cv2.circle(img, _pt(*hand), round(b.hand_r * _ONE), colors["skin"], -1, cv2.LINE_AA, _SHIFT)
+        _limb(img, sh, hand, body.arm_w, body.arm_w * 0.8, colors["upper"])
+        cv2.circle(
+            img, _pt(*hand), round(body.hand_r * _ONE), colors["skin"], -1, cv2.LINE_AA, _SHIFT
+        )
 
 
 def _draw_bag(img: np.ndarray, ident: _Identity, view: int, body: _Body) -> None:
     """A small bag at the hip, on the strap's side."""
-    b, u = body, body.u
-    if b.side:
-        bx = b.cx - b.face * (b.waist_hw + 0.03 * u)
+    u = body.u
+    if body.side:
+        bx = body.cx - body.face * (body.waist_hw + 0.03 * u)
     else:
         s = (ident.strap_side or 1) * (-1.0 if view == VIEW_BACK else 1.0)
-        bx = b.cx + s * (b.waist_hw + 0.035 * u)
-    by = b.y_waist - 0.02 * u
+        bx = body.cx + s * (body.waist_hw + 0.035 * u)
+    by = body.y_waist - 0.02 * u
     bw, bh = 0.027 * u, 0.036 * u
     _rect(img, (bx - bw, by - bh), (bx + bw, by + bh), ident.colors["bag"])
 
 
 def _draw_head(img: np.ndarray, ident: _Identity, view: int, body: _Body) -> None:
     """Long hair behind, then the face (or the back of the head), the hair cap and the eyes."""
-    b, colors = body, ident.colors
-    rx, ry, cy = b.head_rx, b.head_ry, b.head_cy
+    colors = ident.colors
+    rx, ry, cy = body.head_rx, body.head_ry, body.head_cy
     if ident.long_hair and view != VIEW_FRONT:
-        behind = (b.cx - (b.face * 0.2 * rx if b.side else 0), cy + 0.5 * ry)
+        behind = (body.cx - (body.face * 0.2 * rx if body.side else 0), cy + 0.5 * ry)
         _ellipse(img, behind, (rx * 1.05, ry * 1.3), colors["hair"])
     if view == VIEW_BACK:
-        _ellipse(img, (b.cx, cy), (rx, ry), colors["hair"])
+        _ellipse(img, (body.cx, cy), (rx, ry), colors["hair"])
         return
-    _ellipse(img, (b.cx, cy), (rx, ry), colors["skin"])
-    if b.side:  # hair cap over the back half of the head
-        start, end = (90, 300) if b.face > 0 else (-120, 90)
-        _ellipse(img, (b.cx, cy - 0.1 * ry), (rx * 1.05, ry * 1.0), colors["hair"], start, end)
+    _ellipse(img, (body.cx, cy), (rx, ry), colors["skin"])
+    if body.side:  # hair cap over the back half of the head
+        start, end = (90, 300) if body.face > 0 else (-120, 90)
+        _ellipse(img, (body.cx, cy - 0.1 * ry), (rx * 1.05, ry * 1.0), colors["hair"], start, end)
     else:  # hair cap over the top half, long hair down both sides
-        _ellipse(img, (b.cx, cy - 0.15 * ry), (rx * 1.05, ry * 0.9), colors["hair"], 180, 360)
+        _ellipse(img, (body.cx, cy - 0.15 * ry), (rx * 1.05, ry * 0.9), colors["hair"], 180, 360)
         if ident.long_hair:
             for sgn in (-1.0, 1.0):
                 _rect(
                     img,
-                    (b.cx + sgn * rx * 0.8 - 1.2, cy - 0.2 * ry),
-                    (b.cx + sgn * rx * 1.05, cy + 1.2 * ry),
+                    (body.cx + sgn * rx * 0.8 - 1.2, cy - 0.2 * ry),
+                    (body.cx + sgn * rx * 1.05, cy + 1.2 * ry),
                     colors["hair"],
                 )
     eye_y = cy + 0.05 * ry
-    eyes = (-0.4, 0.4) if view == VIEW_FRONT else (b.face * 0.55,)
+    eyes = (-0.4, 0.4) if view == VIEW_FRONT else (body.face * 0.55,)
     for offset in eyes:
-        cv2.circle(img, _pt(b.cx + offset * rx, eye_y), 8, colors["eye"], -1, 8, 4)
+        cv2.circle(img, _pt(body.cx + offset * rx, eye_y), 8, colors["eye"], -1, 8, 4)
 
 
 def _draw_eyewear(img: np.ndarray, ident: _Identity, view: int, body: _Body) -> None:
     """Glasses (a thin dark bar over the eyes) or a headband (a line across the forehead)."""
-    b = body
-    rx, ry, cy = b.head_rx, b.head_ry, b.head_cy
+    rx, ry, cy = body.head_rx, body.head_ry, body.head_cy
     if ident.eyewear == 1 and view != VIEW_BACK:
-        x0 = b.cx - 0.8 * rx if not b.side else b.cx + b.face * 0.2 * rx
-        x1 = b.cx + 0.8 * rx if not b.side else b.cx + b.face * 0.95 * rx
+        x0 = body.cx - 0.8 * rx if not body.side else body.cx + body.face * 0.2 * rx
+        x1 = body.cx + 0.8 * rx if not body.side else body.cx + body.face * 0.95 * rx
         _line(img, (x0, cy + 0.05 * ry), (x1, cy + 0.05 * ry), ident.colors["eyewear"], 1)
     elif ident.eyewear == 2:
         y = cy - 0.45 * ry
-        _line(img, (b.cx - rx * 0.95, y), (b.cx + rx * 0.95, y), ident.colors["eyewear"], 2)
+        _line(img, (body.cx - rx * 0.95, y), (body.cx + rx * 0.95, y), ident.colors["eyewear"], 2)
 
 
 def draw_person(
