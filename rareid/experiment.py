@@ -430,10 +430,13 @@ def execute(runs: Sequence[Run]) -> list[Run]:
 
 
 def _run_rates(folder: Path) -> list[float] | None:
-    """The model's rates, from the config LightningCLI saved in the run folder."""
-    config = folder / "config.yaml"
-    if not config.is_file():
+    """The model's rates, from the config LightningCLI saved in the run folder (beside the
+    first logger's files when a logger is on)."""
+    found = [folder / "config.yaml"] if (folder / "config.yaml").is_file() else []
+    found += sorted(folder.glob("*/version_*/config.yaml"))
+    if not found:
         return None
+    config = found[0]
     try:
         saved = yaml.safe_load(config.read_text()) or {}
     except yaml.YAMLError:

@@ -365,3 +365,17 @@ compare: [IDE + Verif, full]
     third = _experiment(grid, data)
     assert "2 of 2 runs already have results (skipped)" in third.stdout
     assert "fit ..." not in third.stdout
+
+
+def test_rates_are_read_from_the_config_beside_the_logger(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    grid = load_grid(write_grid(tmp_path, f"output: {out}\nvariants: [{{name: a}}]\n"))
+    folder = out / "a" / "seed0"
+    (folder / "results").mkdir(parents=True)
+    (folder / "results" / "results.json").write_text(
+        json.dumps({"rank1": 0.5, "level2/rank1": 0.5})
+    )
+    (folder / "csv" / "version_0").mkdir(parents=True)
+    (folder / "csv" / "version_0" / "config.yaml").write_text("data: {rates: [1, 2, 4]}\n")
+    columns, _, _ = aggregate(grid, [0])
+    assert columns == ["r=2", "all LR"]  # level 2 of rates (1, 2, 4)
