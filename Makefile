@@ -1,5 +1,5 @@
 # rareid — two commands do all the set-up on a fresh machine:
-#   make demo   install, synthesise data, train, MLR-evaluate, print the table, draw a rank list
+#   make demo   install, synthesise data, train rareid and a baseline, print them side by side
 #   make test   install and run the whole test suite
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -8,8 +8,7 @@ STAMP := $(VENV)/.installed
 # The torch/torchvision pair is installed first so pip does not pull a different build;
 # override on a GPU machine, e.g. make TORCH_SPEC="torch torchvision" demo
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-DEMO_DATA ?= data/synthetic
-DEMO_RUN ?= runs/quickstart
+DEMO_RUN ?= runs/demo
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast test-e2e lint format bench clean
@@ -24,12 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# The installed console script, as a user runs it; fit resumes an interrupted (or finished)
-# demo from last.ckpt, so a second `make demo` does not start again.
+# The full method and the IDE + Verif baseline on the same data, side by side per query level
+# (runs/demo/table.md, runs/demo/chart.png, runs/demo/rank_lists.png); re-running resumes.
 demo: $(STAMP)
-	$(VENV)/bin/rareid synth --out $(DEMO_DATA) --identities 100 --seed 0
-	$(VENV)/bin/rareid fit --config conf/quickstart.yaml --ckpt_path last
-	$(VENV)/bin/rareid test --config conf/quickstart.yaml --ckpt_path best
+	$(VENV)/bin/rareid experiment conf/experiments/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -397,6 +397,10 @@ HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "export": _imported_on_call(
         "rareid.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
     ),
+    "experiment": _imported_on_call(
+        "rareid.experiment:experiment_main",
+        "Train and test a grid of variants x seeds; one table, JSON and bar chart.",
+    ),
 }
 
 

@@ -17,7 +17,8 @@ from rareid import cli as cli_module
 from rareid.cli import main, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "conf").rglob("*.yaml"))
+# conf/experiments/ holds grids of `rareid experiment`, not LightningCLI configs.
+CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if "experiments" not in p.parts)
 
 
 def _tree_hash(root: Path) -> str:

@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from rareid.evaluation.masks import write_mask_pictures
 from rareid.evaluation.report import format_results_table, results_to_json
 from rareid.evaluation.viz import (
     draw_rank_list,
@@ -26,8 +27,9 @@ class EvaluationReport(Callback):
     """Print and save the MLR results of a test run, with pictures.
 
     Args:
-        output_dir: folder for ``results.md``, ``results.json``, ``rank_list.png`` and
-            ``tsne.png`` (the CLI links it to ``<default_root_dir>/results``).
+        output_dir: folder for ``results.md``, ``results.json``, ``rank_list.png``,
+            ``tsne.png`` and the mask pictures (the CLI links it to
+            ``<default_root_dir>/results``).
         rank_list_queries: queries shown in the rank list (one per level first).
         topk: gallery images per query in the rank list.
         tsne: draw the t-SNE picture (paper Fig. 5); it takes a few seconds.
@@ -86,6 +88,7 @@ class EvaluationReport(Callback):
             log.warning("no rank-list picture: the datamodule cannot load evaluation images")
         else:
             self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
+            self.paths.update(write_mask_pictures(pl_module, datamodule.eval_dataset("test"), out))
         if tsne_data is not None:
             embeddings, pids, levels = tsne_data
             self.paths["tsne"] = plot_tsne(embeddings, pids, levels, out / "tsne.png")

@@ -1,0 +1,363 @@
+"""Writing a synthetic dataset to disk in the Market-1501 layout: parameters, file plan, files.
+
+The plan (which pid, camera and frame goes to which folder) depends only on the parameters, and
+each image only on its own seed words, so the same parameters give byte-identical folders.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rareid.data.synthetic.common import (
+    _K_DISTRACTOR,
+    _K_JUNK,
+    _K_LAYOUT,
+    GENERATOR_VERSION,
+    IMAGE_SIZE,
+    JPEG_QUALITY,
+    _rng,
+)
+from rareid.data.synthetic.world import SyntheticWorld
+
+_OUR_ENTRIES = (
+    "bounding_box_train",
+    "query",
+    "bounding_box_test",
+    "README.txt",
+    "synthetic.json",
+    ".complete",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticSummary:
+    """What was written (or found complete) under ``root``."""
+
+    root: Path
+    seed: int
+    identities: int
+    train_identities: int
+    test_identities: int
+    cameras: int
+    train_images: int
+    query_images: int
+    gallery_images: int  # including distractors and junk
+    distractors: int
+    junk: int
+    groups: int  # number of coarse groups
+    written: bool = True  # False when ensure_synthetic_dataset found it already complete
+
+    @property
+    def total_images(self) -> int:
+        return self.train_images + self.query_images + self.gallery_images
+
+    def __str__(self) -> str:
+        verb = "wrote" if self.written else "found complete"
+        return (
+            f"synthetic dataset ({verb}) at {self.root}: {self.identities} identities "
+            f"({self.train_identities} train / {self.test_identities} test, {self.groups} coarse "
+            f"groups), {self.cameras} cameras, seed {self.seed}; {self.train_images} train, "
+            f"{self.query_images} query, {self.gallery_images} gallery images "
+            f"(incl. {self.distractors} distractors, {self.junk} junk)"
+        )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _normalize_params(
+    identities: Any,
+    seed: Any,
+    cameras: Any,
+    images_per_camera: Any,
+    train_fraction: Any,
+    distractors: Any,
+    junk: Any,
+) -> dict[str, Any]:
+    identities = _check_int("identities", identities, 2)
+    seed = _check_int("seed", seed, 0)
+    cameras = _check_int("cameras", cameras, 2)
+    if isinstance(images_per_camera, (int, np.integer)) and not isinstance(images_per_camera, bool):
+        lo = hi = _check_int("images_per_camera", images_per_camera, 1)
+    elif isinstance(images_per_camera, Sequence) and len(images_per_camera) == 2:
+        lo = _check_int("images_per_camera[0]", images_per_camera[0], 1)
+        hi = _check_int("images_per_camera[1]", images_per_camera[1], lo)
+    else:
+        raise ValueError(
+            f"images_per_camera must be an int >= 1 or a (min, max) pair, got {images_per_camera!r}"
+        )
+    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)):
+        raise ValueError(f"train_fraction must be a number in (0, 1), got {train_fraction!r}")
+    if not 0.0 < float(train_fraction) < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    n_train = round(identities * float(train_fraction))
+    if not 1 <= n_train <= identities - 1:
+        raise ValueError(
+            f"train_fraction={train_fraction} with identities={identities} leaves {n_train} "
+            "training identities; both train and test need at least one identity"
+        )
+    return {
+        "identities": identities,
+        "seed": seed,
+        "cameras": cameras,
+        "images_per_camera": [lo, hi],
+        "train_fraction": float(train_fraction),
+        "train_identities": n_train,
+        "distractors": _check_int("distractors", distractors, 0),
+        "junk": _check_int("junk", junk, 0),
+        "image_size": list(IMAGE_SIZE),
+        "jpeg_quality": JPEG_QUALITY,
+        "version": GENERATOR_VERSION,
+    }
+
+
+@dataclass(frozen=True)
+class _Job:
+    folder: str
+    pid: int
+    cam: int  # 0-based
+    frame: int
+
+    @property
+    def name(self) -> str:
+        pid = "-1" if self.pid < 0 else f"{self.pid:04d}"
+        return f"{pid}_c{self.cam + 1}s1_{self.frame:06d}_01.jpg"
+
+
+def _frames(rng: np.random.Generator, n: int) -> list[int]:
+    """Distinct increasing frame numbers (like a tracker's), all < 10**6."""
+    steps = rng.integers(15, 400, size=n)
+    return (int(rng.integers(1, 5000)) + np.cumsum(steps)).tolist()
+
+
+def _plan(params: dict[str, Any]) -> list[_Job]:
+    """All files to write; depends only on the parameters (never on generation order)."""
+    seed, cams = params["seed"], params["cameras"]
+    lo, hi = params["images_per_camera"]
+    n_train = params["train_identities"]
+    jobs: list[_Job] = []
+    for pid in range(1, params["identities"] + 1):
+        rng = _rng(seed, _K_LAYOUT, pid)
+        per_cam = {c: _frames(rng, int(rng.integers(lo, hi + 1))) for c in range(cams)}
+        if pid <= n_train:
+            jobs += [_Job("bounding_box_train", pid, c, f) for c, fs in per_cam.items() for f in fs]
+            continue
+        queries = _pick_queries(per_cam, rng)
+        for c, fs in per_cam.items():
+            for i, f in enumerate(fs):
+                folder = "query" if queries.get(c) == i else "bounding_box_test"
+                jobs.append(_Job(folder, pid, c, f))
+    for kind, pid, count in (
+        (_K_DISTRACTOR, 0, params["distractors"]),
+        (_K_JUNK, -1, params["junk"]),
+    ):
+        rng = _rng(seed, _K_LAYOUT, kind)
+        cams_of = rng.integers(0, cams, size=count)
+        for c in range(cams):
+            n = int((cams_of == c).sum())
+            jobs += [_Job("bounding_box_test", pid, c, f) for f in _frames(rng, n)]
+    return jobs
+
+
+def _pick_queries(per_cam: dict[int, list[int]], rng: np.random.Generator) -> dict[int, int]:
+    """One query image from each of up to 2 cameras, keeping a cross-camera gallery match.
+
+    Returns {camera: index of its query frame}. Each query camera q must keep, after removing
+    the queries, a gallery image of the same identity in some camera != q.
+    """
+    order = [int(c) for c in rng.permutation(sorted(per_cam))]
+
+    def valid(qcams: list[int]) -> bool:
+        left = {c: len(fs) - (c in qcams) for c, fs in per_cam.items()}
+        return all(any(n > 0 for c, n in left.items() if c != q) for q in qcams)
+
+    first = order[0]
+    chosen = [first]
+    for c in order[1:]:
+        if valid([first, c]):
+            chosen.append(c)
+            break
+    if not valid(chosen):  # cannot happen with >= 2 cameras and >= 1 image each
+        raise RuntimeError("internal error: no valid query camera")
+    return {c: int(rng.integers(len(per_cam[c]))) for c in chosen}
+
+
+def _readme(params: dict[str, Any], summary: SyntheticSummary) -> str:
+    return f"""rareid synthetic pedestrian dataset (Market-1501 layout)
+=========================================================
+
+Written by rareid.data.synthetic.write_synthetic_dataset (generator version {GENERATOR_VERSION}).
+Seed: {params["seed"]}. Same parameters and seed give byte-identical files.
+
+Parameters: {json.dumps(params, sort_keys=True)}
+
+Layout: bounding_box_train/ holds pids 1..{params["train_identities"]}; query/ and bounding_box_test/
+hold pids {params["train_identities"] + 1}..{params["identities"]}. File names: <pid:04d>_c<cam>s1_<frame:06d>_01.jpg
+(cameras 1-based). pid 0000 = distractor (a person outside the identity set), pid -1 = junk
+(bad detections); both only in the gallery. Each test identity has one query from each of up
+to 2 cameras and a gallery image in another camera.
+
+Images: 128x64 RGB JPEG (quality {JPEG_QUALITY}), drawn procedurally with OpenCV. Identities come
+in coarse groups of 4-6 that share clothing colours, build, height, hair and skin (ambiguous at
+low resolution); group members differ in fine details visible only at high resolution (1-2 px
+torso stripes/checks/dots, a 4-6 px chest logo seen from the front, belt, bag strap, bag,
+glasses/headband, shoes). Cameras differ in viewpoint, illumination (gain, colour cast, gamma),
+background clutter, blur, noise and occlusion; each image has small pose jitter.
+
+Counts: {summary.train_images} train, {summary.query_images} query and {summary.gallery_images} gallery images
+({summary.distractors} distractors, {summary.junk} junk); {summary.groups} coarse groups, listed (as pids) in synthetic.json.
+"""
+
+
+def _prepare_folder(root: Path) -> None:
+    """Create ``root`` or clear a previous synthetic dataset; refuse foreign content."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"synthetic dataset output {root} exists and is not a folder")
+    if not root.exists():
+        root.mkdir(parents=True)
+        return
+    entries = {p.name for p in root.iterdir()}
+    if not entries:
+        return
+    foreign = sorted(entries - set(_OUR_ENTRIES))
+    if foreign or "synthetic.json" not in entries:
+        raise FileExistsError(
+            f"synthetic dataset output {root} already exists and does not hold a rareid synthetic "
+            f"dataset (found {sorted(entries)[:5]}); choose an empty or new folder"
+        )
+    for name in _OUR_ENTRIES:  # a previous synthetic dataset: replace it
+        p = root / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _write_images(world: SyntheticWorld, jobs: list[_Job], root: Path, progress: bool) -> None:
+    """Render and write every planned file as a JPEG (BGR on disk, like any camera dump)."""
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        (root / folder).mkdir()
+    encode = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    iterator: Any = jobs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(jobs, desc="synthetic images", unit="img", mininterval=0.5)
+    for job in iterator:
+        rgb = world.render(job.pid, job.cam, job.frame)
+        path = root / job.folder / job.name
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), encode):
+            raise OSError(f"could not write {path} (disk full or folder not writable?)")
+
+
+def write_synthetic_dataset(
+    out: str | Path,
+    identities: int = 100,
+    seed: int = 0,
+    cameras: int = 4,
+    images_per_camera: int | tuple[int, int] = (4, 6),
+    train_fraction: float = 0.5,
+    distractors: int = 100,
+    junk: int = 50,
+    progress: bool = True,
+) -> SyntheticSummary:
+    """Write the synthetic dataset in the Market-1501 layout under ``out``; return its summary.
+
+    ``images_per_camera`` is images per identity per camera (an int, or a (min, max) range drawn
+    per identity and camera). The first ``round(identities * train_fraction)`` pids train, the rest
+    test. ``out`` must be new/empty or hold a previous synthetic dataset (which is replaced).
+    The defaults give ~2,000 identity images plus 150 distractor/junk images.
+    """
+    params = _normalize_params(
+        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk
+    )
+    root = Path(out)
+    _prepare_folder(root)
+    world = SyntheticWorld(
+        params["identities"], params["seed"], params["cameras"], params["train_identities"]
+    )
+    jobs = _plan(params)
+    _write_images(world, jobs, root, progress)
+
+    count = {f: 0 for f in ("bounding_box_train", "query", "bounding_box_test")}
+    for job in jobs:
+        count[job.folder] += 1
+    summary = SyntheticSummary(
+        root=root,
+        seed=params["seed"],
+        identities=params["identities"],
+        train_identities=params["train_identities"],
+        test_identities=params["identities"] - params["train_identities"],
+        cameras=params["cameras"],
+        train_images=count["bounding_box_train"],
+        query_images=count["query"],
+        gallery_images=count["bounding_box_test"],
+        distractors=params["distractors"],
+        junk=params["junk"],
+        groups=len(world.groups),
+    )
+    meta = {
+        "generator": "rareid.data.synthetic",
+        "params": params,
+        "summary": {k: v for k, v in asdict(summary).items() if k not in ("root", "written")},
+        "groups": world.groups,
+    }
+    (root / "synthetic.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (root / "README.txt").write_text(_readme(params, summary))
+    (root / ".complete").write_text("ok\n")  # last: marks a finished dataset
+    return summary
+
+
+def ensure_synthetic_dataset(
+    out: str | Path,
+    identities: int = 100,
+    seed: int = 0,
+    cameras: int = 4,
+    images_per_camera: int | tuple[int, int] = (4, 6),
+    train_fraction: float = 0.5,
+    distractors: int = 100,
+    junk: int = 50,
+    progress: bool = True,
+) -> SyntheticSummary:
+    """Write the dataset unless ``out`` already holds a complete one with the same parameters.
+
+    Why: tests, notebooks and the quickstart call this on every run; rewriting ~2,000 images each
+    time is wasteful. A folder with other content raises ``FileExistsError``.
+    """
+    params = _normalize_params(
+        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk
+    )
+    root = Path(out)
+    meta_path = root / "synthetic.json"
+    if (root / ".complete").is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        if meta.get("params") == params:
+            s = meta["summary"]
+            return SyntheticSummary(root=root, written=False, **s)
+    return write_synthetic_dataset(
+        root,
+        identities=identities,
+        seed=seed,
+        cameras=cameras,
+        images_per_camera=images_per_camera,
+        train_fraction=train_fraction,
+        distractors=distractors,
+        junk=junk,
+        progress=progress,
+    )
