@@ -27,10 +27,10 @@ def keep_freed_memory() -> bool:
     PyTorch has no caching allocator on the CPU. With glibc's defaults, every tensor above
     its mmap threshold (32 MB at most) is a fresh ``mmap`` whose pages fault in one at a time
     and are unmapped again when it is freed, and a training step allocates many such
-    activations. Measured with ``benchmarks/model_overhead.py`` (ResNet-50, 256x128, 32
-    images, one thread), this makes a step about 17 % faster, and it removes most of the
-    masks' apparent overhead, which was page faults on their extra activations. The cost is
-    that the process keeps its peak memory until it exits.
+    activations. Keeping freed memory avoids those page faults (``benchmarks/model_overhead.py
+    --allocator default`` measures the difference on your machine), including the ones the
+    masks' extra activations would cost. The cost is that the process keeps its peak memory
+    until it exits.
 
     Serves every block from the heap (``M_MMAP_MAX=0``), never trims it, and grows it 64 MB
     at a time. Returns True when applied; False where malloc is not glibc's (macOS, Windows,

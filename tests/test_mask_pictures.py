@@ -91,7 +91,7 @@ def test_write_mask_pictures_embeds_trial_zero_and_hr_queries(
     assert all(p.is_file() for p in paths.values())
     saved = json.loads((tmp_path / "masks.json").read_text())
     assert set(saved["subvector_norms"]) == {"4", "3", "1"}
-    assert saved["split_sizes"] == [4, 4, 4, 4]
+    assert saved["split_sizes"] == list(module.split_sizes)  # proportional: [4, 1, 3, 8]
     assert all(np.isfinite(v).all() for v in saved["subvector_norms"].values())
     assert len(saved["masks"]) == len(module.masks)
 
@@ -101,3 +101,13 @@ def test_no_mask_picture_without_masks(tmp_path: Path) -> None:
     paths = write_mask_pictures(plain, FakeEvalSet(), tmp_path)
     assert "masks" not in paths and paths["subvector_norms"].is_file()
     assert "masks" not in json.loads((tmp_path / "masks.json").read_text())
+
+
+def test_block_masks_give_one_picture_row_group_per_block() -> None:
+    from rareid.evaluation.masks import mask_gates
+
+    blocks = RAReIDModule(**tiny_module_kwargs(mask_granularity="block"))
+    gates = mask_gates(blocks.masks)
+    assert len(gates) > len(blocks.masks)  # resnet18: two blocks per stage
+    assert all(values.ndim == 2 and values.shape[0] == blocks.num_levels for _, values, _ in gates)
+    assert gates[0][0].endswith(".block0")

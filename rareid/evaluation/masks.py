@@ -44,11 +44,18 @@ def _level_labels(rates: Sequence[float]) -> list[str]:
 
 def mask_gates(masks: Any) -> list[tuple[str, np.ndarray, bool]]:
     """(stage name, gates, active) per stage; gates are ``sigmoid(logits)`` as (levels, channels)
-    with row 0 = level 1 (lowest resolution)."""
+    with row 0 = level 1 (lowest resolution). Block-granularity masks (one per residual block)
+    give one entry per block, named ``<stage>.block<i>``."""
     out = []
     for name, mask in zip(masks.stage_names, masks.masks, strict=True):
         gates = torch.sigmoid(mask.logits.detach().float()).cpu().numpy()
-        out.append((name, gates, bool(mask.active)))
+        if gates.ndim == 3:  # (blocks, levels, channels)
+            out.extend(
+                (f"{name}.block{block}", block_gates, bool(mask.active))
+                for block, block_gates in enumerate(gates)
+            )
+        else:
+            out.append((name, gates, bool(mask.active)))
     return out
 
 
