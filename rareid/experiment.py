@@ -692,7 +692,12 @@ def side_by_side(
         gain = lr[1].mean - lr[0].mean
         spreads = [_spread(cell) for cell in lr]
         spread = max((value for value in spreads if not math.isnan(value)), default=0.0)
-        verdict = "a clear gain" if gain > 2 * spread else "within the spread (no clear gain)"
+        if gain > 2 * spread:
+            verdict = "a clear gain"
+        elif gain < -2 * spread:
+            verdict = "a clear loss"
+        else:
+            verdict = "within the spread (no clear difference)"
         lines += [
             "",
             f"LR queries, rank-1: {method} - {baseline} = {100 * gain:+.1f} points; "

@@ -236,6 +236,8 @@ def test_side_by_side_prints_the_difference_and_judges_it() -> None:
     assert "= +8.0 points; 2 x spread = 6.0 -> a clear gain" in text
     table["ours"] = row(0.50, 0.33, 0.03)
     assert "within the spread" in side_by_side(["HR", "all LR"], table, "base", "ours")
+    table["ours"] = row(0.50, 0.20, 0.03)  # 10 points worse: a loss is called a loss
+    assert "-> a clear loss" in side_by_side(["HR", "all LR"], table, "base", "ours")
 
 
 def test_stacked_rank_lists_check_the_queries_are_the_same(tmp_path: Path) -> None:
