@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+from rareid.data.datamodule import ReIDDataModule
 
 MARKET_DIR = "Market-1501-v15.09.15"
 
@@ -344,3 +347,11 @@ def write_caviar_tree(
             ]
     (folder / "Thumbs.db").write_bytes(b"\x00thumbs")
     return info
+
+
+def market_datamodule(root: str | Path, **options: Any) -> ReIDDataModule:
+    """A small ``ReIDDataModule`` on a tree written by :func:`write_market_tree` (no workers);
+    ``options`` override the defaults."""
+    return ReIDDataModule(
+        **{"dataset": "market1501", "root": str(root), "p": 2, "num_workers": 0, **options}
+    )

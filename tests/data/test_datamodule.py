@@ -16,7 +16,7 @@ from rareid.data.lowres import degrade
 from rareid.data.protocol import Role
 from rareid.data.readers import BadImageError, ImageRecord, ReIDSplits
 from rareid.levels import rate_to_level
-from tests.data.fixtures import write_caviar_tree, write_market_tree
+from tests.data.fixtures import market_datamodule, write_caviar_tree, write_market_tree
 
 SIZE = (64, 32)
 # write_market_tree defaults: 4 train ids x 3 cams x 2 images; 3 test ids -> 9 queries,
@@ -32,18 +32,8 @@ def market_root(tmp_path_factory):
 
 
 def make_dm(root: str, **kwargs) -> ReIDDataModule:
-    options = dict(
-        dataset="market1501",
-        root=root,
-        input_size=SIZE,
-        p=2,
-        k=4,
-        num_workers=0,
-        trials=3,
-        val_identities=0,
-    )
-    options.update(kwargs)
-    return ReIDDataModule(**options)
+    defaults = {"input_size": SIZE, "k": 4, "trials": 3, "val_identities": 0}
+    return market_datamodule(root, **{**defaults, **kwargs})
 
 
 def test_num_classes_right_after_init(market_root):

@@ -12,7 +12,7 @@ import torch
 from rareid.callbacks.writer import EmbeddingWriter
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.protocol import Role
-from tests.data.fixtures import MARKET_DIR, write_market_tree
+from tests.data.fixtures import MARKET_DIR, market_datamodule, write_market_tree
 
 SIZE = (32, 16)
 
@@ -43,17 +43,8 @@ def predict(dm: ReIDDataModule, writer: EmbeddingWriter) -> None:
 
 
 def make_dm(root: Path, **kwargs) -> ReIDDataModule:
-    options = dict(
-        dataset="market1501",
-        root=str(root),
-        input_size=SIZE,
-        num_workers=0,
-        trials=2,
-        eval_batch_size=7,
-        val_identities=0,
-    )
-    options.update(kwargs)
-    return ReIDDataModule(**options)
+    defaults = {"input_size": SIZE, "trials": 2, "eval_batch_size": 7, "val_identities": 0}
+    return market_datamodule(root, **{**defaults, **kwargs})
 
 
 def test_predict_output_names_files_rates_and_levels(tmp_path):

@@ -15,7 +15,7 @@ from rareid.data.splitfile import (
     split_document,
     write_split_file,
 )
-from tests.data.fixtures import write_market_tree
+from tests.data.fixtures import market_datamodule, write_market_tree
 
 SIZE = (32, 16)
 
@@ -30,19 +30,8 @@ def root(tmp_path_factory):
 
 
 def make_dm(root: str, **kwargs) -> ReIDDataModule:
-    options = dict(
-        dataset="market1501",
-        root=root,
-        input_size=SIZE,
-        p=2,
-        k=2,
-        num_workers=0,
-        trials=3,
-        val_identities=2,
-        val_trials=2,
-    )
-    options.update(kwargs)
-    return ReIDDataModule(**options)
+    defaults = {"input_size": SIZE, "k": 2, "trials": 3, "val_identities": 2, "val_trials": 2}
+    return market_datamodule(root, **{**defaults, **kwargs})
 
 
 def assert_same_table(a, b) -> None:

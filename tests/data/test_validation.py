@@ -12,7 +12,7 @@ import torch
 import rareid.data.dataset as dataset_module
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.protocol import Role
-from tests.data.fixtures import write_market_tree
+from tests.data.fixtures import market_datamodule, write_market_tree
 
 SIZE = (32, 16)
 TRAIN_IDS = tuple(range(2, 22))  # 20 training identities
@@ -35,18 +35,9 @@ def root(tmp_path_factory):
 
 
 def make_dm(root: str, **kwargs) -> ReIDDataModule:
-    options = dict(
-        dataset="market1501",
-        root=root,
-        input_size=SIZE,
-        p=2,
-        k=2,
-        num_workers=0,
-        trials=2,
-        eval_batch_size=16,
+    return market_datamodule(
+        root, **{"input_size": SIZE, "k": 2, "trials": 2, "eval_batch_size": 16, **kwargs}
     )
-    options.update(kwargs)
-    return ReIDDataModule(**options)
 
 
 class Recorder(L.LightningModule):
