@@ -9,11 +9,15 @@ comparable step for step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from rareid.experiment import override_args
 
 #: A small, fast model configuration (ResNet-18 at 64x32, d = 16 split into 4 sub-vectors).
 TINY_MODEL: dict[str, Any] = {
@@ -118,3 +122,25 @@ def quiet_trainer_kwargs(tmp_path, **overrides: Any) -> dict[str, Any]:
     }
     options.update(overrides)
     return options
+
+
+#: The settings of a tiny ``rareid`` run on ``conf/quickstart.yaml``: small input and
+#: embedding, one trial, no loggers, no progress bar, no t-SNE.
+TINY_RUN: dict[str, Any] = {
+    "data.input_size": [64, 32],
+    "data.p": 2,
+    "data.k": 2,
+    "data.trials": 1,
+    "model.embedding_dim": 32,
+    "trainer.logger": False,
+    "trainer.enable_progress_bar": False,
+    "report.tsne": False,
+}
+
+
+def tiny_run_args(data: Path, run: Path, options: Mapping[str, Any] | None = None) -> list[str]:
+    """Command-line options of a tiny run on ``data`` in the run folder ``run``; ``options``
+    override :data:`TINY_RUN`."""
+    settings = {**TINY_RUN, "data.root": str(data), "trainer.default_root_dir": str(run)}
+    quickstart = Path(__file__).resolve().parents[1] / "conf" / "quickstart.yaml"
+    return [f"--config={quickstart}", *override_args({**settings, **(options or {})})]

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from rareid.cli import main, run_cli
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import tiny_run_args
 
 
 def _synth(out: Path, identities: int) -> Path:
@@ -19,35 +18,9 @@ def _synth(out: Path, identities: int) -> Path:
     return out
 
 
-def _common(data: Path, run: Path) -> list[str]:
-    return [
-        "--config",
-        str(REPO / "conf/quickstart.yaml"),
-        "--data.root",
-        str(data),
-        "--data.input_size",
-        "[64, 32]",
-        "--data.p",
-        "2",
-        "--data.k",
-        "2",
-        "--data.trials",
-        "1",
-        "--model.embedding_dim",
-        "32",
-        "--trainer.default_root_dir",
-        str(run),
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        "--report.tsne",
-        "false",
-        "--report.rank_list_queries",
-        "1",
-    ]
+def _common(data: Path, run: Path, options: dict | None = None) -> list[str]:
+    extra = {"trainer.enable_model_summary": False, "report.rank_list_queries": 1}
+    return tiny_run_args(data, run, {**extra, **(options or {})})
 
 
 def _load(path: Path) -> dict:
@@ -213,10 +186,9 @@ def test_options_that_contradict_the_checkpoint_are_errors(
 
 def test_model_options_come_from_the_checkpoint(fitted: tuple[Path, Path], tmp_path: Path) -> None:
     data, run = fitted
-    args = _common(data, tmp_path / "t")
     # The config file asks for nothing about the model beyond what the checkpoint holds,
     # but the checkpoint's values (not the defaults) are used: here embedding_dim 32.
-    args[args.index("--model.embedding_dim") + 1] = "2048"  # the default: "not set"
+    args = _common(data, tmp_path / "t", {"model.embedding_dim": 2048})  # the default: "not set"
     cli = run_cli(["test", *args, "--ckpt_path", str(run / "checkpoints/last.ckpt")])
     assert cli.model.hparams.embedding_dim == 32
     assert tuple(cli.model.rates) == (1.0, 2.0, 3.0, 4.0)

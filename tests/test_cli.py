@@ -15,6 +15,7 @@ import yaml
 
 from rareid import cli as cli_module
 from rareid.cli import main, run_cli
+from tests.helpers import tiny_run_args
 
 REPO = Path(__file__).resolve().parents[1]
 # conf/experiments/ holds grids of `rareid experiment`, not LightningCLI configs.
@@ -209,35 +210,8 @@ def test_data_normalisation_follows_the_backbone(monkeypatch: pytest.MonkeyPatch
 
 def _tiny_fit_args(data: Path, run: Path) -> list[str]:
     """A fit of one batch on the tiny dataset, no loggers, no pictures."""
-    return [
-        "fit",
-        "--config",
-        str(REPO / "conf/quickstart.yaml"),
-        "--data.root",
-        str(data),
-        "--data.input_size",
-        "[64, 32]",
-        "--data.p",
-        "3",
-        "--data.k",
-        "2",
-        "--data.trials",
-        "1",
-        "--model.embedding_dim",
-        "32",
-        "--trainer.default_root_dir",
-        str(run),
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "1",
-        "--report.tsne",
-        "false",
-    ]
+    options = {"data.p": 3, "trainer.max_epochs": 1, "trainer.limit_train_batches": 1}
+    return ["fit", *tiny_run_args(data, run, options)]
 
 
 @pytest.mark.parametrize(

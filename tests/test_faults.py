@@ -19,48 +19,22 @@ import torch
 
 from rareid.cli import main
 from rareid.runs import LOCK_NAME, TEMP_PREFIX
+from tests.helpers import tiny_run_args
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_EPOCHS = 6
 
 
 def _fit_command(data: Path, run: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "rareid",
-        "fit",
-        "--config",
-        str(REPO / "conf/quickstart.yaml"),
-        "--data.root",
-        str(data),
-        "--data.input_size",
-        "[32, 16]",
-        "--data.p",
-        "2",
-        "--data.k",
-        "2",
-        "--data.trials",
-        "1",
-        "--model.embedding_dim",
-        "16",
-        "--trainer.default_root_dir",
-        str(run),
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.max_epochs",
-        str(MAX_EPOCHS),
-        "--trainer.limit_train_batches",
-        "1",
-        "--trainer.check_val_every_n_epoch",
-        "2",
-        "--progressive.phase_epochs",
-        "[0, 1, 2, 3]",
-        "--report.tsne",
-        "false",
-    ]
+    options = {
+        "data.input_size": [32, 16],
+        "model.embedding_dim": 16,
+        "trainer.max_epochs": MAX_EPOCHS,
+        "trainer.limit_train_batches": 1,
+        "trainer.check_val_every_n_epoch": 2,
+        "progressive.phase_epochs": [0, 1, 2, 3],
+    }
+    return [sys.executable, "-m", "rareid", "fit", *tiny_run_args(data, run, options)]
 
 
 def _state(folder: Path) -> tuple[int | None, list[Path]]:
