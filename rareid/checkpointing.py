@@ -49,7 +49,16 @@ TRAINING_ONLY_OPTIONS = frozenset(
 )
 #: Model options that choose how an evaluation is run, not what the network computes.
 EVALUATION_OPTIONS = frozenset(
-    {"distance", "max_rank", "channels_last", "rerank", "rerank_k1", "rerank_k2", "rerank_lambda"}
+    {
+        "distance",
+        "max_rank",
+        "channels_last",
+        "rerank",
+        "rerank_k1",
+        "rerank_k2",
+        "rerank_lambda",
+        "query_subvectors",
+    }
 )
 
 

@@ -12,7 +12,10 @@ Grid file (YAML)::
 
     name: table4
     base: [conf/benchmark/synthetic.yaml]    # replaced by --base (e.g. a paper config)
-    output: runs/experiments/table4
+    output: runs/experiments/table4           # table.md, table.json, chart.png
+    runs: runs/experiments/table4             # optional (default: output): the (variant, seed)
+                                              # folders; grids that name the same folder share
+                                              # the runs of same-named variants
     checkpoint: last                          # last | best (best needs held-out validation)
     sanity: ide_verif                         # optional: check that this variant's rank-1
                                               # falls from HR queries to the lowest level
@@ -108,6 +111,12 @@ class Grid:
     rows: tuple[Mapping[str, Any], ...] = ()
     synth: Mapping[str, Any] = field(default_factory=dict)
     compare: tuple[str, str] | None = None
+    runs: Path | None = None
+
+    @property
+    def runs_folder(self) -> Path:
+        """Where the (variant, seed) runs live: ``runs``, else ``output``."""
+        return self.output if self.runs is None else self.runs
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -162,6 +171,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
         "rows",
         "synth",
         "compare",
+        "runs",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -244,6 +254,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
         rows=rows,
         synth=synth,
         compare=tuple(compare) if compare else None,
+        runs=Path(data["runs"]) if data.get("runs") else None,
     )
 
 
@@ -291,6 +302,26 @@ class Run:
     def fit_done(self) -> Path:
         return self.fit_folder / "fit.done"
 
+    @property
+    def record(self) -> Path:
+        """The arguments the run's results came from (``run.json``)."""
+        return self.folder / "run.json"
+
+    def arguments(self) -> dict[str, list[str]]:
+        return {"fit": list(self.fit_args), "test": list(self.test_args)}
+
+
+def runs_made_otherwise(runs: Sequence[Run]) -> list[Run]:
+    """Runs whose results exist but came from other arguments (``run.json`` differs): another
+    grid sharing the runs folder used the same variant name for another recipe."""
+    return [
+        run
+        for run in runs
+        if run.results.is_file()
+        and run.record.is_file()
+        and json.loads(run.record.read_text()) != run.arguments()
+    ]
+
 
 def plan_runs(
     grid: Grid,
@@ -308,8 +339,8 @@ def plan_runs(
     for seed in seeds:
         for variant in grid.variants:
             source = grid.variant(variant.fit_from) if variant.fit_from else variant
-            fit_folder = grid.output / source.slug / f"seed{seed}"
-            folder = grid.output / variant.slug / f"seed{seed}"
+            fit_folder = grid.runs_folder / source.slug / f"seed{seed}"
+            folder = grid.runs_folder / variant.slug / f"seed{seed}"
             args = [f"--config={c}" for c in [*layers, *source.configs]]
             args += override_args({**source.overrides, **common})
             args += [f"--seed_everything={seed}", f"--data.seed={seed}"]
@@ -416,6 +447,7 @@ def execute(runs: Sequence[Run]) -> list[Run]:
             print(f"{label}: test FAILED, see {log}\n{_tail(log)}", flush=True)
             failed.append(run)
             continue
+        run.record.write_text(json.dumps(run.arguments(), indent=1) + "\n")
         elapsed = time.perf_counter() - start
         left = elapsed / position * (len(todo) - position)
         print(
@@ -499,7 +531,7 @@ def aggregate(
     missing = []
     for variant in grid.variants:
         for seed in seeds:
-            folder = grid.output / variant.slug / f"seed{seed}"
+            folder = grid.runs_folder / variant.slug / f"seed{seed}"
             path = folder / "results" / "results.json"
             if not path.is_file():
                 missing.append(f"{variant.name} seed {seed}")
@@ -509,7 +541,7 @@ def aggregate(
                 rates_seen
                 or _run_rates(folder)
                 or _run_rates(
-                    grid.output
+                    grid.runs_folder
                     / grid.variant(variant.fit_from or variant.name).slug
                     / f"seed{seed}"
                 )
@@ -754,7 +786,7 @@ def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
         seed = seeds[0]
         stacked = stack_rank_lists(
             *(
-                grid.output / slugify(n) / f"seed{seed}" / "results" / "rank_list.png"
+                grid.runs_folder / slugify(n) / f"seed{seed}" / "results" / "rank_list.png"
                 for n in (baseline, method)
             ),
             (f"{baseline} (seed {seed})", f"{method} (seed {seed})"),
@@ -843,6 +875,13 @@ def experiment_main(argv: Sequence[str]) -> int:
         elif grid.warm_start is not None:
             warm = Path(grid.warm_start.get("out") or grid.output / "warm_start") / "backbone.pth"
         runs = plan_runs(grid, seeds, base, sets, warm)
+        stale = runs_made_otherwise(runs)
+        if stale:
+            parser.error(
+                f"{stale[0].folder} holds results of other arguments than this grid's "
+                f"{stale[0].variant.name!r} ({len(stale)} such runs; see its run.json): give "
+                "the variant another name, or remove those folders to re-run them"
+            )
         if args.dry_run:
             fits: set[Path] = set()
             for run in runs:

@@ -203,6 +203,38 @@ rows: [{{name: naive, mean_of: [n2, n4]}}]
     assert saved["table"]["a"]["all LR"]["rank1"]["mean"] == pytest.approx(0.6)
 
 
+def test_grids_naming_one_runs_folder_share_their_runs(tmp_path: Path) -> None:
+    """``runs:`` puts the (variant, seed) folders apart from the report: a second grid naming
+    the same folder plans, skips and aggregates the same runs, and writes its own table."""
+    shared = tmp_path / "shared"
+    for name in ("tables", "demo"):
+        (tmp_path / name).mkdir()
+    tables, demo = (
+        load_grid(
+            write_grid(
+                tmp_path / name,
+                f"output: {tmp_path / name / 'report'}\nruns: {shared}\nvariants: {variants}\n",
+            )
+        )
+        for name, variants in (
+            ("tables", "[{name: full}, {name: w/o mask}]"),
+            ("demo", "[{name: full}]"),
+        )
+    )
+    assert (
+        plan_runs(demo, [0])[0].folder
+        == plan_runs(tables, [0])[0].folder
+        == (shared / "full" / "seed0")
+    )
+    write_results(shared / "full" / "seed0", {"rank1": 0.5, "hr/rank1": 0.7})
+    _, table, missing = aggregate(demo, [0])
+    assert missing == [] and table["full"]["HR"]["rank1"].mean == pytest.approx(0.7)
+    report(demo, [0])
+    assert (tmp_path / "demo" / "report" / "table.md").is_file()
+    assert not (shared / "table.md").exists()
+    assert aggregate(tables, [0])[2] == ["w/o mask seed 0"]
+
+
 def _cell(mean: float, seed_std: float = 0.01, trial_std: float = 0.01) -> dict[str, Cell]:
     return {"rank1": Cell(mean, seed_std, trial_std, 3)}
 
@@ -365,6 +397,10 @@ compare: [IDE + Verif, full]
     third = _experiment(grid, data)
     assert "2 of 2 runs already have results (skipped)" in third.stdout
     assert "fit ..." not in third.stdout
+    # Results made with other arguments (another grid reusing the name) are not taken as done.
+    other = _experiment(grid, data, "--set=model.embedding_dim=32")
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert "holds results of other arguments" in other.stderr and "run.json" in other.stderr
 
 
 def test_rates_are_read_from_the_config_beside_the_logger(tmp_path: Path) -> None:

@@ -651,3 +651,30 @@ def test_mlr_metric_rerank_rows_are_the_reranked_distances_ranked() -> None:
     for key, values in per.items():
         assert results[key] == pytest.approx(float(np.mean(values)), abs=1e-6), key
     assert results["rerank/rank1"] != results["rank1"] or results["rerank/mAP"] != results["mAP"]
+
+
+@pytest.mark.parametrize("forced", [1, 4])
+def test_query_subvectors_ranks_every_mlr_query_with_that_many_subvectors(forced: int) -> None:
+    """Table II: ``query_subvectors=N`` scores an MLR query as if it were a level-N image (its
+    first N sub-vectors), keeps its own ``level{k}`` key and leaves HR queries alone."""
+    emb, lv, pid, cam, role, trial, gbits, index = make_protocol(seed=6, trials=2, ids=8)
+    generator = torch.Generator().manual_seed(0)
+    emb = emb.clone()
+    queries = role == 1
+    emb[queries] += torch.randn(int(queries.sum()), emb.shape[1], generator=generator)  # unpadded
+    data = [emb, lv, pid, cam, role, trial, gbits, index]
+    forced_results = run_metric(data, query_subvectors=forced)
+    as_level = run_metric([emb, torch.where(queries, forced, lv), *data[2:]])
+    plain = run_metric(data)
+    for key in ("rank1", "mAP", "hr/rank1", "hr/mAP"):
+        assert forced_results[key] == pytest.approx(as_level[key], abs=1e-9), key
+    assert {k for k in forced_results if k.startswith("level")} == {
+        k for k in plain if k.startswith("level")
+    }
+    assert forced_results["hr/mAP"] == pytest.approx(plain["hr/mAP"], abs=1e-9)
+    assert forced_results["mAP"] != pytest.approx(plain["mAP"], abs=1e-9)
+
+
+def test_query_subvectors_out_of_range_is_an_error() -> None:
+    with pytest.raises(ValueError, match="query_subvectors"):
+        MLRMetric(SPLIT, RATES, query_subvectors=len(SPLIT) + 1)

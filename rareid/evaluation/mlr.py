@@ -75,9 +75,15 @@ class MLRMetric(Metric):
         rerank_k1: int = 20,
         rerank_k2: int = 6,
         rerank_lambda: float = 0.3,
+        query_subvectors: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if query_subvectors is not None and not 1 <= query_subvectors <= len(split_sizes):
+            raise ValueError(
+                f"query_subvectors: expected 1..{len(split_sizes)}, got {query_subvectors}"
+            )
+        self.query_subvectors = query_subvectors
         self.rerank = bool(rerank)
         self.rerank_options = {"k1": rerank_k1, "k2": rerank_k2, "lambda_value": rerank_lambda}
         self.split_sizes = [int(size) for size in split_sizes]
@@ -217,14 +223,22 @@ class MLRMetric(Metric):
             mask |= picked
         return mask
 
+    def distance_levels(self, samples: dict[str, Tensor], mask: Tensor) -> Tensor:
+        """Sub-vectors each selected sample is compared with: its level, or
+        ``query_subvectors`` for MLR queries when that is set (Table II)."""
+        levels = samples["levels"][mask].clamp(max=len(self.split_sizes))
+        if self.query_subvectors is None:
+            return levels
+        forced = torch.full_like(levels, self.query_subvectors)
+        return torch.where(samples["roles"][mask] == Role.QUERY, forced, levels)
+
     def distances(self, samples: dict[str, Tensor], q_mask: Tensor, g_mask: Tensor) -> Tensor:
         """Level-aware distances between the selected queries and gallery images."""
         full = len(self.split_sizes)
-        q_levels = samples["levels"][q_mask].clamp(max=full)
-        g_levels = samples["levels"][g_mask].clamp(max=full)
+        g_levels = self.distance_levels(samples, g_mask)
         return level_distances(
             self.embeddings_of(samples, q_mask),
-            q_levels,
+            self.distance_levels(samples, q_mask),
             self.embeddings_of(samples, g_mask),
             None if bool((g_levels == full).all()) else g_levels,
             self.split_sizes,
@@ -241,12 +255,11 @@ class MLRMetric(Metric):
         """
         from rareid.rerank import k_reciprocal_distances
 
-        full = len(self.split_sizes)
         return k_reciprocal_distances(
             self.embeddings_of(samples, q_mask),
-            samples["levels"][q_mask].clamp(max=full),
+            self.distance_levels(samples, q_mask),
             self.embeddings_of(samples, g_mask),
-            samples["levels"][g_mask].clamp(max=full),
+            self.distance_levels(samples, g_mask),
             self.split_sizes,
             metric=self.distance,
             **self.rerank_options,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rareid.evaluation import MLRMetric, level_distances
-from rareid.levels import normalize_rates
+from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import Backbone
 from rareid.models.heads import (
@@ -64,6 +64,10 @@ class RAReIDModule(L.LightningModule):
         distance: ``euclidean`` (squared, the paper's) or ``cosine`` for evaluation.
         rerank: test results also on k-reciprocal re-ranked distances (own ``rerank/`` rows);
             ``rerank_k1``, ``rerank_k2``, ``rerank_lambda`` are its parameters.
+        query_subvectors: the paper's Table II study, an evaluation option: every MLR query is
+            embedded at its own level (its masks) but ranked with its first ``N`` sub-vectors
+            instead of its level's ``k`` (``N > k`` brings in sub-vectors never trained for its
+            resolution). HR queries and the gallery are unchanged. Needs varying length.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class RAReIDModule(L.LightningModule):
         rerank_k1: int = 20,
         rerank_k2: int = 6,
         rerank_lambda: float = 0.3,
+        query_subvectors: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -116,6 +121,14 @@ class RAReIDModule(L.LightningModule):
             raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
+        if query_subvectors is not None and not (
+            varying_length and 1 <= query_subvectors <= self.num_levels
+        ):
+            raise ValueError(
+                f"query_subvectors={query_subvectors}: expected 1..{self.num_levels} sub-vectors "
+                "on a model with varying_length=true (without it every query uses the whole "
+                "vector)"
+            )
         self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
         self.embedding_dim = embedding_dim
 
@@ -170,6 +183,7 @@ class RAReIDModule(L.LightningModule):
             rerank_k1=self.hparams.rerank_k1,
             rerank_k2=self.hparams.rerank_k2,
             rerank_lambda=self.hparams.rerank_lambda,
+            query_subvectors=self.hparams.get("query_subvectors"),
         )
 
     @property
@@ -247,18 +261,26 @@ class RAReIDModule(L.LightningModule):
         return pad_by_level(v, levels, self.split_sizes)
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    def embed(
+        self,
+        images: torch.Tensor,
+        levels: torch.Tensor | Sequence[int],
+        subvectors: torch.Tensor | Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
 
+        ``subvectors`` (1..m per image) keeps that many sub-vectors instead of the level's
+        (Table II's forced query length); the masks always follow ``levels``.
         Always runs in eval mode (BatchNorm uses its running statistics and never updates
         them, so a batch of one works) and restores every submodule's mode afterwards.
         """
         self._check_images(images)
         levels = self._level_index(levels, images.shape[0])
+        kept = levels if subvectors is None else self._level_index(subvectors, len(levels))
         modes = {module: module.training for module in self.modules()}
         self.eval()
         try:
-            return self.pad(self(images.to(self.device), levels), levels)
+            return self.pad(self(images.to(self.device), levels), kept)
         finally:
             for module, training in modes.items():
                 module.training = training
@@ -350,7 +372,11 @@ class RAReIDModule(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _eval_update(self, metric: MLRMetric, batch: dict[str, torch.Tensor]) -> None:
         levels = batch["level"]
-        z = self.embed(batch["image"], levels)
+        forced = self.hparams.get("query_subvectors")
+        subvectors = None
+        if forced is not None:
+            subvectors = torch.where(batch["role"] == Role.QUERY, forced, levels)
+        z = self.embed(batch["image"], levels, subvectors)
         metric.update(
             z,
             levels,

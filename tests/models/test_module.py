@@ -392,3 +392,41 @@ def test_rerank_option_reaches_the_test_metric_only() -> None:
     module = RAReIDModule(**tiny_module_kwargs(rerank=True, rerank_k1=7))
     assert module.test_metric.rerank and module.test_metric.rerank_options["k1"] == 7
     assert not module.val_metric.rerank  # validation stays cheap
+
+
+def test_query_subvectors_keeps_that_many_subvectors_with_the_level_s_masks() -> None:
+    """Table II's forced length: the masks follow the image's level, the padding the forced
+    number of sub-vectors; the test metric ranks with it and the option needs varying length."""
+    torch.manual_seed(0)
+    module = RAReIDModule(**tiny_module_kwargs(query_subvectors=4)).eval()
+    for mask in module.masks.masks:
+        mask.active.fill_(True)  # level-dependent masks, so the level visibly matters
+    images = torch.randn(2, 3, 64, 32)
+    levels = torch.tensor([2, 2])
+    own = module.embed(images, levels)
+    longer = module.embed(images, levels, subvectors=[4, 4])
+    kept = sum(module.split_sizes[:2])
+    torch.testing.assert_close(longer[:, :kept], own[:, :kept])
+    assert torch.count_nonzero(own[:, kept:]) == 0
+    assert torch.count_nonzero(longer[:, kept:]) == longer[:, kept:].numel()
+    other_masks = module.embed(images, torch.tensor([4, 4]))
+    assert not torch.allclose(longer, other_masks)  # the masks are still level 2's
+    assert module.test_metric.query_subvectors == 4
+    batch = {  # one MLR query and one gallery image, both at level 2, through the test step
+        "image": images,
+        "level": levels,
+        "pid": torch.tensor([1, 1]),
+        "camid": torch.tensor([0, 1]),
+        "role": torch.tensor([1, 0]),
+        "trial": torch.tensor([0, -1]),
+        "gallery_trials": torch.tensor([0, 1]),
+        "index": torch.tensor([0, 1]),
+    }
+    module._eval_update(module.test_metric, batch)
+    stored = module.test_metric.samples()["embeddings"]
+    torch.testing.assert_close(stored[0], longer[0])  # the query: 4 sub-vectors
+    torch.testing.assert_close(stored[1], own[1])  # the gallery image: its level's
+    with pytest.raises(ValueError, match="query_subvectors"):
+        RAReIDModule(**tiny_module_kwargs(query_subvectors=2, varying_length=False))
+    with pytest.raises(ValueError, match="query_subvectors"):
+        RAReIDModule(**tiny_module_kwargs(query_subvectors=0))
