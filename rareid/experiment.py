@@ -850,8 +850,22 @@ def experiment_main(argv: Sequence[str]) -> int:
                 raise GridError(f"--only: unknown variants {unknown}")
     except GridError as error:
         parser.error(str(error))
-    if args.out:
-        grid = Grid(**{**vars(grid), "output": Path(args.out)})
+    if args.base:
+        # Another setting (e.g. a paper config): its own folders, its own weights (the paper
+        # configs start from ImageNet), none of the CPU benchmark's data or warm start.
+        label = "-".join(Path(config).with_suffix("").as_posix().split("/")[-2:])
+        output = (
+            Path(args.out) if args.out else grid.output.with_name(f"{grid.output.name}-{label}")
+        )
+        if grid.warm_start is not None or grid.synth:
+            print(
+                f"--base: the grid's synthetic data and warm start are not used; runs in {output}"
+            )
+        grid = Grid(
+            **{**vars(grid), "output": output, "runs": None, "warm_start": None, "synth": {}}
+        )
+    elif args.out:
+        grid = Grid(**{**vars(grid), "output": Path(args.out), "runs": None})
     if args.only:
         keep = set(args.only) | {
             v.fit_from for v in grid.variants if v.name in args.only and v.fit_from

@@ -415,3 +415,30 @@ def test_rates_are_read_from_the_config_beside_the_logger(tmp_path: Path) -> Non
     (folder / "csv" / "version_0" / "config.yaml").write_text("data: {rates: [1, 2, 4]}\n")
     columns, _, _ = aggregate(grid, [0])
     assert columns == ["r=2", "all LR"]  # level 2 of rates (1, 2, 4)
+
+
+def test_paper_base_gets_its_own_folders_and_no_benchmark_warm_start(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """``--base`` switches a grid to another setting: its runs must not land in (or be taken
+    from) the CPU benchmark's shared folder, and the paper configs keep their own weights."""
+    code = main(
+        [
+            "experiment",
+            "conf/experiments/table4.yaml",
+            "--base",
+            "conf/market1501/resnet50.yaml",
+            "--seeds",
+            "0",
+            "--dry-run",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    commands = [line for line in out.splitlines() if line.startswith("rareid ")]
+    assert len(commands) == 10  # 5 fits + 5 tests
+    for command in commands:
+        assert "--config=conf/market1501/resnet50.yaml" in command
+        assert "weights_path" not in command and "conf/benchmark" not in command
+        assert "runs/experiments/table4-market1501-resnet50/" in command
+        assert "runs/benchmark" not in command
