@@ -398,7 +398,7 @@ compare: [IDE + Verif, full]
     assert "2 of 2 runs already have results (skipped)" in third.stdout
     assert "fit ..." not in third.stdout
     # Results made with other arguments (another grid reusing the name) are not taken as done.
-    other = _experiment(grid, data, "--set=model.embedding_dim=32")
+    other = _experiment(grid, data, "--set=model.embedding_dim=48")
     assert other.returncode == 2, other.stdout + other.stderr
     assert "holds results of other arguments" in other.stderr and "run.json" in other.stderr
 
