@@ -137,11 +137,14 @@ class ProgressiveMaskTraining(Callback):
                 self._enter_phase(pl_module, self.phase + 1, num_stages)
         pl_module.log("mask_phase", float(self.phase), on_step=False, on_epoch=True)
 
+    def stage_generator(self, stage: int) -> torch.Generator:
+        """The generator of ``stage``'s fresh initialisation (0-based), the same on every rank."""
+        return torch.Generator().manual_seed(self.init_seed + stage)
+
     def _enter_phase(self, pl_module: L.LightningModule, phase: int, num_stages: int) -> None:
         stage = num_stages - phase
-        generator = torch.Generator().manual_seed(self.init_seed + stage)
         mask = pl_module.masks.masks[stage]
-        mask.reset_parameters(generator)
+        mask.reset_parameters(self.stage_generator(stage))
         mask.active.fill_(True)
         self.phase = phase
 
