@@ -23,6 +23,7 @@ Grid file (YAML)::
     warm_start:                               # optional: one backbone, trained once, shared
       configs: [conf/benchmark/warm_start.yaml]
       overrides: {trainer.max_epochs: 8}
+      synth: {out: data/pretrain, identities: 400, seed: 1000}  # optional: its own data
       out: runs/experiments/warm_start        # shared by the grids that name the same folder
     variants:
       - name: full
@@ -80,6 +81,23 @@ class GridError(ValueError):
     """A grid file that cannot be run; the message names the file and what to change."""
 
 
+def _curve_point(entry: Mapping[str, Any], path: Path) -> tuple[str | None, float | None]:
+    """A variant's ``series`` and ``budget`` (both or neither): a point of a learning curve."""
+    series, budget = entry.get("series"), entry.get("budget")
+    if series is None and budget is None:
+        return None, None
+    if (
+        not isinstance(series, str)
+        or isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+    ):
+        raise GridError(
+            f"{path}: variant {entry['name']!r} needs both `series` (a curve name) and "
+            f"`budget` (a number), got series={series!r}, budget={budget!r}"
+        )
+    return series, float(budget)
+
+
 @dataclass(frozen=True)
 class Variant:
     """One row of a table: config layers and overrides on top of the grid's base."""
@@ -89,6 +107,8 @@ class Variant:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     fit_from: str | None = None
     test_overrides: Mapping[str, Any] = field(default_factory=dict)
+    series: str | None = None  # a learning-curve grid: the curve this variant is a point of
+    budget: float | None = None  # ... and its x (e.g. training epochs)
 
     @property
     def slug(self) -> str:
@@ -180,7 +200,10 @@ def load_grid(path: str | os.PathLike) -> Grid:
     for entry in data["variants"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise GridError(f"{path}: every variant needs a `name`, got {entry!r}")
-        extra = sorted(set(entry) - {"name", "configs", "overrides", "fit_from", "test_overrides"})
+        extra = sorted(
+            set(entry)
+            - {"name", "configs", "overrides", "fit_from", "test_overrides", "series", "budget"}
+        )
         if extra:
             raise GridError(f"{path}: variant {entry['name']!r} has unknown keys {extra}")
         variants.append(
@@ -190,6 +213,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
                 overrides=_as_mapping(entry.get("overrides"), "overrides", path),
                 fit_from=entry.get("fit_from"),
                 test_overrides=_as_mapping(entry.get("test_overrides"), "test_overrides", path),
+                series=_curve_point(entry, path)[0],
+                budget=_curve_point(entry, path)[1],
             )
         )
     names = [v.name for v in variants]
@@ -227,10 +252,14 @@ def load_grid(path: str | os.PathLike) -> Grid:
     if warm_start is not None:
         if not isinstance(warm_start, dict) or not warm_start.get("configs"):
             raise GridError(f"{path}: warm_start needs `configs` (and optionally `overrides`)")
+        warm_synth = _as_mapping(warm_start.get("synth"), "warm_start.synth", path)
+        if warm_synth and "out" not in warm_synth:
+            raise GridError(f"{path}: warm_start.synth needs `out` and rareid synth options")
         warm_start = {
             "configs": _as_list(warm_start["configs"], "warm_start.configs", path),
             "overrides": _as_mapping(warm_start.get("overrides"), "warm_start.overrides", path),
             "out": warm_start.get("out"),
+            "synth": warm_synth,
         }
     compare = data.get("compare")
     if compare is not None and not (
@@ -875,10 +904,13 @@ def experiment_main(argv: Sequence[str]) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     failed: list[Run] = []
     if not args.report_only:
-        if grid.synth and not args.dry_run:
+        if not args.dry_run:
             from rareid.data.synthetic import ensure_synthetic_dataset
 
-            print(ensure_synthetic_dataset(**{"progress": False, **grid.synth}), flush=True)
+            # The grid's data, then the warm start's own (separate) identity pool.
+            for synth in (grid.synth, (grid.warm_start or {}).get("synth")):
+                if synth:
+                    print(ensure_synthetic_dataset(**{"progress": False, **synth}), flush=True)
         warm = None
         if grid.warm_start is not None and not args.dry_run:
             try:

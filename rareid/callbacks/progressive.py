@@ -13,6 +13,7 @@ identical on every rank.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,13 +36,17 @@ class ProgressiveMaskTraining(Callback):
             non-decreasing and below ``max_epochs`` (equal entries pass through a phase at
             once, with a warning: that stage's masks never train). Default: ``max_epochs``
             split evenly over the stages.
-        init_seed: seed of the fresh Gaussian initialisation of a newly active stage.
+        init_seed: seed of the fresh Gaussian initialisation of a newly active stage;
+            ``None`` (default) takes the run's seed (``seed_everything``), so every seed of a
+            grid draws its own masks, as the paper's repeated runs would.
 
     The schedule itself (``progressive`` or ``end_to_end``) is the module's
     ``mask_schedule`` switch, so it is saved with the model.
     """
 
-    def __init__(self, phase_epochs: Sequence[int] | None = None, init_seed: int = 0) -> None:
+    def __init__(
+        self, phase_epochs: Sequence[int] | None = None, init_seed: int | None = None
+    ) -> None:
         self.phase_epochs = None if phase_epochs is None else [int(e) for e in phase_epochs]
         self.init_seed = init_seed
         self.phase = 0  # 0: not started; p: stages L-p .. L-1 (0-based) are active
@@ -139,7 +144,11 @@ class ProgressiveMaskTraining(Callback):
 
     def stage_generator(self, stage: int) -> torch.Generator:
         """The generator of ``stage``'s fresh initialisation (0-based), the same on every rank."""
-        return torch.Generator().manual_seed(self.init_seed + stage)
+        if self.init_seed is None:
+            # The run's seed, fixed at first use and saved in checkpoints: a resumed fit draws
+            # the stages still to come exactly as the uninterrupted fit would.
+            self.init_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return torch.Generator().manual_seed((self.init_seed << 8) + stage)  # one per stage
 
     def _enter_phase(self, pl_module: L.LightningModule, phase: int, num_stages: int) -> None:
         stage = num_stages - phase
@@ -161,7 +170,9 @@ class ProgressiveMaskTraining(Callback):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "phase_epochs": self.phase_epochs}
+        return {"phase": self.phase, "phase_epochs": self.phase_epochs, "init_seed": self.init_seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.phase = int(state_dict["phase"])
+        if state_dict.get("init_seed") is not None:
+            self.init_seed = int(state_dict["init_seed"])

@@ -1,7 +1,8 @@
 """Lightning DataModule: P x K training batches of HR/LR view pairs, MLR evaluation sets.
 
 Training (paper §IV): every sampled image yields its HR view and one LR view synthesised at a
-rate drawn uniformly from ``rates`` (``r = 1`` included), see :mod:`rareid.data.transforms`.
+rate drawn uniformly from the rates above 1 (the paper trains on HR images plus their
+r in {2, 3, 4} versions; ``lr_view_hr`` adds r = 1), see :mod:`rareid.data.transforms`.
 Batches are identity balanced (:class:`~rareid.data.samplers.PKSampler`). Validation runs on
 identities held out from the training split; test and predict on the dataset's test split
 (:mod:`rareid.data.protocol` builds both evaluation sets).
@@ -67,7 +68,9 @@ class ReIDDataModule(L.LightningDataModule):
         root: folder that holds the dataset.
         dataset_options: extra options for ``build_dataset`` (e.g. ``split_seed``).
         input_size: network input (H, W).
-        rates: rates the model knows (training LR views are drawn from them, r = 1 included).
+        rates: rates the model knows (training LR views are drawn from those above 1).
+        lr_view_hr: also draw r = 1 for the training LR view (a second HR augmentation). Off,
+            as in the paper (HR views plus r in {2, 3, 4}); needed when ``rates`` is ``[1]``.
         eval_rates: rates of the MLR queries; default ``rates`` without 1. May hold unseen
             rates; those queries get the level chosen by ``level_policy``.
         p, k: identities per batch and images per identity (batch size p * k).
@@ -108,6 +111,7 @@ class ReIDDataModule(L.LightningDataModule):
         input_size: tuple[int, int] = (256, 128),
         rates: list[float] = [1, 2, 3, 4],  # noqa: B006 -- shown as is in the CLI help
         eval_rates: list[float] | None = None,
+        lr_view_hr: bool = False,
         p: int = 8,
         k: int = 4,
         num_workers: int = 4,
@@ -152,6 +156,12 @@ class ReIDDataModule(L.LightningDataModule):
             if not np.isfinite(float(r)) or float(r) < 1:
                 raise ValueError(f"eval_rates: every rate must be >= 1, got {list(eval_rates)}")
         self.eval_rates = tuple(float(r) for r in eval_rates)
+        self.lr_view_rates = tuple(r for r in self.rates if lr_view_hr or r != 1)
+        if not self.lr_view_rates:
+            raise ValueError(
+                f"rates={list(rates)}: no rate above 1 to draw the training LR view from; add "
+                "rates (e.g. [1, 2, 3, 4]) or set lr_view_hr: true (both views HR)"
+            )
         self.naive_rate = None if naive_rate is None else float(naive_rate)
         if self.naive_rate is not None:
             if self.naive_rate not in self.rates:
@@ -286,7 +296,7 @@ class ReIDDataModule(L.LightningDataModule):
             naive = self.naive_rate
             transform = TrainTransform(
                 self.input_size,
-                self.rates if naive is None else (naive,),
+                self.lr_view_rates if naive is None else (naive,),
                 hp.mean,
                 hp.std,
                 padding=hp.padding,

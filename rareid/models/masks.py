@@ -79,7 +79,9 @@ class StageMask(nn.Module):
     def forward(
         self, features: torch.Tensor, level_index: torch.Tensor, block: int | None = None
     ) -> torch.Tensor:
-        gate = self.gates(level_index, block)
+        # Gates in the activations' dtype: under bf16 autocast a float32 gate would promote
+        # every masked activation to float32 (the logits and their gradients stay float32).
+        gate = self.gates(level_index, block).to(features.dtype)
         shape = [features.shape[0]] + [1] * (features.ndim - 1)
         shape[self.channel_dim] = gate.shape[1]
         if not torch.is_grad_enabled():

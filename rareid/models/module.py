@@ -14,6 +14,7 @@ from rareid.evaluation import MLRMetric, level_distances
 from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import Backbone
+from rareid.models.fit_statistics import FitStatistics
 from rareid.models.heads import (
     EmbeddingHead,
     PrototypeClassifier,
@@ -168,6 +169,7 @@ class RAReIDModule(L.LightningModule):
             if use_verif_loss
             else None
         )
+        self.fit_statistics = FitStatistics(self.num_levels)
         self.val_metric = self._make_metric()
         self.test_metric = self._make_metric(rerank=rerank)
         if channels_last:
@@ -280,7 +282,7 @@ class RAReIDModule(L.LightningModule):
         modes = {module: module.training for module in self.modules()}
         self.eval()
         try:
-            return self.pad(self(images.to(self.device), levels), kept)
+            return self.pad(self(images.to(self.device), levels).float(), kept)
         finally:
             for module, training in modes.items():
                 module.training = training
@@ -323,17 +325,28 @@ class RAReIDModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hr, lr = batch["hr"], batch["lr"]
         pids = batch["pid"]
-        n = hr.shape[0]
         levels = torch.cat([torch.full_like(batch["lr_level"], self.num_levels), batch["lr_level"]])
-        v = self(torch.cat([hr, lr]), levels)
+        # The backbone may run in bf16 (trainer.precision: bf16-mixed); the heads, the
+        # losses and the per-level statistics always run in float32.
+        v = self(torch.cat([hr, lr]), levels).float()
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            return self._training_losses(v, levels, pids)
+
+    def _training_losses(
+        self, v: torch.Tensor, levels: torch.Tensor, pids: torch.Tensor
+    ) -> torch.Tensor:
+        n = pids.shape[0]
         z_levels = self.embedding_levels(levels)
         z = self.pad(v, z_levels)
+        self.fit_statistics.update_alignment(
+            self.distance(z[n:].detach(), levels[n:], z[:n].detach()), levels[n:], pids, pids
+        )
 
         loss = z.new_zeros(())
         if self.classifier is not None:
-            loss_cls = identity_loss(
-                self.classifier(z), torch.cat([pids, pids]), self.hparams.label_smoothing
-            )
+            logits = self.classifier(z)
+            self.fit_statistics.update_accuracy(logits.detach(), torch.cat([pids, pids]), levels)
+            loss_cls = identity_loss(logits, torch.cat([pids, pids]), self.hparams.label_smoothing)
             self.log("train/loss_cls", loss_cls, batch_size=n)
             loss = loss + loss_cls
         if self.verifier is not None:
@@ -349,6 +362,14 @@ class RAReIDModule(L.LightningModule):
             loss = loss + self.hparams.verif_weight * loss_verif
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.fit_statistics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        # Per-level training accuracy and LR-HR alignment: whether each prefix objective fits.
+        for name, value in self.fit_statistics.compute(self.device).items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True)
 
     def on_fit_start(self) -> None:
         if self.hparams.use_cls_loss and self.classifier is None:
