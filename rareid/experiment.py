@@ -726,6 +726,53 @@ def plot_experiment(
     return out
 
 
+def plot_learning_curves(
+    grid: Grid,
+    columns: Sequence[str],
+    table: Mapping[str, Mapping[str, Mapping[str, Cell]]],
+    out: Path,
+) -> Path | None:
+    """Rank-1 against training budget, one line per ``series`` and one panel per LR query
+    column ("all LR" first), seed std as error bars. ``None`` when no variant has a budget."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves: dict[str, list[Variant]] = {}
+    for variant in grid.variants:
+        if variant.series is not None and table.get(variant.name):
+            curves.setdefault(variant.series, []).append(variant)
+    panels = [c for c in ["all LR", *columns] if c != "HR" and c in columns]
+    panels = list(dict.fromkeys(panels))
+    if not curves or not panels:
+        return None
+    figure = Figure(figsize=(3.6 * len(panels), 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True))
+    for ax, column in zip(axes, panels, strict=True):
+        for series, points in curves.items():
+            points = sorted(points, key=lambda v: v.budget or 0.0)
+            cells = [table[v.name].get(column, {}).get("rank1") for v in points]
+            kept = [(v.budget, c) for v, c in zip(points, cells, strict=True) if c is not None]
+            if not kept:
+                continue
+            ax.errorbar(
+                [b for b, _ in kept],
+                [100 * c.mean for _, c in kept],
+                yerr=[0.0 if math.isnan(c.seed_std) else 100 * c.seed_std for _, c in kept],
+                marker="o",
+                capsize=3,
+                label=series,
+            )
+        ax.set_title(f"{column} queries: rank-1 (%)")
+        ax.set_xlabel("training budget (epochs)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{grid.name} (error bars: std over seeds)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    return out
+
+
 def side_by_side(
     columns: Sequence[str],
     table: Mapping[str, Mapping[str, Mapping[str, Cell]]],
@@ -833,6 +880,10 @@ def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
     )
     if any(table.values()):
         plot_experiment(grid.name, columns, table, grid.output / "chart.png")
+        curve = plot_learning_curves(grid, columns, table, grid.output / "curves.png")
+        if curve is not None:
+            text += f"\n\nlearning curves: {curve}"
+            (grid.output / "table.md").write_text(text + "\n")
     return text, sane
 
 

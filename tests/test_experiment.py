@@ -203,6 +203,44 @@ rows: [{{name: naive, mean_of: [n2, n4]}}]
     assert saved["table"]["a"]["all LR"]["rank1"]["mean"] == pytest.approx(0.6)
 
 
+def test_learning_curves_plot_each_series_against_its_budget(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            f"""
+output: {out}
+variants:
+  - {{name: a5, series: a, budget: 5}}
+  - {{name: a10, series: a, budget: 10}}
+  - {{name: b5, series: b, budget: 5}}
+  - {{name: plain}}
+""",
+        )
+    )
+    assert [(v.series, v.budget) for v in grid.variants] == [
+        ("a", 5.0),
+        ("a", 10.0),
+        ("b", 5.0),
+        (None, None),
+    ]
+    for name, rank1 in (("a5", 0.2), ("a10", 0.4), ("b5", 0.3), ("plain", 0.1)):
+        write_results(out / name / "seed0", {"rank1": rank1, "level1/rank1": rank1})
+    text, _ = report(grid, [0])
+    assert f"learning curves: {out / 'curves.png'}" in text
+    assert (out / "curves.png").stat().st_size > 1000
+    # A grid without budgets draws no curves.
+    plain = load_grid(write_grid(tmp_path, f"output: {tmp_path / 'p'}\nvariants: [{{name: a}}]\n"))
+    write_results(tmp_path / "p" / "a" / "seed0", {"rank1": 0.1})
+    assert "learning curves" not in report(plain, [0])[0]
+
+
+@pytest.mark.parametrize("entry", ["{name: a, series: s}", "{name: a, budget: x, series: s}"])
+def test_a_curve_point_needs_a_series_and_a_numeric_budget(tmp_path: Path, entry: str) -> None:
+    with pytest.raises(GridError, match="needs both `series`"):
+        load_grid(write_grid(tmp_path, f"variants: [{entry}]\n"))
+
+
 def test_grids_naming_one_runs_folder_share_their_runs(tmp_path: Path) -> None:
     """``runs:`` puts the (variant, seed) folders apart from the report: a second grid naming
     the same folder plans, skips and aggregates the same runs, and writes its own table."""

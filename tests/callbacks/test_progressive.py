@@ -169,6 +169,19 @@ def test_new_stage_is_freshly_initialised_from_init_seed(tmp_path) -> None:
         assert abs(new_a.std().item() - 0.5) < 0.1
 
 
+def test_default_initialisation_is_drawn_from_the_run_seed(tmp_path) -> None:
+    options = {"max_epochs": 2, "max_steps": 2, "phase_epochs": [0, 1, 1, 1], "init_seed": None}
+    with pytest.warns(UserWarning, match="phase"):
+        _, schedule, run_a, _ = fit(tmp_path / "a", seed=1, **options)
+        _, _, run_b, _ = fit(tmp_path / "b", seed=1, **options)
+        _, _, run_c, _ = fit(tmp_path / "c", seed=2, **options)
+    assert schedule.init_seed == 1  # resolved from seed_everything, saved in checkpoints
+    assert schedule.state_dict()["init_seed"] == 1
+    fresh = [run.epochs[1]["masks"][2] for run in (run_a, run_b, run_c)]
+    assert torch.equal(fresh[0], fresh[1])
+    assert not torch.equal(fresh[0], fresh[2])
+
+
 def test_phase_is_saved_in_and_restored_from_checkpoints(tmp_path) -> None:
     options = {"max_epochs": 4, "phase_epochs": [0, 1, 2, 3]}
     _, schedule, _, trainer = fit(tmp_path / "first", max_steps=2, **options)

@@ -346,7 +346,27 @@ def test_bad_options_name_the_option(market_root, option, value):
 def test_rates_without_r1_need_explicit_eval_rates(market_root):
     with pytest.raises(ValueError, match="eval_rates"):
         make_dm(market_root, rates=[1])
-    assert make_dm(market_root, rates=[1], eval_rates=[2]).eval_rates == (2.0,)
+    assert make_dm(market_root, rates=[1], eval_rates=[2], lr_view_hr=True).eval_rates == (2.0,)
+
+
+def _train_levels(dm) -> set[int]:
+    dm.setup("fit")
+    return {level for batch in dm.train_dataloader() for level in batch["lr_level"].tolist()}
+
+
+def test_lr_views_are_drawn_from_the_rates_above_1_as_the_paper_trains(market_root):
+    # Level 4 is r = 1: the paper's LR views never are; lr_view_hr draws it too.
+    levels = set().union(*(_train_levels(make_dm(market_root, seed=seed)) for seed in range(3)))
+    assert levels == {1, 2, 3}
+    with_hr = set().union(
+        *(_train_levels(make_dm(market_root, seed=seed, lr_view_hr=True)) for seed in range(3))
+    )
+    assert with_hr == {1, 2, 3, 4}
+
+
+def test_only_hr_rates_need_lr_view_hr(market_root):
+    with pytest.raises(ValueError, match="lr_view_hr"):
+        make_dm(market_root, rates=[1], eval_rates=[2])
 
 
 def test_unknown_stage(market_root):
