@@ -384,18 +384,18 @@ HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     ),
     "aggregate": aggregate_main,
     "index": _imported_on_call(
-        "rareid.index:index_main", "Embed a folder of HR gallery crops into an index file."
+        "rareid.deploy.index:index_main", "Embed a folder of HR gallery crops into an index file."
     ),
     "search": _imported_on_call(
-        "rareid.search:search_main",
+        "rareid.deploy.search:search_main",
         "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
     ),
     "calibrate": _imported_on_call(
-        "rareid.calibrate:calibrate_main",
+        "rareid.deploy.calibrate:calibrate_main",
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
     "export": _imported_on_call(
-        "rareid.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
+        "rareid.deploy.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
     ),
     "experiment": _imported_on_call(
         "rareid.experiment:experiment_main",

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from rareid.inference import (
+from rareid.deploy.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.inference import (
     ImageInput,
     Preprocess,
     file_sha256,
@@ -37,8 +38,8 @@ from rareid.inference import (
 )
 
 if TYPE_CHECKING:
+    from rareid.deploy.search import SearchResult
     from rareid.models.module import RAReIDModule
-    from rareid.search import SearchResult
 
 FORMAT_VERSION = 1
 Metric = Literal["euclidean", "cosine"]
@@ -143,10 +144,13 @@ class GalleryIndex:
         index.add(model, paths, batch_size=batch_size, progress=progress)
         return index
 
-    def check_model(self, model: RAReIDModule) -> None:
-        """Refuse a model whose rates or sub-vectors differ from the ones of the index."""
-        rates = [float(r) for r in model.rates]
-        sizes = [int(s) for s in model.distance_split_sizes]
+    def check_model(self, model: RAReIDModule | EmbeddingBackend) -> None:
+        """Refuse a model whose rates or sub-vectors differ from the ones of the index (a runtime
+        that does not state them is taken at its word)."""
+        backend = as_backend(model)
+        rates, sizes = backend.rates, backend.split_sizes
+        if rates is None or sizes is None:
+            return
         if rates != self.rates or sizes != self.split_sizes:
             raise GalleryIndexError(
                 f"the model (rates {rates}, sub-vectors {sizes}) is not the one of the index "
@@ -155,7 +159,7 @@ class GalleryIndex:
 
     def add(
         self,
-        model: RAReIDModule,
+        model: RAReIDModule | EmbeddingBackend,
         paths: Sequence[str | os.PathLike],
         batch_size: int = 64,
         progress: bool = False,
@@ -163,12 +167,13 @@ class GalleryIndex:
         """Embed and append the images of ``paths`` not yet in the index.
 
         Returns (added, already present, skipped); the skipped images (unreadable) are also
-        appended to ``self.skipped``.
+        appended to ``self.skipped``. ``model``: a model or any embedding backend.
         """
         import cv2
         from tqdm.auto import tqdm
 
-        self.check_model(model)
+        backend = as_backend(model)
+        self.check_model(backend)
         known = set(self.paths)
         todo: list[tuple[str, Path]] = []
         present = 0
@@ -196,7 +201,7 @@ class GalleryIndex:
             if batch:
                 tensors = self.preprocess(batch)
                 levels = torch.full((len(batch),), level, dtype=torch.long)
-                vectors.append(embed_tensors(model, tensors, levels))
+                vectors.append(backend.embed(tensors, levels))
                 names += batch_names
                 sizes += batch_sizes
             bar.update(len(todo[start : start + batch_size]))
@@ -220,24 +225,24 @@ class GalleryIndex:
         backend: Backend = "auto",
     ) -> SearchResult:
         """Top-``k`` gallery matches of zero-padded query embeddings at their levels."""
-        from rareid.search import prefix_search
+        from rareid.deploy.search import prefix_search
 
         return prefix_search(self, queries, levels, k, backend)
 
     def search_images(
         self,
-        model: RAReIDModule,
+        model: RAReIDModule | EmbeddingBackend,
         images: Sequence[ImageInput],
         levels: Sequence[int] | torch.Tensor,
         k: int = 10,
         backend: Backend = "auto",
     ) -> SearchResult:
-        """Embed ``images`` at ``levels`` with ``model`` (this index's) and search."""
-        self.check_model(model)
+        """Embed ``images`` at ``levels`` with ``model`` (this index's, or a backend running
+        it) and search."""
+        runtime = as_backend(model)
+        self.check_model(runtime)
         levels = torch.as_tensor(levels).long().reshape(-1)
-        return self.search(
-            embed_tensors(model, self.preprocess(images), levels), levels, k, backend
-        )
+        return self.search(runtime.embed(self.preprocess(images), levels), levels, k, backend)
 
     # ------------------------------------------------------------------ files
     def _meta(self) -> dict[str, Any]:
@@ -320,12 +325,7 @@ class GalleryIndex:
 
 def embed_tensors(model: RAReIDModule, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """``model.embed`` in eval mode (BatchNorm statistics untouched), result on the CPU."""
-    was_training = model.training
-    model.eval()
-    try:
-        return model.embed(images, levels).float().cpu()
-    finally:
-        model.train(was_training)
+    return TorchBackend(model).embed(images, levels)
 
 
 def resolve_device(device: str) -> str:

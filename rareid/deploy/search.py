@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from rareid.data.lowres import LEVEL_POLICIES, assign_level, estimate_rate
-from rareid.inference import list_images
+from rareid.deploy.inference import list_images
 
 if TYPE_CHECKING:
-    from rareid.index import Backend, GalleryIndex
+    from rareid.deploy.index import Backend, GalleryIndex
 
 #: Gallery rows per chunk of the torch path (bounds the (Q, chunk) distance block).
 TORCH_CHUNK_ROWS = 65536
@@ -390,8 +390,9 @@ def search_main(argv: Sequence[str]) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(list(argv))
 
-    from rareid.index import GalleryIndex, GalleryIndexError, embed_tensors, resolve_device
-    from rareid.inference import file_sha256, load_model
+    from rareid.deploy.backends import EmbeddingBackend, OnnxBackend, TorchBackend
+    from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
+    from rareid.deploy.inference import file_sha256, load_model
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
@@ -464,18 +465,16 @@ def search_main(argv: Sequence[str]) -> int:
     levels = torch.tensor([info["level"] for info in infos], dtype=torch.long)
     tensors = index.preprocess(images)
     try:
+        runtime: EmbeddingBackend
         if args.backend == "onnx":
-            from rareid.export import OnnxEmbedder
-
-            embedder = OnnxEmbedder(args.onnx, expected_sha256=index.checkpoint_sha256)
-            embeddings = embedder.embed(tensors, levels)
+            runtime = OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256)
         else:
-            model, _ = load_model(ckpt, resolve_device(args.device))
-            index.check_model(model)
-            embeddings = embed_tensors(model, tensors, levels)
+            runtime = TorchBackend(load_model(ckpt, resolve_device(args.device))[0])
+        index.check_model(runtime)
+        embeddings = runtime.embed(tensors, levels)
         rank_backend = "auto" if args.backend == "onnx" else args.backend
         if args.rerank:
-            from rareid.rerank import rerank_search
+            from rareid.deploy.rerank import rerank_search
 
             result, original = rerank_search(
                 index,

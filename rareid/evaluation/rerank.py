@@ -1,4 +1,7 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), level-aware and memory-bounded.
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) of embeddings, level-aware and memory-bounded.
+
+A pure function of tensors, used by the MLR metric (``rerank=True``) and, over a gallery index,
+by :func:`rareid.deploy.rerank.rerank_search`; it imports nothing above ``evaluation``.
 
 Level-aware: every distance it starts from is the prefix distance of Eq. 2, over the first
 ``min(k_a, k_b)`` sub-vectors of the two images (query-query pairs included), so a blurry query
@@ -22,13 +25,9 @@ s)`` with ``s = sum_l min(V[q, l], V[g, l])``; result ``(1 - lambda) d_J + lambd
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
-
-if TYPE_CHECKING:
-    from rareid.index import Backend, GalleryIndex
-    from rareid.search import SearchResult
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -272,40 +271,3 @@ def k_reciprocal_distances(
         metric,
     ) / largest[:num_query, None].clamp_min(1e-12)
     return (1 - lambda_value) * jaccard + lambda_value * original
-
-
-def rerank_search(
-    index: GalleryIndex,
-    queries: torch.Tensor,
-    levels: torch.Tensor,
-    k: int,
-    backend: Backend = "auto",
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
-) -> tuple[SearchResult, torch.Tensor]:
-    """Top-``k`` by re-ranked distance over the whole index, and the matches' prefix distances.
-
-    Costs a pass over all gallery pairs (chunked): meant for galleries of thousands of images.
-    """
-    from rareid.search import SearchResult, rescore
-
-    del backend  # every gallery image is re-scored: no index lookup involved
-    reranked = k_reciprocal_distances(
-        queries,
-        levels,
-        index.embeddings,
-        index.levels,
-        index.split_sizes,
-        k1=k1,
-        k2=k2,
-        lambda_value=lambda_value,
-        metric=index.metric,
-    )
-    k = min(k, len(index))
-    order = torch.argsort(reranked, dim=1, stable=True)[:, :k]
-    distances = reranked.gather(1, order).float()
-    original = rescore(
-        queries.float(), levels, index.embeddings, order, index.split_sizes, index.metric
-    )
-    return SearchResult(order, distances, levels), original

@@ -252,8 +252,8 @@ def calibrate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(list(argv))
 
-    from rareid.index import GalleryIndex, GalleryIndexError, resolve_device
-    from rareid.inference import file_sha256, load_model, read_checkpoint
+    from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
+    from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
 
     for far in args.far:
         if not 0 < far < 1:

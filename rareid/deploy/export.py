@@ -15,30 +15,22 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
+from rareid.deploy.backends import OnnxBackend, require_onnx
+
 if TYPE_CHECKING:
-    from rareid.inference import Preprocess
+    from rareid.deploy.inference import Preprocess
     from rareid.models.module import RAReIDModule
 
 ExportFormat = Literal["onnx", "torch-export"]
 #: Agreement required between onnxruntime and PyTorch in float32.
 ONNX_TOLERANCE = 1e-4
-
-
-def require_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise ImportError(
-            "ONNX export needs onnx and onnxruntime: pip install 'rareid[deploy]'"
-        ) from None
-    return onnx, onnxruntime
+#: The ONNX runtime of :mod:`rareid.deploy.backends`, under the name it had before.
+OnnxEmbedder = OnnxBackend
 
 
 class LevelEmbedder(nn.Module):
@@ -128,56 +120,6 @@ def export_torch(model: RAReIDModule, out: str | Path) -> Path:
     return out
 
 
-class OnnxEmbedder:
-    """Embeds with an exported ONNX file through onnxruntime (CPU, or CUDA when available)."""
-
-    def __init__(self, path: str | Path, expected_sha256: str | None = None) -> None:
-        onnx, onnxruntime = require_onnx()
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ONNX model {str(path)!r} does not exist; write it with `rareid export`"
-            )
-        proto = onnx.load(str(path), load_external_data=False)
-        self.metadata = {entry.key: entry.value for entry in proto.metadata_props}
-        digest = self.metadata.get("rareid_checkpoint_sha256", "")
-        if expected_sha256 and digest and digest != expected_sha256:
-            raise ValueError(
-                f"{str(path)!r} was exported from another checkpoint than the index was built "
-                "with: export the index's checkpoint"
-            )
-        self.num_levels = len(json.loads(self.metadata.get("rareid_rates", "[]"))) or None
-        providers = [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in onnxruntime.get_available_providers()
-        ]
-        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
-
-    def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        levels = torch.as_tensor(levels).long().reshape(-1)
-        if levels.numel() != images.shape[0]:
-            raise ValueError(
-                f"expected one level per image ({images.shape[0]}), got {levels.numel()}"
-            )
-        if (
-            self.num_levels
-            and levels.numel()
-            and (int(levels.min()) < 1 or int(levels.max()) > self.num_levels)
-        ):
-            raise ValueError(
-                f"levels: expected values in 1..{self.num_levels}, got {levels.tolist()}"
-            )
-        outputs = self.session.run(
-            None,
-            {
-                "images": images.detach().cpu().float().numpy(),
-                "levels": levels.numpy().astype(np.int64),
-            },
-        )
-        return torch.from_numpy(outputs[0])
-
-
 def check_onnx(model: RAReIDModule, path: str | Path, per_level: int = 2) -> dict[int, float]:
     """Max abs difference between onnxruntime and PyTorch, per level, on random inputs with a
     batch size other than the one exported (dynamic batch exercised)."""
@@ -205,7 +147,7 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     args = parser.parse_args(list(argv))
 
-    from rareid.inference import file_sha256, load_model
+    from rareid.deploy.inference import file_sha256, load_model
 
     if not Path(args.ckpt).is_file():
         parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
