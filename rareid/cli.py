@@ -379,7 +379,7 @@ def _imported_on_call(target: str, summary: str) -> Callable[[Sequence[str]], in
 HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "synth": synth_main,
     "splits": _imported_on_call(
-        "rareid.data.splitfile:splits_main",
+        "rareid.data.splits_command:splits_main",
         "Write a config's exact evaluation set (ids, query files, rates, gallery draws) to a file.",
     ),
     "aggregate": aggregate_main,
