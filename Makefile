@@ -42,6 +42,7 @@ test-e2e: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check rareid tests benchmarks
 	$(PY) -m ruff format --check rareid tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix rareid tests benchmarks

@@ -1,5 +1,5 @@
 """Gallery search at scale: memory, build time and per-query latency of the faiss and torch paths
-of :func:`rareid.search.prefix_search`, and whether they return the same top-k.
+of :func:`rareid.deploy.search.prefix_search`, and whether they return the same top-k.
 
     .venv/bin/python benchmarks/search.py                    # 1 M x 512 and 200 k x 2048
     .venv/bin/python benchmarks/search.py --sizes 100000x512 --queries 50
@@ -29,9 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rareid.index import GalleryIndex  # noqa: E402
-from rareid.inference import Preprocess  # noqa: E402
-from rareid.search import _faiss_for, faiss_available, prefix_search  # noqa: E402
+from rareid.deploy.index import GalleryIndex  # noqa: E402
+from rareid.deploy.inference import Preprocess  # noqa: E402
+from rareid.deploy.search import _faiss_for, faiss_available, prefix_search  # noqa: E402
 
 LEVELS = 4
 

@@ -379,23 +379,23 @@ def _imported_on_call(target: str, summary: str) -> Callable[[Sequence[str]], in
 HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "synth": synth_main,
     "splits": _imported_on_call(
-        "rareid.data.splitfile:splits_main",
+        "rareid.data.splits_command:splits_main",
         "Write a config's exact evaluation set (ids, query files, rates, gallery draws) to a file.",
     ),
     "aggregate": aggregate_main,
     "index": _imported_on_call(
-        "rareid.index:index_main", "Embed a folder of HR gallery crops into an index file."
+        "rareid.deploy.index:index_main", "Embed a folder of HR gallery crops into an index file."
     ),
     "search": _imported_on_call(
-        "rareid.search:search_main",
+        "rareid.deploy.search:search_main",
         "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
     ),
     "calibrate": _imported_on_call(
-        "rareid.calibrate:calibrate_main",
+        "rareid.deploy.calibrate:calibrate_main",
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
     "export": _imported_on_call(
-        "rareid.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
+        "rareid.deploy.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
     ),
     "experiment": _imported_on_call(
         "rareid.experiment:experiment_main",

@@ -620,7 +620,7 @@ def test_rank_lists_and_tsne_data() -> None:
 def test_mlr_metric_rerank_rows_are_the_reranked_distances_ranked() -> None:
     """``rerank=True`` adds ``rerank/`` keys: each trial's queries (MLR and HR together) ranked
     on k-reciprocal distances; the plain keys stay what they were."""
-    from rareid.rerank import k_reciprocal_distances
+    from rareid.evaluation.rerank import k_reciprocal_distances
 
     data = make_protocol(trials=2, ids=8)
     plain = run_metric(data)

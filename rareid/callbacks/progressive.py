@@ -22,13 +22,15 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from rareid.models.schedules import MaskPhaseSchedule
+
 
 def even_phase_starts(max_epochs: int, num_stages: int) -> list[int]:
     """First epoch of each phase when ``max_epochs`` is split evenly over the stages."""
     return [i * max_epochs // num_stages for i in range(num_stages)]
 
 
-class ProgressiveMaskTraining(Callback):
+class ProgressiveMaskTraining(Callback, MaskPhaseSchedule):
     """Drive the mask phases of a ``RAReIDModule``.
 
     Args:

@@ -25,27 +25,21 @@ with the dataset.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from rareid.data.protocol import MAX_TRIALS, EvalTable, Role
-
-if TYPE_CHECKING:
-    from rareid.data.datamodule import ReIDDataModule
 
 __all__ = [
     "SplitFileError",
     "content_hash",
     "read_split_file",
     "split_document",
-    "splits_main",
     "table_from_stage",
     "write_split_file",
 ]
@@ -56,6 +50,22 @@ VERSION = 1
 
 class SplitFileError(ValueError):
     """A split file is unreadable, altered, or does not fit the dataset or the options."""
+
+
+class SplitSource(Protocol):
+    """What a split file is written from: a configured datamodule (``ReIDDataModule`` is one).
+
+    A protocol rather than the class, so that the datamodule (which reads split files) and this
+    module do not import each other.
+    """
+
+    hparams: Any
+    fit_split: Any
+    has_validation: bool
+
+    def eval_dataset(self, stage: str) -> Any: ...
+
+    def protocol_options(self) -> dict[str, Any]: ...
 
 
 def _canonical(document: dict[str, Any]) -> bytes:
@@ -140,7 +150,7 @@ def table_from_stage(stage: dict[str, Any], root: str) -> EvalTable:
     )
 
 
-def split_document(datamodule: ReIDDataModule) -> dict[str, Any]:
+def split_document(datamodule: SplitSource) -> dict[str, Any]:
     """The split file content of ``datamodule``'s configuration, hash included."""
     hp = datamodule.hparams
     root = os.path.abspath(os.path.expanduser(hp.root))
@@ -172,7 +182,7 @@ def encode(document: dict[str, Any]) -> bytes:
 
 
 def write_split_file(
-    datamodule: ReIDDataModule, path: str | os.PathLike[str], overwrite: bool = False
+    datamodule: SplitSource, path: str | os.PathLike[str], overwrite: bool = False
 ) -> str:
     """Write ``datamodule``'s evaluation set to ``path``; returns its content hash."""
     path = Path(path)
@@ -208,40 +218,3 @@ def read_split_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             "match its sha256); write it again with `rareid splits`"
         )
     return document
-
-
-def splits_main(argv: Sequence[str]) -> int:
-    """``rareid splits --config CONF.yaml --out FILE.json``: write the frozen MLR split."""
-    import yaml
-    from jsonargparse import ArgumentParser as TypedParser
-
-    from rareid.data.datamodule import ReIDDataModule
-
-    parser = argparse.ArgumentParser(
-        prog="rareid splits",
-        description="Write the exact MLR evaluation set of a config's data section to a file.",
-    )
-    parser.add_argument("--config", required=True, action="append", help="a rareid config")
-    parser.add_argument("--out", required=True, help="output file, e.g. splits/market.json")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    args = parser.parse_args(list(argv))
-    data: dict[str, Any] = {}
-    for config in args.config:
-        try:
-            loaded = yaml.safe_load(Path(config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            parser.error(f"--config {config}: cannot read it ({err})")
-        data.update((loaded.get("data") or {}) if isinstance(loaded, dict) else {})
-    data.pop("split_file", None)  # the file is what is being written
-    typed = TypedParser(exit_on_error=False)
-    typed.add_class_arguments(ReIDDataModule, "data")
-    try:
-        config = typed.parse_object({"data": data})
-        datamodule = typed.instantiate_classes(config).data
-        digest = write_split_file(datamodule, args.out, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
-        parser.error(f"{type(err).__name__}: {err}")
-    except Exception as err:  # jsonargparse's own parse errors
-        parser.error(str(err).splitlines()[0])
-    print(f"split file: {args.out} (sha256 {digest})")
-    return 0

@@ -46,7 +46,7 @@ class MLRMetric(Metric):
     length passes one block) but keep their own ``level{k}`` key.
 
     ``rerank=True`` also scores every trial on k-reciprocal re-ranked distances
-    (:func:`rareid.rerank.k_reciprocal_distances`, started from the same level-aware distances)
+    (:func:`rareid.evaluation.rerank.k_reciprocal_distances`, started from the same level-aware distances)
     and reports them under ``rerank/`` (``rerank/rank1``, ``rerank/level{k}/mAP``, ...).
     """
 
@@ -253,7 +253,7 @@ class MLRMetric(Metric):
         The queries of one trial are re-ranked together: their mutual neighbourhoods are part
         of the method.
         """
-        from rareid.rerank import k_reciprocal_distances
+        from rareid.evaluation.rerank import k_reciprocal_distances
 
         return k_reciprocal_distances(
             self.embeddings_of(samples, q_mask),

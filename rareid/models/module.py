@@ -24,7 +24,7 @@ from rareid.models.heads import (
     resolve_split_sizes,
 )
 from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks
-from rareid.models.schedules import LRSchedule, phase_step_factor
+from rareid.models.schedules import LRSchedule, MaskPhaseSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
 
@@ -379,9 +379,7 @@ class RAReIDModule(L.LightningModule):
             )
         if self.masks is None:
             return
-        from rareid.callbacks.progressive import ProgressiveMaskTraining
-
-        has_schedule = any(isinstance(c, ProgressiveMaskTraining) for c in self.trainer.callbacks)
+        has_schedule = any(isinstance(c, MaskPhaseSchedule) for c in self.trainer.callbacks)
         if not has_schedule:
             raise RuntimeError(
                 "RAReIDModule with use_masks=True needs the ProgressiveMaskTraining callback "
@@ -496,11 +494,9 @@ class RAReIDModule(L.LightningModule):
         """First epoch of each progressive mask phase (``[0]``: one phase, nothing to restart)."""
         if self.masks is None or self.hparams.mask_schedule == "end_to_end":
             return [0]
-        from rareid.callbacks.progressive import ProgressiveMaskTraining
-
         trainer = self._trainer
         for callback in [] if trainer is None else trainer.callbacks:
-            if isinstance(callback, ProgressiveMaskTraining) and callback.phase_starts:
+            if isinstance(callback, MaskPhaseSchedule) and callback.phase_starts:
                 return list(callback.phase_starts)
         return [0]
 

@@ -15,6 +15,20 @@ from typing import Literal
 LRSchedule = Literal["step", "per_phase"]
 
 
+class MaskPhaseSchedule:
+    """The trainer callback that drives the mask phases, as the module sees it.
+
+    ``rareid.callbacks.progressive.ProgressiveMaskTraining`` (one floor up) is one; the module
+    looks for an instance of this base among the trainer's callbacks, so it need not import the
+    callbacks package.
+    """
+
+    @property
+    def phase_starts(self) -> list[int]:
+        """First epoch of each phase (empty until the fit has resolved them)."""
+        raise NotImplementedError
+
+
 def phase_step_factor(
     epoch: int, phase_starts: Sequence[int], milestones: Sequence[int], gamma: float
 ) -> float:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from rareid.calibrate import calibrate_levels, roc_curve, threshold_at_far
 from rareid.cli import main
 from rareid.data.synthetic import write_synthetic_dataset
-from rareid.index import GalleryIndex
-from rareid.inference import list_images, load_model
+from rareid.deploy.calibrate import calibrate_levels, roc_curve, threshold_at_far
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.inference import list_images, load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

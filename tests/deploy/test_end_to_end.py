@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.calibrate import calibrate_levels
 from rareid.cli import main
 from rareid.data.lowres import assign_level, estimate_rate
-from rareid.index import GalleryIndex
-from rareid.inference import load_model
+from rareid.deploy.calibrate import calibrate_levels
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.inference import load_model
 from tests.deploy.conftest import GALLERY_NAMES
 
 pytestmark = [

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from rareid.cli import main
-from rareid.export import OnnxEmbedder, export_torch
-from rareid.inference import load_model
+from rareid.deploy.backends import OnnxBackend
+from rareid.deploy.export import OnnxEmbedder, export_torch
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.inference import list_images, load_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -86,6 +88,15 @@ def test_onnx_export_is_checked_on_every_level_and_serves_search(
     assert [r["gallery"] for r in results["onnx"]] == [r["gallery"] for r in results["torch"]]
     for a, b in zip(results["onnx"], results["torch"], strict=True):
         assert a["distance"] == pytest.approx(b["distance"], rel=1e-3, abs=1e-4)
+
+    # The index embeds through either backend: the ONNX-built gallery is the torch-built one.
+    paths = list_images(gallery_dir)
+    by_torch = GalleryIndex.build(model, paths, root=gallery_dir, preprocess=preprocess)
+    by_onnx = GalleryIndex.empty(model, gallery_dir, preprocess)
+    added, _, skipped = by_onnx.add(OnnxBackend(onnx_path), paths)
+    assert added == len(by_torch) > 0 and len(skipped) == len(by_torch.skipped)
+    assert by_onnx.paths == by_torch.paths
+    torch.testing.assert_close(by_onnx.embeddings, by_torch.embeddings, atol=1e-4, rtol=1e-4)
 
 
 def test_existing_export_is_not_overwritten(tmp_path, trained_checkpoint, capsys) -> None:

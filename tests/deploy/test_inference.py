@@ -8,7 +8,13 @@ import timm
 import torch
 
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from rareid.inference import Preprocess, backbone_statistics, embed_images, list_images, load_model
+from rareid.deploy.inference import (
+    Preprocess,
+    backbone_statistics,
+    embed_images,
+    list_images,
+    load_model,
+)
 from tests.deploy.conftest import MEAN, STD
 
 pytestmark = pytest.mark.e2e  # the trained checkpoint fixture fits a tiny model

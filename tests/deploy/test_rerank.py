@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.rerank import k_reciprocal_distances, level_pair_distances
+from rareid.evaluation.rerank import k_reciprocal_distances, level_pair_distances
 
 SPLIT = [3, 5, 4, 4]
 

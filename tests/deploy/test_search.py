@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.evaluation.distances import level_distances
-from rareid.index import GalleryIndex
-from rareid.inference import Preprocess
-from rareid.search import (
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.inference import Preprocess
+from rareid.deploy.search import (
     FaissPrefixIndex,
     prefix_search,
     prefix_sq_norms,
@@ -19,6 +18,7 @@ from rareid.search import (
     torch_candidates,
     verdict,
 )
+from rareid.evaluation.distances import level_distances
 
 SPLIT = [8, 8, 8, 8]
 

@@ -1,0 +1,314 @@
+""" "Same person?" thresholds per query level, from the validation split.
+
+A level-1 query (the blurriest) is compared on a short prefix, so its genuine and impostor
+distances live on another scale than a level-m query's: one threshold for all levels would
+accept far too many impostors at some levels and reject genuine pairs at others. For every query
+level this module measures the genuine (same identity) and impostor distance distributions on
+the validation evaluation set, the ROC curve, and the thresholds at the requested false-accept
+rates (FAR) with the true-accept rate (TAR) there. ``rareid search`` turns a match distance into
+a verdict with the threshold of the query's level.
+
+Never calibrate on the test split: the thresholds would be tuned on the numbers they report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rareid.levels import Role
+
+if TYPE_CHECKING:
+    from rareid.data.datamodule import ReIDDataModule
+    from rareid.models.module import RAReIDModule
+
+DEFAULT_FARS: tuple[float, ...] = (1e-2, 1e-3)
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """Largest threshold ``t`` with ``mean(impostor <= t) <= far`` (accept when distance <= t)."""
+    ordered = np.sort(np.asarray(impostor, dtype=np.float64))
+    if ordered.size == 0:
+        raise ValueError("no impostor pair: cannot set a threshold")
+    allowed = math.floor(far * ordered.size + 1e-9)
+    if allowed >= ordered.size:
+        return float(ordered[-1])
+    # just below the first impostor that would exceed the allowed count (ties stay rejected)
+    return float(np.nextafter(ordered[allowed], -np.inf))
+
+
+def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, TAR) at every distinct distance used as a threshold, FAR ascending."""
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    genuine_sorted, impostor_sorted = np.sort(genuine), np.sort(impostor)
+    tar = np.searchsorted(genuine_sorted, thresholds, side="right") / max(genuine.size, 1)
+    far = np.searchsorted(impostor_sorted, thresholds, side="right") / max(impostor.size, 1)
+    return far, tar
+
+
+def calibrate_levels(
+    genuine: dict[int, np.ndarray],
+    impostor: dict[int, np.ndarray],
+    fars: Sequence[float] = DEFAULT_FARS,
+) -> dict[str, Any]:
+    """Thresholds and TAR per level at each FAR (``levels[str(level)]``), as stored in an index.
+
+    ``resolvable`` is False where there are fewer than ``1 / FAR`` impostor pairs: the threshold
+    is then set by the smallest impostor distance and says little.
+    """
+    levels: dict[str, Any] = {}
+    for level in sorted(genuine):
+        good = np.asarray(genuine[level], dtype=np.float64)
+        bad = np.asarray(impostor.get(level, []), dtype=np.float64)
+        if good.size == 0 or bad.size == 0:
+            continue
+        entry: dict[str, Any] = {
+            "genuine_pairs": int(good.size),
+            "impostor_pairs": int(bad.size),
+            "genuine_median": float(np.median(good)),
+            "impostor_median": float(np.median(bad)),
+            "thresholds": {},
+            "tar": {},
+            "far": {},
+            "resolvable": {},
+        }
+        for far in fars:
+            threshold = threshold_at_far(bad, far)
+            key = repr(float(far))
+            entry["thresholds"][key] = threshold
+            entry["tar"][key] = float(np.mean(good <= threshold))
+            entry["far"][key] = float(np.mean(bad <= threshold))
+            entry["resolvable"][key] = bool(bad.size * far >= 1)
+        levels[str(level)] = entry
+    return {"fars": [float(f) for f in fars], "levels": levels}
+
+
+def collect_distances(
+    model: RAReIDModule,
+    datamodule: ReIDDataModule,
+    stage: str = "val",
+    batch_size: int = 64,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Genuine and impostor query-gallery distances per query level on an evaluation set.
+
+    Every LR query of every trial against that trial's HR gallery, and the HR queries
+    (level m) against the first trial's; genuine pairs share a real identity
+    (distractors, pid <= 0, are only ever impostors).
+    """
+    from torch.utils.data import DataLoader
+
+    dataset = datamodule.eval_dataset(stage)
+    parts: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("embedding", "level", "pid", "role", "trial", "gallery_trials")
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
+            parts["embedding"].append(model.embed(batch["image"], batch["level"]).cpu())
+            for key in parts:
+                if key != "embedding":
+                    parts[key].append(batch[key])
+    finally:
+        model.train(was_training)
+    table = {key: torch.cat(values) for key, values in parts.items()}
+    genuine: dict[int, list[np.ndarray]] = {}
+    impostor: dict[int, list[np.ndarray]] = {}
+    trials = torch.unique(table["trial"][table["role"] == Role.QUERY]).tolist()
+    for trial in trials:
+        queries = (table["role"] == Role.QUERY) & (table["trial"] == trial)
+        if trial == trials[0]:
+            # undegraded queries (level m), once, against the first trial's gallery
+            queries |= table["role"] == Role.HR_QUERY
+        gallery = (table["role"] == Role.GALLERY) & ((table["gallery_trials"] >> trial) & 1).bool()
+        if not gallery.any():
+            continue
+        dist = model.distance(
+            table["embedding"][queries], table["level"][queries], table["embedding"][gallery]
+        ).cpu()
+        same = table["pid"][queries][:, None] == table["pid"][gallery][None, :]
+        same &= table["pid"][gallery][None, :] > 0
+        for level in torch.unique(table["level"][queries]).tolist():
+            rows = table["level"][queries] == level
+            genuine.setdefault(level, []).append(dist[rows][same[rows]].numpy())
+            impostor.setdefault(level, []).append(dist[rows][~same[rows]].numpy())
+    return (
+        {level: np.concatenate(values) for level, values in genuine.items()},
+        {level: np.concatenate(values) for level, values in impostor.items()},
+    )
+
+
+def plot_calibration(
+    genuine: dict[int, np.ndarray],
+    impostor: dict[int, np.ndarray],
+    calibration: dict[str, Any],
+    out_path: str | Path,
+) -> Path:
+    """ROC per level (log FAR) with the calibrated points, and the distance distributions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (roc_axis, *hist_axes) = plt.subplots(
+        1, 1 + len(genuine), figsize=(4 + 3 * len(genuine), 3.2), squeeze=True
+    )
+    for level in sorted(genuine):
+        far, tar = roc_curve(genuine[level], impostor[level])
+        keep = far > 0
+        (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
+        entry = calibration["levels"].get(str(level))
+        if entry:
+            for key in entry["thresholds"]:
+                roc_axis.plot(
+                    entry["far"][key] or float(key),
+                    entry["tar"][key],
+                    "o",
+                    color=line.get_color(),
+                    markersize=3,
+                )
+    roc_axis.set_xscale("log")
+    roc_axis.set_xlabel("false accept rate")
+    roc_axis.set_ylabel("true accept rate")
+    roc_axis.set_title("ROC per query level")
+    roc_axis.legend(fontsize=7)
+    styles = ("--", ":", "-.")
+    for axis, level in zip(hist_axes, sorted(genuine), strict=True):
+        bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
+        axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
+        axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
+        entry = calibration["levels"].get(str(level))
+        if entry:
+            for style, (key, value) in zip(styles, entry["thresholds"].items(), strict=False):
+                axis.axvline(
+                    value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+                )
+        axis.set_title(f"level {level}: distances", fontsize=9)
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def datamodule_from_config(
+    config_path: str | Path, hparams: dict[str, Any], preprocess: Any, root: str | None = None
+) -> ReIDDataModule:
+    """The config's datamodule, with the model's own rates, input size and normalisation.
+
+    A config whose rates or input size differ from the checkpoint's is refused (the checkpoint
+    defines the model; silently evaluating it at other rates would mislabel the results).
+    """
+    import yaml
+
+    from rareid.data.datamodule import ReIDDataModule
+
+    config = yaml.safe_load(Path(config_path).read_text()) or {}
+    data = dict(config.get("data") or {})
+    data = dict(data.get("init_args", data)) if "class_path" in data else data
+    rates = [float(r) for r in hparams["rates"]]
+    for name, value in (("rates", rates), ("input_size", list(preprocess.img_size))):
+        given = data.get(name)
+        if given is not None and [float(v) for v in given] != [float(v) for v in value]:
+            raise ValueError(
+                f"data.{name} is {list(given)} in {str(config_path)!r} but the checkpoint's model "
+                f"has {value}: remove it from the config or use the matching checkpoint"
+            )
+    data.update(
+        rates=rates,
+        input_size=tuple(preprocess.img_size),
+        mean=tuple(preprocess.mean),
+        std=tuple(preprocess.std),
+    )
+    if root is not None:
+        data["root"] = root
+    return ReIDDataModule(**data)
+
+
+def calibrate_main(argv: Sequence[str]) -> int:
+    """``rareid calibrate``: per-level thresholds from the validation split, into an index
+    and/or a JSON sidecar, plus a PNG of the curves."""
+    parser = argparse.ArgumentParser(
+        prog="rareid calibrate",
+        description="Per-level 'same person?' thresholds at fixed FARs, on the validation split.",
+    )
+    parser.add_argument("--ckpt", required=True, help="trained checkpoint")
+    parser.add_argument("--config", required=True, help="the training config (its data section)")
+    parser.add_argument("--root", help="override data.root of the config")
+    parser.add_argument("--index", help="index file to store the thresholds in")
+    parser.add_argument("--out", default="calibration.json", help="JSON sidecar to write")
+    parser.add_argument("--png", help="picture of the curves (default: next to --out)")
+    parser.add_argument("--far", type=float, nargs="+", default=list(DEFAULT_FARS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(list(argv))
+
+    from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
+    from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
+
+    for far in args.far:
+        if not 0 < far < 1:
+            parser.error(f"--far: expected rates in (0, 1), got {far}")
+    if not Path(args.ckpt).is_file():
+        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
+    if not Path(args.config).is_file():
+        parser.error(f"--config: {args.config!r} does not exist")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    digest = file_sha256(args.ckpt)
+    index = None
+    if args.index:
+        try:
+            index = GalleryIndex.load(args.index)
+        except (FileNotFoundError, GalleryIndexError) as error:
+            parser.error(f"--index: {error}")
+        if index.checkpoint_sha256 != digest:
+            parser.error(
+                f"--index: {args.index!r} was built with another checkpoint than {args.ckpt!r}; "
+                "thresholds of one model do not apply to another"
+            )
+    try:
+        model, preprocess = load_model(args.ckpt, resolve_device(args.device))
+        hparams = read_checkpoint(args.ckpt)["hyper_parameters"]
+        datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
+        genuine, impostor = collect_distances(model, datamodule, "val", args.batch_size)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    if not genuine:
+        parser.error("the validation split gave no genuine query-gallery pair to calibrate on")
+    calibration = calibrate_levels(genuine, impostor, args.far)
+    calibration.update(
+        metric=model.hparams.distance,
+        split="val",
+        checkpoint_sha256=digest,
+        rates=[float(r) for r in model.rates],
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(calibration, indent=1))
+    png = plot_calibration(genuine, impostor, calibration, args.png or out.with_suffix(".png"))
+    if index is not None:
+        index.calibration = calibration
+        index.save(args.index)
+    for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
+        cells = ", ".join(
+            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f}"
+            + ("" if entry["resolvable"][key] else ", too few impostor pairs")
+            + ")"
+            for key in entry["thresholds"]
+        )
+        print(
+            f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} "
+            f"impostor pairs; {cells}"
+        )
+    print(f"wrote {out} and {png}" + (f"; thresholds stored in {args.index}" if index else ""))
+    return 0

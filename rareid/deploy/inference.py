@@ -1,0 +1,205 @@
+"""Images in, embeddings out: the preprocessing a trained checkpoint expects, as a public helper.
+
+A model only gives sensible embeddings on images resized to its own input size and normalised
+with the statistics it was trained with. Both live in the checkpoint: the input size in the
+model's hyperparameters (``img_size``), the normalisation in the datamodule's
+(``datamodule_hyper_parameters``: ``mean``, ``std``). A checkpoint without datamodule
+hyperparameters falls back to the backbone's timm pretrained configuration (what the CLI links
+into the datamodule), then to ImageNet's statistics.
+
+Real images are used as they are: a small CCTV crop is resized (bilinear) straight to the input
+size, exactly like a real low-resolution query in evaluation; no synthetic degradation is added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, read_image
+
+if TYPE_CHECKING:
+    from rareid.models.module import RAReIDModule
+
+#: File suffixes (lower case) that ``list_images`` picks up.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+ImageInput = str | os.PathLike | np.ndarray
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Every image under ``folder`` (recursive, any file name), sorted for a stable order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{str(root)!r} is not a folder of images")
+    return sorted(
+        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file: identifies the checkpoint an index was built with."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``mean`` and ``std`` of a timm backbone's pretrained configuration (ImageNet's if none)."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
+    mean = tuple(getattr(cfg, "mean", None) or IMAGENET_MEAN)
+    std = tuple(getattr(cfg, "std", None) or IMAGENET_STD)
+    return mean, std
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turns image files or uint8 HxWx3 RGB arrays into the (N, 3, H, W) tensors ``embed`` takes.
+
+    Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
+    normalisation are the ones the model was trained with.
+    """
+
+    img_size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> Preprocess:
+        """From a loaded Lightning checkpoint (``torch.load`` result)."""
+        hparams = checkpoint.get("hyper_parameters") or {}
+        if "img_size" not in hparams:
+            raise ValueError(
+                "the checkpoint has no model hyperparameters (img_size): is it a rareid "
+                "checkpoint written by `rareid fit`?"
+            )
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        if "mean" in data and "std" in data:
+            mean, std = data["mean"], data["std"]
+        else:
+            mean, std = backbone_statistics(str(hparams.get("backbone", "")))
+        size = hparams["img_size"]
+        return cls(
+            (int(size[0]), int(size[1])),
+            tuple(float(v) for v in mean),
+            tuple(float(v) for v in std),
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> Preprocess:
+        """From a checkpoint file."""
+        return cls.from_checkpoint_dict(read_checkpoint(path))
+
+    @classmethod
+    def from_model(
+        cls, model: RAReIDModule, checkpoint: dict[str, Any] | None = None
+    ) -> Preprocess:
+        """From a model in memory; ``checkpoint`` adds the datamodule's normalisation if known."""
+        if checkpoint is not None:
+            return cls.from_checkpoint_dict(checkpoint)
+        mean, std = backbone_statistics(model.hparams.backbone)
+        size = model.hparams.img_size
+        return cls((int(size[0]), int(size[1])), mean, std)
+
+    def image(self, image: ImageInput) -> torch.Tensor:
+        """One image (a path or a uint8 HxWx3 RGB array) -> (3, H, W) float32."""
+        array = read_image(str(image)) if isinstance(image, str | os.PathLike) else image
+        if not (
+            isinstance(array, np.ndarray)
+            and array.dtype == np.uint8
+            and array.ndim == 3
+            and array.shape[2] == 3
+        ):
+            got = (
+                f"{array.dtype} array of shape {array.shape}"
+                if isinstance(array, np.ndarray)
+                else type(array).__name__
+            )
+            raise ValueError(f"expected a uint8 HxWx3 RGB image array or a file path, got {got}")
+        return EvalTransform(self.img_size, self.mean, self.std)(array)
+
+    def __call__(self, images: Iterable[ImageInput]) -> torch.Tensor:
+        """Several images -> one (N, 3, H, W) batch."""
+        tensors = [self.image(image) for image in images]
+        if not tensors:
+            return torch.empty(0, 3, *self.img_size)
+        return torch.stack(tensors)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file as a dict, on the CPU, with ``weights_only`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[RAReIDModule, Preprocess]:
+    """An eval-mode model and its preprocessing from a checkpoint file.
+
+    Pretrained weights are never fetched (the checkpoint holds every weight), and the classifier
+    of the training identities is not needed to embed, so it is dropped.
+    """
+    from rareid.models.module import RAReIDModule
+
+    checkpoint = read_checkpoint(path)
+    preprocess = Preprocess.from_checkpoint_dict(checkpoint)
+    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``): keep the
+    # constructor's own arguments only.
+    accepted = inspect.signature(RAReIDModule.__init__).parameters
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    hparams.update(pretrained=False, weights_path=None)
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("classifier.")}
+    num_classes = checkpoint["state_dict"].get("classifier.weight")
+    if num_classes is not None:
+        hparams["num_classes"] = int(num_classes.shape[0])
+    model = RAReIDModule(**hparams)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match its own model options: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(device).eval(), preprocess
+
+
+def embed_images(
+    model: RAReIDModule,
+    preprocess: Preprocess,
+    images: Sequence[ImageInput],
+    levels: Sequence[int] | torch.Tensor,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Zero-padded embeddings (N, d) on the CPU of ``images`` at their levels, in batches."""
+    levels = torch.as_tensor(levels).long().reshape(-1)
+    if levels.numel() != len(images):
+        raise ValueError(f"expected one level per image ({len(images)}), got {levels.numel()}")
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [
+            model.embed(
+                preprocess(images[start : start + batch_size]), levels[start : start + batch_size]
+            ).cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    if not parts:
+        return torch.empty(0, model.embedding_dim)
+    return torch.cat(parts)
