@@ -316,9 +316,8 @@ class RAReIDCLI(LightningCLI):
         if not has_validation and best in trainer.callbacks:
             trainer.callbacks.remove(best)  # nothing to select on: last.ckpt is the model
         trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
-        trainer.callbacks.append(
-            EpochSeeding()
-        )  # a resumed fit draws what an uninterrupted one would
+        # Reseed the global RNGs every epoch: a resumed fit draws what an uninterrupted one would.
+        trainer.callbacks.append(EpochSeeding())
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
