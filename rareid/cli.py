@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
+from rareid.callbacks.seeding import EpochSeeding
 from rareid.callbacks.writer import EmbeddingWriter
 from rareid.checkpointing import (
     AtomicCheckpointIO,
@@ -315,6 +316,8 @@ class RAReIDCLI(LightningCLI):
         if not has_validation and best in trainer.callbacks:
             trainer.callbacks.remove(best)  # nothing to select on: last.ckpt is the model
         trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
+        # Reseed the global RNGs every epoch: a resumed fit draws what an uninterrupted one would.
+        trainer.callbacks.append(EpochSeeding())
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:

@@ -408,6 +408,7 @@ class ReIDDataModule(L.LightningDataModule):
                 seed=self.seed,
                 num_replicas=num_replicas,
                 rank=rank,
+                keyed=True,  # each sample's views seeded by its place in the epoch's plan
             )
         except ValueError as err:
             held = len(self.fit_split.val_ids)
@@ -418,7 +419,21 @@ class ReIDDataModule(L.LightningDataModule):
                 f"val_identities={self.hparams.val_identities})"
             ) from None
         dataset.rank = sampler.rank
+        sampler.set_epoch(self._next_epoch())
         return DataLoader(dataset, batch_sampler=sampler, **self._loader_kwargs())
+
+    def _next_epoch(self) -> int:
+        """The epoch the fit runs next (the one after the checkpoint's on a resume).
+
+        Lightning creates the training iterator before it calls ``set_epoch``; workers then
+        prefetch their first batches from the sampler's current epoch, so the sampler must
+        already be there, or the first epoch after a resume replays epoch 0's plan.
+        """
+        trainer = getattr(self, "trainer", None)
+        fit_loop = getattr(trainer, "fit_loop", None)
+        if fit_loop is None:
+            return 0
+        return int(fit_loop.epoch_progress.current.processed)
 
     def _eval_loader(self, stage: str) -> DataLoader:
         return DataLoader(

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset, get_worker_info
 from rareid.data.lowres import degrade
 from rareid.data.protocol import EvalTable
 from rareid.data.readers.base import ImageRecord
+from rareid.data.samplers import SampleKey
 from rareid.data.transforms import EvalTransform, TrainTransform, read_image
 from rareid.levels import rate_to_level
 
@@ -29,11 +30,12 @@ def _limit_worker_threads() -> None:
 class TrainDataset(Dataset):
     """Training records -> dicts ``hr``, ``lr``, ``lr_level``, ``pid``, ``camid``.
 
-    Randomness: one numpy Generator per process, seeded from (``seed``, ``rank``, the worker's
-    torch seed) on first use in that process. DataLoader gives each worker a different torch
-    seed every epoch (from the main process' torch RNG, which ``seed_everything`` fixes), so
-    workers do not repeat each other or the previous epoch; with ``num_workers=0`` the stream
-    depends on ``seed`` and ``rank`` alone.
+    Randomness (LR rate, crops, flips): indexed by a :class:`~rareid.data.samplers.SampleKey`
+    (what ``PKSampler(keyed=True)`` yields, as the DataModule sets it up), a sample's views are
+    drawn from a Generator seeded with (``seed``, epoch, step, slot): the same whatever the
+    number of workers or devices, and the same in an epoch run after a resume as in an
+    uninterrupted fit. Indexed by a plain int, the draws come from one Generator per process,
+    seeded from (``seed``, ``rank``, the worker's torch seed) on first use in that process.
     """
 
     def __init__(
@@ -67,8 +69,14 @@ class TrainDataset(Dataset):
         _limit_worker_threads()
         self._rng_key = key
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | SampleKey) -> dict[str, Any]:
         self._ensure_rng()
+        if isinstance(index, SampleKey):
+            key = index
+            index = key.index
+            self.transform.set_rng(
+                np.random.default_rng([self.seed, key.epoch, key.step, key.slot])
+            )
         image = read_image(self.paths[index])
         hr, lr, rate = self.transform(image)
         return {

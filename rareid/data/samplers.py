@@ -19,7 +19,12 @@ An epoch is planned from a seeded Generator (``seed``, ``epoch``):
    round-robin (position s -> step s mod N), which puts the chunks of one identity in
    different steps.
 
-``set_epoch`` changes the plan deterministically. Lightning calls ``set_epoch`` on
+``set_epoch`` changes the plan deterministically. With ``keyed=True`` the sampler yields
+:class:`SampleKey` tuples instead of bare indices: the index plus the epoch, step and slot of the
+draw in the global batch, from which :class:`~rareid.data.dataset.TrainDataset` seeds that
+sample's random views. Every draw of an epoch then depends on (seed, epoch) alone, not on what
+earlier epochs drew nor on the number of workers or devices, which is what makes a fit resumed
+at an epoch boundary repeat an uninterrupted one. Lightning calls ``set_epoch`` on
 ``dataloader.batch_sampler.sampler``, which is why ``sampler`` points back at the PK sampler
 itself; when Lightning re-creates the sampler under DDP it passes its ``DistributedSampler`` as
 ``sampler=``, and the replica count and rank are read from it.
@@ -28,6 +33,7 @@ itself; when Lightning re-creates the sampler under DDP it passes its ``Distribu
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from torch.utils.data import BatchSampler, Sampler
@@ -39,6 +45,15 @@ def _distributed_defaults() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+class SampleKey(NamedTuple):
+    """One draw of an epoch's plan: dataset ``index`` at ``slot`` of the global batch ``step``."""
+
+    index: int
+    epoch: int
+    step: int
+    slot: int
 
 
 class PKSampler(BatchSampler):
@@ -54,6 +69,8 @@ class PKSampler(BatchSampler):
         drop_last: leave out the images that do not fill a chunk / step (see module doc) instead
             of completing them with random repeats.
         sampler: ignored except for its ``num_replicas`` / ``rank`` (Lightning compatibility).
+        keyed: yield :class:`SampleKey` tuples (index, epoch, step, slot) instead of indices,
+            so the dataset can seed each sample's augmentation from its place in the plan.
     """
 
     def __init__(
@@ -66,6 +83,7 @@ class PKSampler(BatchSampler):
         rank: int | None = None,
         drop_last: bool = True,
         sampler: Sampler | None = None,
+        keyed: bool = False,
     ) -> None:
         # BatchSampler.__init__ is not called on purpose: it insists on an index sampler, and
         # this sampler draws its own indices. The attributes Lightning reads are set here.
@@ -91,6 +109,7 @@ class PKSampler(BatchSampler):
         self.seed = int(seed)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.drop_last = bool(drop_last)
+        self.keyed = bool(keyed)
         if self.p % self.num_replicas:
             raise ValueError(
                 f"p: the global batch of {self.p} identities does not split evenly over "
@@ -201,6 +220,15 @@ class PKSampler(BatchSampler):
             )
         return plan
 
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in self.plan():
-            yield step[self.rank]
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[SampleKey]]:
+        epoch = self.epoch
+        first_slot = self.rank * self.batch_size
+        for step_index, step in enumerate(self.plan(epoch)):
+            batch = step[self.rank]
+            if self.keyed:
+                yield [
+                    SampleKey(index, epoch, step_index, first_slot + position)
+                    for position, index in enumerate(batch)
+                ]
+            else:
+                yield batch

@@ -17,7 +17,8 @@ the contiguous CHW float array ``torch.from_numpy`` wraps without a copy.
 ``benchmarks/data_pipeline.py`` measures it against a PIL/torchvision pipeline.
 
 Randomness (rate choice, crop offsets, flips) comes from one numpy Generator per transform
-(:meth:`TrainTransform.set_rng`), which the dataset seeds per worker process.
+(:meth:`TrainTransform.set_rng`), which the dataset seeds per sample from its place in the
+epoch's plan (:class:`~rareid.data.samplers.SampleKey`).
 """
 
 from __future__ import annotations

@@ -190,6 +190,28 @@ def test_train_randomness_seeded_without_workers(market_root):
     assert not torch.equal(first["lr"], other["lr"])
 
 
+def _epoch_batches(dm: ReIDDataModule, epoch: int) -> list[dict]:
+    loader = dm.train_dataloader()
+    loader.batch_sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_an_epochs_training_views_depend_on_seed_and_epoch_only(market_root):
+    """Epoch 1 draws the same views fresh, after epoch 0, and with workers: what a resume needs."""
+    history = make_dm(market_root, seed=3)
+    _epoch_batches(history, 0)
+    after_epoch_0 = _epoch_batches(history, 1)
+    fresh = _epoch_batches(make_dm(market_root, seed=3), 1)
+    workers = _epoch_batches(make_dm(market_root, seed=3, num_workers=2), 1)
+    for batches in (fresh, workers):
+        assert len(batches) == len(after_epoch_0)
+        for a, b in zip(after_epoch_0, batches, strict=True):
+            for key in a:
+                assert torch.equal(a[key], b[key]), key
+    epoch_0 = _epoch_batches(make_dm(market_root, seed=3), 0)
+    assert not torch.equal(epoch_0[0]["lr"], after_epoch_0[0]["lr"])
+
+
 def test_unseen_eval_rates_get_assigned_levels(market_root):
     dm = make_dm(market_root, rates=[1, 2, 4, 8], eval_rates=[3, 6], level_policy="nearest")
     t = dm.eval_dataset("test").table

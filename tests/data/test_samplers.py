@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from rareid.data.samplers import PKSampler
+from rareid.data.samplers import PKSampler, SampleKey
 
 
 def make_pids(seed: int = 0, num_ids: int = 20) -> list[int]:
@@ -81,6 +81,29 @@ def test_set_epoch_is_deterministic():
     assert list(a) == epoch1  # iterating again repeats the epoch's plan
     c = PKSampler(pids, p=4, k=2, seed=8, num_replicas=1, rank=0)
     assert list(c) != list(PKSampler(pids, p=4, k=2, seed=7, num_replicas=1, rank=0))
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_keyed_batches_carry_epoch_step_and_global_slot(replicas):
+    pids = make_pids(3, num_ids=12)
+    plain = [
+        PKSampler(pids, p=4, k=2, seed=5, num_replicas=replicas, rank=r) for r in range(replicas)
+    ]
+    keyed = [
+        PKSampler(pids, p=4, k=2, seed=5, num_replicas=replicas, rank=r, keyed=True)
+        for r in range(replicas)
+    ]
+    for sampler in plain + keyed:
+        sampler.set_epoch(2)
+    slots = set()
+    for rank in range(replicas):
+        for step, (batch, keys) in enumerate(zip(plain[rank], keyed[rank], strict=True)):
+            assert all(isinstance(key, SampleKey) for key in keys)
+            assert [key.index for key in keys] == batch
+            assert {key.epoch for key in keys} == {2} and {key.step for key in keys} == {step}
+            slots |= {(key.step, key.slot) for key in keys}
+    # every (step, slot) of the global batch once, the same layout whatever the replica count
+    assert slots == {(step, slot) for step in range(len(plain[0])) for slot in range(8)}
 
 
 def test_ddp_two_ranks_disjoint_identities_equal_lengths():
