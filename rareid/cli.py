@@ -213,6 +213,11 @@ class RAReIDCLI(LightningCLI):
                 str(last),
                 f"no best.ckpt in {last.parent} (no validation ran): using last.ckpt",
             )
+        if subcommand == "fit" and config.get("overwrite"):
+            raise UsageError(
+                f"--overwrite starts a new run (deleting the old checkpoints) and --ckpt_path "
+                f"{value} resumes one: give only one of them"
+            )
         if subcommand == "fit" and value == "last" and not Path(path).is_file():
             print(f"no {path} to resume from: starting a new run")
             config.ckpt_path = None
@@ -281,13 +286,33 @@ class RAReIDCLI(LightningCLI):
                     "run: resume it with --ckpt_path last, start again with --overwrite (the "
                     "old checkpoints are deleted), or choose another --trainer.default_root_dir"
                 )
-            for path in found:
-                path.unlink()
-            if found:
-                print(
-                    f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
-                    f"{checkpoint_dir(root)}: {describe(found)}"
-                )
+            # Deleted in before_fit, once every option, the data and the model are checked.
+
+    def before_fit(self) -> None:
+        """Check the training data before the run folder is touched, then apply --overwrite.
+
+        Lightning builds the training loader (where a batch too large for the data fails)
+        only after it has written ``config.yaml``; the loader is built here first, so a bad
+        option leaves an earlier run's checkpoints and config as they were.
+        """
+        datamodule = self.datamodule
+        if isinstance(datamodule, ReIDDataModule):
+            datamodule.setup("fit")
+            datamodule.train_dataloader()
+            if datamodule.has_validation:
+                datamodule.eval_dataset("val")
+        config = self.config[self.subcommand]
+        if not config.get("overwrite") or rank_zero_only.rank != 0:
+            return
+        root = Path(config.trainer.default_root_dir or ".")
+        found = existing_checkpoints(root)
+        for path in found:
+            path.unlink()
+        if found:
+            print(
+                f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
+                f"{checkpoint_dir(root)}: {describe(found)}"
+            )
 
     def instantiate_classes(self) -> None:
         """Turn rareid's own configuration errors into a one-line CLI error, not a traceback."""

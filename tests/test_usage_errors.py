@@ -1,0 +1,112 @@
+"""User mistakes through ``main([...])``: one ``error:`` line, exit status 2, nothing lost.
+
+Every case runs on a tiny synthetic dataset with one-epoch, two-step fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rareid.cli import main
+from tests.helpers import tiny_run_args
+
+
+def _run_args(data: Path, run: Path, options: dict | None = None) -> list[str]:
+    """A one-epoch, two-step run on ``data`` in ``run``."""
+    settings = {
+        "trainer.max_epochs": 1,
+        "trainer.limit_train_batches": 2,
+        "trainer.enable_model_summary": False,
+        "report.rank_list_queries": 1,
+        **(options or {}),
+    }
+    return tiny_run_args(data, run, settings)
+
+
+def _one_error_line(err: str, subcommand: str) -> str:
+    """The single ``rareid <subcommand>: error:`` line of ``err`` (and no traceback)."""
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"rareid {subcommand}: error: "), errors[0]
+    return errors[0]
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("usage") / "synthetic"
+    assert main(["synth", "--out", str(out), "--identities", "12", "--seed", "3"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run folder (checkpoints/last.ckpt, config.yaml)."""
+    run = tmp_path_factory.mktemp("fitted") / "run"
+    assert main(["fit", *_run_args(data, run)]) == 0
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+@pytest.fixture
+def earlier_run(fitted: Path, tmp_path: Path) -> Path:
+    """A copy of ``fitted`` that a test may damage."""
+    run = tmp_path / "run"
+    shutil.copytree(fitted, run)
+    return run
+
+
+# --------------------------------------------------------------------- 1: --overwrite
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"data.p": 50}, "p = 50 distinct identities"),
+        ({"model.backbone": "no_such_net"}, "no_such_net"),
+        ({"trainer.max_epochs": -3}, "max_epochs"),
+    ],
+    ids=["data", "model", "trainer"],
+)
+def test_overwrite_checks_everything_before_deleting(
+    data: Path,
+    earlier_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: dict,
+    message: str,
+) -> None:
+    before = _tree_digest(earlier_run)
+    status = main(["fit", *_run_args(data, earlier_run, options), "--overwrite"])
+    assert status == 2
+    assert message in _one_error_line(capsys.readouterr().err, "fit")
+    assert _tree_digest(earlier_run) == before  # checkpoints and config.yaml untouched
+
+
+def test_overwrite_with_resume_is_a_usage_error(
+    data: Path, earlier_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _tree_digest(earlier_run)
+    status = main(["fit", *_run_args(data, earlier_run), "--overwrite", "--ckpt_path", "last"])
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "--overwrite" in line and "--ckpt_path" in line
+    assert _tree_digest(earlier_run) == before
+
+
+def test_overwrite_deletes_the_old_checkpoints_once_everything_is_checked(
+    data: Path, earlier_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = (earlier_run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    assert main(["fit", *_run_args(data, earlier_run), "--overwrite"]) == 0
+    assert "--overwrite: deleted 1 checkpoint(s)" in capsys.readouterr().out
+    assert (earlier_run / "checkpoints" / "last.ckpt").stat().st_mtime_ns != old
