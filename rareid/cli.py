@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import timm
 from jsonargparse import DefaultHelpFormatter
@@ -42,6 +42,7 @@ from rareid.data.datamodule import ReIDDataModule
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 from rareid.runs import (
+    OneLineArgumentParser,
     RunLock,
     UsageError,
     check_writable,
@@ -112,6 +113,23 @@ def raised_by_rareid(error: BaseException) -> bool:
     while frame.tb_next is not None:
         frame = frame.tb_next
     return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+class RAReIDArgumentParser(LightningArgumentParser):
+    """Lightning's parser, reporting a bad or missing option as one ``error:`` line.
+
+    jsonargparse prints the whole usage (over a hundred lines for ``fit``) before the
+    error; the line names the option and points to ``--help`` instead.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        text = " ".join(str(message).split())
+        print(f"{prog}: error: {text} (see {prog} --help)", file=sys.stderr)
+        self.exit(2)
 
 
 class RAReIDCLI(LightningCLI):
@@ -362,7 +380,7 @@ def synth_main(argv: Sequence[str]) -> int:
     """
     from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid synth",
         description="Write the procedural synthetic pedestrian dataset (Market-1501 layout).",
     )
@@ -451,9 +469,14 @@ def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
         RAReIDModule,
         ReIDDataModule,
         args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
+        parser_class=RAReIDArgumentParser,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"epilog": helper_commands_help(), "formatter_class": _HelpFormatter},
+        parser_kwargs={
+            "prog": "rareid",
+            "epilog": helper_commands_help(),
+            "formatter_class": _HelpFormatter,
+        },
     )
 
 

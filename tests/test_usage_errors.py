@@ -110,3 +110,39 @@ def test_overwrite_deletes_the_old_checkpoints_once_everything_is_checked(
     assert main(["fit", *_run_args(data, earlier_run), "--overwrite"]) == 0
     assert "--overwrite: deleted 1 checkpoint(s)" in capsys.readouterr().out
     assert (earlier_run / "checkpoints" / "last.ckpt").stat().st_mtime_ns != old
+
+
+# --------------------------------------------------------------------- 13: unknown options
+@pytest.mark.parametrize(
+    ("args", "prog", "message"),
+    [
+        (["fit", "--bogus", "1"], "rareid fit", "unrecognized arguments: --bogus 1"),
+        (["fit", "--data.p"], "rareid fit", "--data.p: expected one argument"),
+        (["fit", "--data.p", "abc"], "rareid fit", "data.p"),
+        (["test", "--model.embeding_dim", "8"], "rareid test", "--model.embeding_dim"),
+        (["fitt"], "rareid", "invalid choice: 'fitt'"),
+        ([], "rareid", "subcommand"),
+        (["synth", "--out", "unused", "--bogus"], "rareid synth", "--bogus"),
+        (["aggregate"], "rareid aggregate", "required: results"),
+        (["splits", "--out", "x.json"], "rareid splits", "required: --config"),
+    ],
+    ids=[
+        "unknown",
+        "missing_value",
+        "bad_value",
+        "misspelt",
+        "subcommand",
+        "no_subcommand",
+        "synth",
+        "aggregate",
+        "splits",
+    ],
+)
+def test_bad_options_are_one_line_pointing_to_help(
+    capsys: pytest.CaptureFixture[str], args: list[str], prog: str, message: str
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # no usage text
+    assert err.startswith(f"{prog}: error: ") and message in err
+    assert f"see {prog} --help" in err

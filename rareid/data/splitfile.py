@@ -25,7 +25,6 @@ with the dataset.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rareid.data.protocol import MAX_TRIALS, EvalTable, Role
+from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
     from rareid.data.datamodule import ReIDDataModule
@@ -217,7 +217,7 @@ def splits_main(argv: Sequence[str]) -> int:
 
     from rareid.data.datamodule import ReIDDataModule
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid splits",
         description="Write the exact MLR evaluation set of a config's data section to a file.",
     )
