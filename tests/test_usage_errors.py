@@ -146,3 +146,56 @@ def test_bad_options_are_one_line_pointing_to_help(
     assert len(err.strip().splitlines()) == 1, err  # no usage text
     assert err.startswith(f"{prog}: error: ") and message in err
     assert f"see {prog} --help" in err
+
+
+# --------------------------------------------------------------------- 14: foreign checkpoints
+class _RunsCode:
+    """Pickles as a call of ``os.system``: loading it without ``weights_only`` runs a command."""
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def _write_foreign_checkpoint(kind: str, path: Path) -> None:
+    import torch
+
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("epoch: 3\nnot a checkpoint\n")
+    elif kind == "state_dict":
+        torch.save({"backbone.conv1.weight": torch.zeros(2, 3)}, path)
+    elif kind == "code":
+        torch.save({"state_dict": {}, "payload": _RunsCode()}, path)
+    elif kind == "truncated":
+        torch.save({"state_dict": {"weight": torch.zeros(4096)}}, path)
+        path.write_bytes(path.read_bytes()[:5000])
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "is an empty file"),
+        ("text", "is a text file"),
+        ("state_dict", "holds a plain state dict"),
+        ("code", "holds pickled Python objects (posix.system"),
+        ("truncated", "is damaged or truncated"),
+    ],
+)
+def test_foreign_checkpoints_are_named_in_one_line(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    message: str,
+) -> None:
+    path = tmp_path / f"{kind}.ckpt"
+    _write_foreign_checkpoint(kind, path)
+    status = main(["test", *_run_args(data, tmp_path / "run"), "--ckpt_path", str(path)])
+    captured = capsys.readouterr()
+    assert status == 2
+    line = _one_error_line(captured.err, "test")
+    assert f"checkpoint '{path}' {message}" in line
+    assert "weights_only" not in captured.err and "this must never run" not in captured.out
