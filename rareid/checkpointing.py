@@ -17,7 +17,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -247,12 +247,15 @@ def model_options_from_checkpoint(
     given: Mapping[str, Any],
     defaults: Mapping[str, Any],
     prefix: str = "model",
+    explicit: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The model options to evaluate with: the checkpoint's, except evaluation settings.
 
     ``given`` holds the options from the command line / config, ``defaults`` the parser's
-    defaults; an option the user set (different from its default) that contradicts the
-    checkpoint is a ``UsageError`` naming both values.
+    defaults; ``explicit`` names the options the user set (on the command line or in a
+    config file), whatever their value. An option the user set that contradicts the
+    checkpoint is a ``UsageError`` naming both values. Without ``explicit``, an option
+    counts as set when it differs from its default.
     """
     options = dict(given)
     for name, value in saved.items():
@@ -261,7 +264,10 @@ def model_options_from_checkpoint(
         if name in EVALUATION_OPTIONS:
             continue
         user_value = given[name]
-        user_set = _plain(user_value) != _plain(defaults.get(name, value))
+        if explicit is not None:
+            user_set = name in explicit
+        else:
+            user_set = _plain(user_value) != _plain(defaults.get(name, value))
         if name not in TRAINING_ONLY_OPTIONS and user_set and _plain(user_value) != _plain(value):
             raise UsageError(
                 f"{prefix}.{name}: the checkpoint was trained with {_plain(value)!r} but the "

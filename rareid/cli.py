@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import timm
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -203,6 +203,23 @@ class RAReIDCLI(LightningCLI):
                 compute_fn=lambda name, which=which: backbone_normalization(name, which),
             )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = args
+        super().parse_arguments(parser, args)
+
+    def _explicit_options(self, subcommand: str, section: str) -> set[str] | None:
+        """The ``section`` options given on the command line or in a config file, whatever
+        their value (``None`` if that cannot be told)."""
+        args = getattr(self, "_args", None)
+        if isinstance(args, (dict, Namespace)):
+            return None
+        try:
+            explicit = self.parser.parse_args(args, defaults=False)
+        except (SystemExit, Exception):  # the first parse passed; fall back if this one fails
+            return None
+        options = explicit.get(f"{subcommand}.{section}")
+        return set(options.keys()) if options is not None else set()
+
     # ------------------------------------------------------------------ checkpoint path
     @staticmethod
     def _has_validation(config: Any) -> bool:
@@ -256,6 +273,7 @@ class RAReIDCLI(LightningCLI):
             return
         defaults = self._parser(subcommand).get_defaults()
         linked = {"rates": "rates", "input_size": "img_size"}  # data option -> model option
+        explicit_data = self._explicit_options(subcommand, "data")
         for data_key, model_key in linked.items():
             if model_key not in saved:
                 continue
@@ -265,10 +283,17 @@ class RAReIDCLI(LightningCLI):
                 {data_key: config.data[data_key]},
                 {data_key: defaults.data.get(data_key)},
                 prefix="data",
+                explicit=explicit_data,
             )
             config.data[data_key] = wanted
+            config.model[model_key] = wanted  # the link was applied before
         given = config.model.as_dict()
-        options = model_options_from_checkpoint(saved, given, defaults.model.as_dict())
+        explicit_model = self._explicit_options(subcommand, "model")
+        if explicit_model is not None:
+            explicit_model -= set(linked.values())  # set through data, checked above
+        options = model_options_from_checkpoint(
+            saved, given, defaults.model.as_dict(), explicit=explicit_model
+        )
         for name, value in options.items():
             config.model[name] = value
         datamodule_saved = checkpoint.get("datamodule_hyper_parameters") or {}

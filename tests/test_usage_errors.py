@@ -199,3 +199,59 @@ def test_foreign_checkpoints_are_named_in_one_line(
     line = _one_error_line(captured.err, "test")
     assert f"checkpoint '{path}' {message}" in line
     assert "weights_only" not in captured.err and "this must never run" not in captured.out
+
+
+# --------------------------------------------------------------------- 9: options vs checkpoint
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--model.backbone", "resnet50"],
+            "model.backbone: the checkpoint was trained with 'resnet18'",
+        ),
+        (
+            ["--model.embedding_dim", "2048"],
+            "model.embedding_dim: the checkpoint was trained with 32",
+        ),
+        (["--model.use_masks", "false"], "model.use_masks: the checkpoint was trained with True"),
+    ],
+    ids=["backbone", "embedding_dim", "use_masks"],
+)
+def test_options_equal_to_their_default_still_contradict_the_checkpoint(
+    data: Path,
+    fitted: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+    message: str,
+) -> None:
+    # Each value is the parser's default: the user asked for it all the same.
+    ckpt = fitted / "checkpoints" / "last.ckpt"
+    args = ["test", *_run_args(data, tmp_path / "t"), *option, "--ckpt_path", str(ckpt)]
+    assert main(args) == 2
+    assert message in _one_error_line(capsys.readouterr().err, "test")
+
+
+def test_options_not_given_come_from_the_checkpoint(
+    data: Path, fitted: Path, tmp_path: Path
+) -> None:
+    from rareid.cli import run_cli
+
+    # No config file: the model section is all defaults (resnet50, d = 2048), none given.
+    args = [
+        "test",
+        f"--data.root={data}",
+        "--data.trials=1",
+        "--data.num_workers=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--report.tsne=false",
+        "--report.rank_list_queries=1",
+        f"--trainer.default_root_dir={tmp_path / 't'}",
+        f"--ckpt_path={fitted / 'checkpoints' / 'last.ckpt'}",
+    ]
+    cli = run_cli(args)
+    assert cli.model.hparams.backbone == "resnet18"
+    assert cli.model.hparams.embedding_dim == 32
+    assert tuple(cli.datamodule.input_size) == (64, 32)
