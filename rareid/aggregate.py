@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rareid.runs import OneLineArgumentParser
+
 _METRICS = (("rank1", "rank-1"), ("rank5", "rank-5"), ("rank10", "rank-10"), ("mAP", "mAP"))
 _LEVEL_KEY = re.compile(r"^level(\d+)/")
 _METRIC_NAME = re.compile(r"rank\d+|mAP")  # other fields (counts, paths) are not aggregated
@@ -147,7 +149,7 @@ def _read(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=prog,
         description="Aggregate the results.json of several rareid test runs (one per split): "
         "mean, std over splits and std over trials, kept apart.",

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,20 +135,68 @@ def last_epoch_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's contents on CPU; a missing or unreadable file is a ``UsageError``."""
+    """The checkpoint's contents on CPU; a missing or foreign file is a ``UsageError``.
+
+    The error says what the file is (empty, text, damaged, a plain state dict, pickled
+    objects beyond tensors) rather than passing on torch's message, which suggests
+    ``weights_only=False``: that would run whatever code the file holds.
+    """
     path = Path(path)
     if not path.is_file():
         raise UsageError(
             f"checkpoint {str(path)!r} not found; give an existing file to --ckpt_path "
             "(or best / last for <default_root_dir>/checkpoints/{best,last}.ckpt)"
         )
+    written_by = "give a checkpoint written by rareid fit (<run>/checkpoints/*.ckpt)"
     try:
         # Tensors and plain containers only: reading a checkpoint never runs its code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises many types
         raise UsageError(
-            f"checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error})"
+            f"checkpoint {str(path)!r} {describe_unreadable(path, error)}; {written_by}"
         ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        if isinstance(checkpoint, dict) and all(
+            isinstance(value, torch.Tensor) for value in checkpoint.values()
+        ):
+            what = f"holds a plain state dict ({len(checkpoint)} tensors, no model options)"
+        else:
+            what = f"holds a {type(checkpoint).__name__} without a state_dict"
+        raise UsageError(
+            f"checkpoint {str(path)!r} {what}, not a Lightning checkpoint; {written_by}"
+        )
+    return checkpoint
+
+
+#: What torch names a pickled object outside its allow-list ("Unsupported global: GLOBAL x.y").
+_GLOBAL_PATTERN = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def describe_unreadable(path: Path, error: Exception) -> str:
+    """What a file that ``torch.load(weights_only=True)`` refused is, in a few words."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is an empty file (0 bytes)"
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    is_zip, is_pickle = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
+    if isinstance(error, pickle.UnpicklingError) and (is_zip or is_pickle):
+        found = _GLOBAL_PATTERN.search(str(error))
+        if found is not None:
+            return (
+                f"holds pickled Python objects ({found.group(1)}) beyond tensors; rareid "
+                "never loads those, as loading them would run code from the file"
+            )
+    if is_zip or is_pickle:
+        return f"is damaged or truncated ({size} bytes; {type(error).__name__})"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as cut:  # a character split at the end of the sample is fine
+        text = head[: cut.start].decode("utf-8") if cut.start >= len(head) - 3 else "\x00"
+    if text and all(char.isprintable() or char.isspace() for char in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"is a text file, not a checkpoint (it starts with {first!r})"
+    return f"is not a PyTorch checkpoint ({size} bytes of unknown content)"
 
 
 def adapt_classifier(
@@ -197,12 +247,15 @@ def model_options_from_checkpoint(
     given: Mapping[str, Any],
     defaults: Mapping[str, Any],
     prefix: str = "model",
+    explicit: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The model options to evaluate with: the checkpoint's, except evaluation settings.
 
     ``given`` holds the options from the command line / config, ``defaults`` the parser's
-    defaults; an option the user set (different from its default) that contradicts the
-    checkpoint is a ``UsageError`` naming both values.
+    defaults; ``explicit`` names the options the user set (on the command line or in a
+    config file), whatever their value. An option the user set that contradicts the
+    checkpoint is a ``UsageError`` naming both values. Without ``explicit``, an option
+    counts as set when it differs from its default.
     """
     options = dict(given)
     for name, value in saved.items():
@@ -211,7 +264,10 @@ def model_options_from_checkpoint(
         if name in EVALUATION_OPTIONS:
             continue
         user_value = given[name]
-        user_set = _plain(user_value) != _plain(defaults.get(name, value))
+        if explicit is not None:
+            user_set = name in explicit
+        else:
+            user_set = _plain(user_value) != _plain(defaults.get(name, value))
         if name not in TRAINING_ONLY_OPTIONS and user_set and _plain(user_value) != _plain(value):
             raise UsageError(
                 f"{prefix}.{name}: the checkpoint was trained with {_plain(value)!r} but the "

@@ -16,10 +16,10 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import timm
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -43,6 +43,7 @@ from rareid.data.datamodule import ReIDDataModule
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 from rareid.runs import (
+    OneLineArgumentParser,
     RunLock,
     UsageError,
     check_writable,
@@ -113,6 +114,23 @@ def raised_by_rareid(error: BaseException) -> bool:
     while frame.tb_next is not None:
         frame = frame.tb_next
     return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+class RAReIDArgumentParser(LightningArgumentParser):
+    """Lightning's parser, reporting a bad or missing option as one ``error:`` line.
+
+    jsonargparse prints the whole usage (over a hundred lines for ``fit``) before the
+    error; the line names the option and points to ``--help`` instead.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        text = " ".join(str(message).split())
+        print(f"{prog}: error: {text} (see {prog} --help)", file=sys.stderr)
+        self.exit(2)
 
 
 class RAReIDCLI(LightningCLI):
@@ -186,6 +204,23 @@ class RAReIDCLI(LightningCLI):
                 compute_fn=lambda name, which=which: backbone_normalization(name, which),
             )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = args
+        super().parse_arguments(parser, args)
+
+    def _explicit_options(self, subcommand: str, section: str) -> set[str] | None:
+        """The ``section`` options given on the command line or in a config file, whatever
+        their value (``None`` if that cannot be told)."""
+        args = getattr(self, "_args", None)
+        if isinstance(args, (dict, Namespace)):
+            return None
+        try:
+            explicit = self.parser.parse_args(args, defaults=False)
+        except (SystemExit, Exception):  # the first parse passed; fall back if this one fails
+            return None
+        options = explicit.get(f"{subcommand}.{section}")
+        return set(options.keys()) if options is not None else set()
+
     # ------------------------------------------------------------------ checkpoint path
     @staticmethod
     def _has_validation(config: Any) -> bool:
@@ -214,6 +249,11 @@ class RAReIDCLI(LightningCLI):
                 str(last),
                 f"no best.ckpt in {last.parent} (no validation ran): using last.ckpt",
             )
+        if subcommand == "fit" and config.get("overwrite"):
+            raise UsageError(
+                f"--overwrite starts a new run (deleting the old checkpoints) and --ckpt_path "
+                f"{value} resumes one: give only one of them"
+            )
         if subcommand == "fit" and value == "last" and not Path(path).is_file():
             print(f"no {path} to resume from: starting a new run")
             config.ckpt_path = None
@@ -234,6 +274,7 @@ class RAReIDCLI(LightningCLI):
             return
         defaults = self._parser(subcommand).get_defaults()
         linked = {"rates": "rates", "input_size": "img_size"}  # data option -> model option
+        explicit_data = self._explicit_options(subcommand, "data")
         for data_key, model_key in linked.items():
             if model_key not in saved:
                 continue
@@ -243,10 +284,17 @@ class RAReIDCLI(LightningCLI):
                 {data_key: config.data[data_key]},
                 {data_key: defaults.data.get(data_key)},
                 prefix="data",
+                explicit=explicit_data,
             )
             config.data[data_key] = wanted
+            config.model[model_key] = wanted  # the link was applied before
         given = config.model.as_dict()
-        options = model_options_from_checkpoint(saved, given, defaults.model.as_dict())
+        explicit_model = self._explicit_options(subcommand, "model")
+        if explicit_model is not None:
+            explicit_model -= set(linked.values())  # set through data, checked above
+        options = model_options_from_checkpoint(
+            saved, given, defaults.model.as_dict(), explicit=explicit_model
+        )
         for name, value in options.items():
             config.model[name] = value
         datamodule_saved = checkpoint.get("datamodule_hyper_parameters") or {}
@@ -282,13 +330,33 @@ class RAReIDCLI(LightningCLI):
                     "run: resume it with --ckpt_path last, start again with --overwrite (the "
                     "old checkpoints are deleted), or choose another --trainer.default_root_dir"
                 )
-            for path in found:
-                path.unlink()
-            if found:
-                print(
-                    f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
-                    f"{checkpoint_dir(root)}: {describe(found)}"
-                )
+            # Deleted in before_fit, once every option, the data and the model are checked.
+
+    def before_fit(self) -> None:
+        """Check the training data before the run folder is touched, then apply --overwrite.
+
+        Lightning builds the training loader (where a batch too large for the data fails)
+        only after it has written ``config.yaml``; the loader is built here first, so a bad
+        option leaves an earlier run's checkpoints and config as they were.
+        """
+        datamodule = self.datamodule
+        if isinstance(datamodule, ReIDDataModule):
+            datamodule.setup("fit")
+            datamodule.train_dataloader()
+            if datamodule.has_validation:
+                datamodule.eval_dataset("val")
+        config = self.config[self.subcommand]
+        if not config.get("overwrite") or rank_zero_only.rank != 0:
+            return
+        root = Path(config.trainer.default_root_dir or ".")
+        found = existing_checkpoints(root)
+        for path in found:
+            path.unlink()
+        if found:
+            print(
+                f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
+                f"{checkpoint_dir(root)}: {describe(found)}"
+            )
 
     def instantiate_classes(self) -> None:
         """Turn rareid's own configuration errors into a one-line CLI error, not a traceback."""
@@ -340,7 +408,7 @@ def synth_main(argv: Sequence[str]) -> int:
     """
     from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid synth",
         description="Write the procedural synthetic pedestrian dataset (Market-1501 layout).",
     )
@@ -429,9 +497,14 @@ def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
         RAReIDModule,
         ReIDDataModule,
         args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
+        parser_class=RAReIDArgumentParser,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"epilog": helper_commands_help(), "formatter_class": _HelpFormatter},
+        parser_kwargs={
+            "prog": "rareid",
+            "epilog": helper_commands_help(),
+            "formatter_class": _HelpFormatter,
+        },
     )
 
 

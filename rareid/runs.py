@@ -9,12 +9,14 @@ over with a word.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 LOCK_NAME = ".rareid.lock"
 CHECKPOINT_DIR = "checkpoints"
@@ -25,6 +27,15 @@ CheckpointAlias = Literal["best", "last"]
 
 class UsageError(ValueError):
     """A problem with what the user asked for, reported as one line (exit status 2)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse`` for rareid's helper commands: an error is one line, not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        print(f"{self.prog}: error: {text} (see {self.prog} --help)", file=sys.stderr)
+        self.exit(2)
 
 
 def checkpoint_dir(root: str | os.PathLike) -> Path:

@@ -186,9 +186,9 @@ def test_options_that_contradict_the_checkpoint_are_errors(
 
 def test_model_options_come_from_the_checkpoint(fitted: tuple[Path, Path], tmp_path: Path) -> None:
     data, run = fitted
-    # The config file asks for nothing about the model beyond what the checkpoint holds,
-    # but the checkpoint's values (not the defaults) are used: here embedding_dim 32.
-    args = _common(data, tmp_path / "t", {"model.embedding_dim": 2048})  # the default: "not set"
+    # The config asks for what the checkpoint holds; a value the user gives, even the
+    # default, must agree with it (tests/test_usage_errors.py: options not given).
+    args = _common(data, tmp_path / "t")
     cli = run_cli(["test", *args, "--ckpt_path", str(run / "checkpoints/last.ckpt")])
     assert cli.model.hparams.embedding_dim == 32
     assert tuple(cli.model.rates) == (1.0, 2.0, 3.0, 4.0)

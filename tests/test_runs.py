@@ -123,7 +123,7 @@ def test_unreadable_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
     truncated = tmp_path / "short.ckpt"
     atomic_torch_save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
-    with pytest.raises(UsageError, match="could not be read"):
+    with pytest.raises(UsageError, match="is damaged or truncated"):
         read_checkpoint(truncated)
 
 

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.splitfile import write_split_file
+from rareid.runs import OneLineArgumentParser
 
 
 def splits_main(argv: Sequence[str]) -> int:
@@ -17,7 +17,7 @@ def splits_main(argv: Sequence[str]) -> int:
     import yaml
     from jsonargparse import ArgumentParser as TypedParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid splits",
         description="Write the exact MLR evaluation set of a config's data section to a file.",
     )

@@ -1,0 +1,257 @@
+"""User mistakes through ``main([...])``: one ``error:`` line, exit status 2, nothing lost.
+
+Every case runs on a tiny synthetic dataset with one-epoch, two-step fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rareid.cli import main
+from tests.helpers import tiny_run_args
+
+
+def _run_args(data: Path, run: Path, options: dict | None = None) -> list[str]:
+    """A one-epoch, two-step run on ``data`` in ``run``."""
+    settings = {
+        "trainer.max_epochs": 1,
+        "trainer.limit_train_batches": 2,
+        "trainer.enable_model_summary": False,
+        "report.rank_list_queries": 1,
+        **(options or {}),
+    }
+    return tiny_run_args(data, run, settings)
+
+
+def _one_error_line(err: str, subcommand: str) -> str:
+    """The single ``rareid <subcommand>: error:`` line of ``err`` (and no traceback)."""
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"rareid {subcommand}: error: "), errors[0]
+    return errors[0]
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("usage") / "synthetic"
+    assert main(["synth", "--out", str(out), "--identities", "12", "--seed", "3"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run folder (checkpoints/last.ckpt, config.yaml)."""
+    run = tmp_path_factory.mktemp("fitted") / "run"
+    assert main(["fit", *_run_args(data, run)]) == 0
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+@pytest.fixture
+def earlier_run(fitted: Path, tmp_path: Path) -> Path:
+    """A copy of ``fitted`` that a test may damage."""
+    run = tmp_path / "run"
+    shutil.copytree(fitted, run)
+    return run
+
+
+# --------------------------------------------------------------------- 1: --overwrite
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"data.p": 50}, "p = 50 distinct identities"),
+        ({"model.backbone": "no_such_net"}, "no_such_net"),
+        ({"trainer.max_epochs": -3}, "max_epochs"),
+    ],
+    ids=["data", "model", "trainer"],
+)
+def test_overwrite_checks_everything_before_deleting(
+    data: Path,
+    earlier_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: dict,
+    message: str,
+) -> None:
+    before = _tree_digest(earlier_run)
+    status = main(["fit", *_run_args(data, earlier_run, options), "--overwrite"])
+    assert status == 2
+    assert message in _one_error_line(capsys.readouterr().err, "fit")
+    assert _tree_digest(earlier_run) == before  # checkpoints and config.yaml untouched
+
+
+def test_overwrite_with_resume_is_a_usage_error(
+    data: Path, earlier_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _tree_digest(earlier_run)
+    status = main(["fit", *_run_args(data, earlier_run), "--overwrite", "--ckpt_path", "last"])
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "--overwrite" in line and "--ckpt_path" in line
+    assert _tree_digest(earlier_run) == before
+
+
+def test_overwrite_deletes_the_old_checkpoints_once_everything_is_checked(
+    data: Path, earlier_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = (earlier_run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    assert main(["fit", *_run_args(data, earlier_run), "--overwrite"]) == 0
+    assert "--overwrite: deleted 1 checkpoint(s)" in capsys.readouterr().out
+    assert (earlier_run / "checkpoints" / "last.ckpt").stat().st_mtime_ns != old
+
+
+# --------------------------------------------------------------------- 13: unknown options
+@pytest.mark.parametrize(
+    ("args", "prog", "message"),
+    [
+        (["fit", "--bogus", "1"], "rareid fit", "unrecognized arguments: --bogus 1"),
+        (["fit", "--data.p"], "rareid fit", "--data.p: expected one argument"),
+        (["fit", "--data.p", "abc"], "rareid fit", "data.p"),
+        (["test", "--model.embeding_dim", "8"], "rareid test", "--model.embeding_dim"),
+        (["fitt"], "rareid", "invalid choice: 'fitt'"),
+        ([], "rareid", "subcommand"),
+        (["synth", "--out", "unused", "--bogus"], "rareid synth", "--bogus"),
+        (["aggregate"], "rareid aggregate", "required: results"),
+        (["splits", "--out", "x.json"], "rareid splits", "required: --config"),
+    ],
+    ids=[
+        "unknown",
+        "missing_value",
+        "bad_value",
+        "misspelt",
+        "subcommand",
+        "no_subcommand",
+        "synth",
+        "aggregate",
+        "splits",
+    ],
+)
+def test_bad_options_are_one_line_pointing_to_help(
+    capsys: pytest.CaptureFixture[str], args: list[str], prog: str, message: str
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # no usage text
+    assert err.startswith(f"{prog}: error: ") and message in err
+    assert f"see {prog} --help" in err
+
+
+# --------------------------------------------------------------------- 14: foreign checkpoints
+class _RunsCode:
+    """Pickles as a call of ``os.system``: loading it without ``weights_only`` runs a command."""
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def _write_foreign_checkpoint(kind: str, path: Path) -> None:
+    import torch
+
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("epoch: 3\nnot a checkpoint\n")
+    elif kind == "state_dict":
+        torch.save({"backbone.conv1.weight": torch.zeros(2, 3)}, path)
+    elif kind == "code":
+        torch.save({"state_dict": {}, "payload": _RunsCode()}, path)
+    elif kind == "truncated":
+        torch.save({"state_dict": {"weight": torch.zeros(4096)}}, path)
+        path.write_bytes(path.read_bytes()[:5000])
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "is an empty file"),
+        ("text", "is a text file"),
+        ("state_dict", "holds a plain state dict"),
+        ("code", "holds pickled Python objects (posix.system"),
+        ("truncated", "is damaged or truncated"),
+    ],
+)
+def test_foreign_checkpoints_are_named_in_one_line(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    message: str,
+) -> None:
+    path = tmp_path / f"{kind}.ckpt"
+    _write_foreign_checkpoint(kind, path)
+    status = main(["test", *_run_args(data, tmp_path / "run"), "--ckpt_path", str(path)])
+    captured = capsys.readouterr()
+    assert status == 2
+    line = _one_error_line(captured.err, "test")
+    assert f"checkpoint '{path}' {message}" in line
+    assert "weights_only" not in captured.err and "this must never run" not in captured.out
+
+
+# --------------------------------------------------------------------- 9: options vs checkpoint
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--model.backbone", "resnet50"],
+            "model.backbone: the checkpoint was trained with 'resnet18'",
+        ),
+        (
+            ["--model.embedding_dim", "2048"],
+            "model.embedding_dim: the checkpoint was trained with 32",
+        ),
+        (["--model.use_masks", "false"], "model.use_masks: the checkpoint was trained with True"),
+    ],
+    ids=["backbone", "embedding_dim", "use_masks"],
+)
+def test_options_equal_to_their_default_still_contradict_the_checkpoint(
+    data: Path,
+    fitted: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+    message: str,
+) -> None:
+    # Each value is the parser's default: the user asked for it all the same.
+    ckpt = fitted / "checkpoints" / "last.ckpt"
+    args = ["test", *_run_args(data, tmp_path / "t"), *option, "--ckpt_path", str(ckpt)]
+    assert main(args) == 2
+    assert message in _one_error_line(capsys.readouterr().err, "test")
+
+
+def test_options_not_given_come_from_the_checkpoint(
+    data: Path, fitted: Path, tmp_path: Path
+) -> None:
+    from rareid.cli import run_cli
+
+    # No config file: the model section is all defaults (resnet50, d = 2048), none given.
+    args = [
+        "test",
+        f"--data.root={data}",
+        "--data.trials=1",
+        "--data.num_workers=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--report.tsne=false",
+        "--report.rank_list_queries=1",
+        f"--trainer.default_root_dir={tmp_path / 't'}",
+        f"--ckpt_path={fitted / 'checkpoints' / 'last.ckpt'}",
+    ]
+    cli = run_cli(args)
+    assert cli.model.hparams.backbone == "resnet18"
+    assert cli.model.hparams.embedding_dim == 32
+    assert tuple(cli.datamodule.input_size) == (64, 32)
