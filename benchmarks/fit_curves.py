@@ -22,19 +22,20 @@ _KEY = re.compile(r"^train/(acc|align)_level(\d+)$")
 
 
 def read_curves(run: Path) -> dict[str, dict[int, float]]:
-    """``{"acc_level1": {epoch: value}, ...}`` from the newest ``metrics.csv`` under ``run``."""
+    """``{"acc_level1": {epoch: value}, ...}`` from the ``metrics.csv`` files under ``run``
+    (a later file, e.g. of a resumed fit, overrides the epochs it holds; test logs add none)."""
     files = sorted(run.glob("**/metrics.csv"), key=lambda path: path.stat().st_mtime)
-    if not files:
-        raise FileNotFoundError(f"{run}: no metrics.csv (was it fitted with a CSV logger?)")
     curves: dict[str, dict[int, float]] = {}
-    with files[-1].open() as handle:
-        for row in csv.DictReader(handle):
-            for key, value in row.items():
-                match = _KEY.match(key or "")
-                if match and value:
-                    curves.setdefault(f"{match[1]}_level{match[2]}", {})[int(row["epoch"])] = float(
-                        value
-                    )
+    for path in files:
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                for key, value in row.items():
+                    match = _KEY.match(key or "")
+                    if match and value:
+                        name = f"{match[1]}_level{match[2]}"
+                        curves.setdefault(name, {})[int(row["epoch"])] = float(value)
+    if not curves:
+        raise FileNotFoundError(f"{run}: no per-level training metrics in any metrics.csv")
     return curves
 
 
@@ -57,6 +58,9 @@ def plot(runs: dict[str, dict[str, dict[int, float]]], out: Path) -> Path:
                 if points:
                     epochs = sorted(points)
                     ax.plot(epochs, [100 * points[e] for e in epochs], marker=".", label=label)
+            if not ax.lines:  # e.g. alignment at level m: HR views have no LR partner
+                ax.set_visible(False)
+                continue
             ax.set_title(f"{titles[name]}, level {level} (%)", fontsize=9)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("fit_curves.png"))
     args = parser.parse_args(argv)
     try:
-        runs = {f"{run.parent.name}/{run.name}": read_curves(run) for run in args.runs}
+        runs = {"/".join(run.parts[-3:]): read_curves(run) for run in args.runs}
     except FileNotFoundError as error:
         print(f"fit_curves: error: {error}", file=sys.stderr)
         return 2
