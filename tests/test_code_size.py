@@ -28,9 +28,9 @@ def function_lengths(tree: ast.AST) -> list[tuple[str, int, int]]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             length = node.end_lineno - node.lineno + 1
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                if isinstance(first.value.value, str):
-                    length -= first.end_lineno - first.lineno + 1
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                length -= first.end_lineno - first.lineno + 1
             out.append((node.name, node.lineno, length))
     return out
 
