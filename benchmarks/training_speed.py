@@ -3,8 +3,10 @@
 A: a ``RAReIDModule`` training step (full method: every stage's masks active, mixed LR levels,
    varying-length embedding, identity + verification losses, Adam step) on ``--batch`` HR +
    ``--batch`` LR images.
-B: a plain timm step of the same backbone on the same ``2 * --batch`` images: global pool,
-   linear classifier, cross-entropy, Adam step.
+B: a plain timm step of the same backbone on the same ``2 * --batch`` images: the timm model
+   with rareid's last-stride setting (1 for ResNets, the re-ID trick the paper uses; the
+   stride-2 original does 4x less work in its last stage), global pool, linear classifier,
+   cross-entropy, Adam step.
 
 Both run at fp32 and at bf16 autocast (``trainer.precision: bf16-mixed``), each optionally in
 channels-last memory format, interleaved (warm-up, then alternating repetitions, medians), in
@@ -28,13 +30,13 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rareid.models.backbone import Backbone
 from rareid.models.module import RAReIDModule
 from rareid.runtime import keep_freed_memory
 
@@ -76,7 +78,9 @@ def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict
 
 
 def timm_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict], None]:
-    model = timm.create_model(args.backbone, num_classes=args.num_classes, pretrained=False)
+    # The same timm network rareid builds (last stride included), without masks or heads.
+    backbone = Backbone(args.backbone, img_size=tuple(args.size))
+    model = nn.Sequential(backbone, nn.Linear(backbone.num_features, args.num_classes))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()

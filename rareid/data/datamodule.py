@@ -60,6 +60,33 @@ def _check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | 
     return int(value)
 
 
+def _resolve_eval_rates(
+    rates: list[float],
+    normalized: list[float],
+    eval_rates: list[float] | None,
+    naive_rate: float | None,
+) -> tuple[float, ...]:
+    """The query rates of the evaluation: ``eval_rates`` (default: every rate but 1), or only
+    ``naive_rate`` for a model trained at one rate."""
+    if eval_rates is None:
+        eval_rates = [r for r in normalized if r != 1]
+        if not eval_rates:
+            raise ValueError(
+                f"eval_rates: rates={list(rates)} has no rate other than 1; "
+                "set eval_rates explicitly (e.g. [2, 3, 4])"
+            )
+    if len(eval_rates) == 0:
+        raise ValueError("eval_rates: expected at least one rate, e.g. [2, 3, 4]")
+    for r in eval_rates:
+        if not np.isfinite(float(r)) or float(r) < 1:
+            raise ValueError(f"eval_rates: every rate must be >= 1, got {list(eval_rates)}")
+    if naive_rate is not None:
+        if float(naive_rate) not in normalized:
+            raise ValueError(f"naive_rate: {naive_rate} must be one of rates={list(normalized)}")
+        return (float(naive_rate),)
+    return tuple(float(r) for r in eval_rates)
+
+
 class ReIDDataModule(L.LightningDataModule):
     """Cross-resolution re-ID data: PK-sampled HR/LR training pairs and MLR evaluation sets.
 
@@ -143,32 +170,14 @@ class ReIDDataModule(L.LightningDataModule):
             raise ValueError(f"dataset: {err}") from None
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
-        if eval_rates is None:
-            eval_rates = [r for r in self.rates if r != 1]
-            if not eval_rates:
-                raise ValueError(
-                    f"eval_rates: rates={list(rates)} has no rate other than 1; "
-                    "set eval_rates explicitly (e.g. [2, 3, 4])"
-                )
-        if len(eval_rates) == 0:
-            raise ValueError("eval_rates: expected at least one rate, e.g. [2, 3, 4]")
-        for r in eval_rates:
-            if not np.isfinite(float(r)) or float(r) < 1:
-                raise ValueError(f"eval_rates: every rate must be >= 1, got {list(eval_rates)}")
-        self.eval_rates = tuple(float(r) for r in eval_rates)
+        self.naive_rate = None if naive_rate is None else float(naive_rate)
+        self.eval_rates = _resolve_eval_rates(rates, self.rates, eval_rates, naive_rate)
         self.lr_view_rates = tuple(r for r in self.rates if lr_view_hr or r != 1)
         if not self.lr_view_rates:
             raise ValueError(
                 f"rates={list(rates)}: no rate above 1 to draw the training LR view from; add "
                 "rates (e.g. [1, 2, 3, 4]) or set lr_view_hr: true (both views HR)"
             )
-        self.naive_rate = None if naive_rate is None else float(naive_rate)
-        if self.naive_rate is not None:
-            if self.naive_rate not in self.rates:
-                raise ValueError(
-                    f"naive_rate: {naive_rate} must be one of rates={list(self.rates)}"
-                )
-            self.eval_rates = (self.naive_rate,)
         self.p = _check_positive_int("p", p)
         self.k = _check_positive_int("k", k)
         self.num_workers = _check_positive_int("num_workers", num_workers, minimum=0)

@@ -90,6 +90,58 @@ def single_shot_bits(pids: np.ndarray, trials: int, seed: int) -> np.ndarray:
     return bits
 
 
+def _query_levels_per_trial(
+    dataset: ReIDSplits,
+    rates: list[float],
+    eval_rates: Sequence[float],
+    trials: int,
+    seed: int,
+    level_policy: LevelPolicy,
+    reference_height: float | None,
+) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Per trial, each query's rate and level and whether its LR view is synthesised: the real
+    LR queries' estimated rates (every trial), or a draw from ``eval_rates`` per trial."""
+    gallery, query = dataset.gallery, dataset.query
+    nq = len(query)
+    if dataset.query_is_lowres:
+        if reference_height is None:
+            reference_height = float(np.median([image_height(r.path) for r in gallery]))
+        q_rate = np.asarray(
+            [estimate_rate(image_height(r.path), reference_height) for r in query], dtype=np.float64
+        )
+        q_level = np.asarray([assign_level(r, rates, level_policy) for r in q_rate])
+        return [(q_rate, q_level, False)] * trials
+    choices = np.asarray([float(r) for r in eval_rates], dtype=np.float64)
+    level_of = {r: assign_level(r, rates, level_policy) for r in choices.tolist()}
+    per_trial = []
+    for t in range(trials):
+        rng = np.random.default_rng([seed, t, 1])
+        t_rate = choices[rng.integers(0, choices.size, size=nq)]
+        t_level = np.asarray([level_of[r] for r in t_rate.tolist()])
+        per_trial.append((t_rate, t_level, True))
+    return per_trial
+
+
+def _table(paths: list[str], parts: list[dict[str, np.ndarray]]) -> EvalTable:
+    """The :class:`EvalTable` of row blocks (gallery, query trials, HR queries) stacked."""
+
+    def cat(key: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(p[key]) for p in parts]).astype(dtype)
+
+    return EvalTable(
+        paths=paths,
+        path_index=cat("path_index", np.int64),
+        pid=cat("pid", np.int64),
+        camid=cat("camid", np.int64),
+        role=cat("role", np.int64),
+        trial=cat("trial", np.int64),
+        rate=cat("rate", np.float64),
+        level=cat("level", np.int64),
+        gallery_trials=cat("gallery_trials", np.int64),
+        synthesize=cat("synthesize", bool),
+    )
+
+
 def build_eval_table(
     dataset: ReIDSplits,
     rates: Sequence[float],
@@ -136,23 +188,9 @@ def build_eval_table(
         )
     ]
 
-    if dataset.query_is_lowres:
-        if reference_height is None:
-            reference_height = float(np.median([image_height(r.path) for r in gallery]))
-        q_rate = np.asarray(
-            [estimate_rate(image_height(r.path), reference_height) for r in query], dtype=np.float64
-        )
-        q_level = np.asarray([assign_level(r, rates, level_policy) for r in q_rate])
-        per_trial = [(q_rate, q_level, False)] * trials
-    else:
-        choices = np.asarray([float(r) for r in eval_rates], dtype=np.float64)
-        level_of = {r: assign_level(r, rates, level_policy) for r in choices.tolist()}
-        per_trial = []
-        for t in range(trials):
-            rng = np.random.default_rng([seed, t, 1])
-            t_rate = choices[rng.integers(0, choices.size, size=nq)]
-            t_level = np.asarray([level_of[r] for r in t_rate.tolist()])
-            per_trial.append((t_rate, t_level, True))
+    per_trial = _query_levels_per_trial(
+        dataset, rates, eval_rates, trials, seed, level_policy, reference_height
+    )
     for t, (t_rate, t_level, synth) in enumerate(per_trial):
         parts.append(
             dict(
@@ -183,21 +221,7 @@ def build_eval_table(
             )
         )
 
-    def cat(key: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(p[key]) for p in parts]).astype(dtype)
-
-    return EvalTable(
-        paths=paths,
-        path_index=cat("path_index", np.int64),
-        pid=cat("pid", np.int64),
-        camid=cat("camid", np.int64),
-        role=cat("role", np.int64),
-        trial=cat("trial", np.int64),
-        rate=cat("rate", np.float64),
-        level=cat("level", np.int64),
-        gallery_trials=cat("gallery_trials", np.int64),
-        synthesize=cat("synthesize", bool),
-    )
+    return _table(paths, parts)
 
 
 @dataclass(frozen=True)
@@ -327,34 +351,46 @@ def hold_out_validation(
     ]
     val = None
     if held:
-        query: list[ImageRecord] = []
-        gallery: list[ImageRecord] = []
-        for label in held:
-            pid = original_id[label] + shift
-            if dataset.query_is_lowres:
-                query_records = lowres.get(label, [])
-                gallery_records = by_label[label]
-            else:
-                cameras = sorted({rec.camid for rec in by_label[label]})
-                query_camera = cameras[int(rng.integers(len(cameras)))]
-                query_records = [rec for rec in by_label[label] if rec.camid == query_camera]
-                gallery_records = [rec for rec in by_label[label] if rec.camid != query_camera]
-            query.extend(ImageRecord(rec.path, pid, rec.camid) for rec in query_records)
-            gallery.extend(ImageRecord(rec.path, pid, rec.camid) for rec in gallery_records)
-        val = ReIDSplits(
-            name=f"{dataset.name} (validation)",
-            train=[],
-            query=query,
-            gallery=gallery,
-            num_classes=0,
-            query_is_lowres=dataset.query_is_lowres,
-        )
+        pids = {label: original_id[label] + shift for label in held}
+        val = _validation_split(dataset, pids, by_label, lowres, rng)
     return FitSplit(
         train=train,
         num_classes=len(kept),
         train_ids=tuple(original_id[label] for label in kept),
         val_ids=tuple(original_id[label] for label in held),
         val=val,
+    )
+
+
+def _validation_split(
+    dataset: ReIDSplits,
+    pids: dict[int, int],
+    by_label: dict[int, list[ImageRecord]],
+    lowres: dict[int, list[ImageRecord]],
+    rng: np.random.Generator,
+) -> ReIDSplits:
+    """Queries and gallery of the held-out identities (label -> validation pid, in order): one
+    camera's images as queries, the others' as gallery (or the real LR images as queries)."""
+    query: list[ImageRecord] = []
+    gallery: list[ImageRecord] = []
+    for label, pid in pids.items():
+        if dataset.query_is_lowres:
+            query_records = lowres.get(label, [])
+            gallery_records = by_label[label]
+        else:
+            cameras = sorted({rec.camid for rec in by_label[label]})
+            query_camera = cameras[int(rng.integers(len(cameras)))]
+            query_records = [rec for rec in by_label[label] if rec.camid == query_camera]
+            gallery_records = [rec for rec in by_label[label] if rec.camid != query_camera]
+        query.extend(ImageRecord(rec.path, pid, rec.camid) for rec in query_records)
+        gallery.extend(ImageRecord(rec.path, pid, rec.camid) for rec in gallery_records)
+    return ReIDSplits(
+        name=f"{dataset.name} (validation)",
+        train=[],
+        query=query,
+        gallery=gallery,
+        num_classes=0,
+        query_is_lowres=dataset.query_is_lowres,
     )
 
 

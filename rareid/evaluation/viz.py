@@ -214,6 +214,29 @@ def draw_rank_list(
     return out
 
 
+def _tsne_samples(
+    embeddings: Any, pids: Any, levels: Any, seed: int, max_ids: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The samples of up to ``max_ids`` identities (pid > 0) drawn with ``seed``, and those ids."""
+    emb = np.asarray(embeddings, dtype=np.float32)
+    pid = np.asarray(pids).reshape(-1)
+    lvl = np.asarray(levels).reshape(-1)
+    if emb.ndim != 2 or not len(emb) == len(pid) == len(lvl):
+        raise ValueError(
+            f"plot_tsne: embeddings {emb.shape}, pids {pid.shape} and levels {lvl.shape} must "
+            "describe the same N samples"
+        )
+    ids = np.unique(pid[pid > 0])
+    rng = np.random.default_rng(seed)
+    if len(ids) > max_ids:
+        ids = np.sort(rng.choice(ids, max_ids, replace=False))
+    keep = np.isin(pid, ids)
+    emb, pid, lvl = emb[keep], pid[keep], lvl[keep]
+    if len(emb) < 4:
+        raise ValueError(f"plot_tsne: need at least 4 samples of identities > 0, got {len(emb)}")
+    return emb, pid, lvl, ids
+
+
 def plot_tsne(
     embeddings: Any,
     pids: Any,
@@ -233,22 +256,7 @@ def plot_tsne(
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
-    emb = np.asarray(embeddings, dtype=np.float32)
-    pid = np.asarray(pids).reshape(-1)
-    lvl = np.asarray(levels).reshape(-1)
-    if emb.ndim != 2 or not len(emb) == len(pid) == len(lvl):
-        raise ValueError(
-            f"plot_tsne: embeddings {emb.shape}, pids {pid.shape} and levels {lvl.shape} must "
-            "describe the same N samples"
-        )
-    ids = np.unique(pid[pid > 0])
-    rng = np.random.default_rng(seed)
-    if len(ids) > max_ids:
-        ids = np.sort(rng.choice(ids, max_ids, replace=False))
-    keep = np.isin(pid, ids)
-    emb, pid, lvl = emb[keep], pid[keep], lvl[keep]
-    if len(emb) < 4:
-        raise ValueError(f"plot_tsne: need at least 4 samples of identities > 0, got {len(emb)}")
+    emb, pid, lvl, ids = _tsne_samples(embeddings, pids, levels, seed, max_ids)
     perplexity = float(min(30.0, (len(emb) - 1) / 3))
     points = TSNE(
         n_components=2,

@@ -189,3 +189,20 @@ class ResolutionMasks(nn.Module):
 
     def active_flags(self) -> list[bool]:
         return [bool(m.active) for m in self.masks]
+
+
+def attach_masks(
+    backbone: Backbone,
+    num_levels: int,
+    granularity: MaskGranularity,
+    init_mean: float,
+    init_std: float,
+    init: MaskInit,
+) -> ResolutionMasks:
+    """The resolution masks of every backbone stage (or block), attached to ``backbone``."""
+    blocks = None
+    if granularity == "block":
+        blocks = [backbone.block_names(stage) for stage in backbone.stages]
+    masks = ResolutionMasks(backbone.stages, num_levels, init_mean, init_std, init, blocks)
+    masks.attach(backbone)
+    return masks

@@ -23,14 +23,38 @@ from rareid.models.heads import (
     pad_by_level,
     resolve_split_sizes,
 )
-from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks
+from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks, attach_masks
 from rareid.models.schedules import LRSchedule, MaskPhaseSchedule, phase_step_factor
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
 
 
+def _check_training_options(mask_schedule: str, use_cls_loss: bool, use_verif_loss: bool) -> None:
+    if mask_schedule not in MASK_SCHEDULES:
+        raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}")
+    if not (use_cls_loss or use_verif_loss):
+        raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
+
+
+def _check_query_subvectors(
+    query_subvectors: int | None, varying_length: bool, num_levels: int
+) -> None:
+    if query_subvectors is not None and not (
+        varying_length and 1 <= query_subvectors <= num_levels
+    ):
+        raise ValueError(
+            f"query_subvectors={query_subvectors}: expected 1..{num_levels} sub-vectors "
+            "on a model with varying_length=true (without it every query uses the whole "
+            "vector)"
+        )
+
+
 class RAReIDModule(L.LightningModule):
     """Backbone with resolution masks + varying-length embedding + ID and verification losses.
+
+    A switched-off loss has no head at all, so DDP never meets an unused parameter. Without
+    training identities (a test-only dataset) there is no classifier: evaluation needs none,
+    and a fit is refused in ``on_fit_start``.
 
     Args:
         backbone: any timm model name with ``feature_info`` (e.g. ``resnet50``,
@@ -114,22 +138,10 @@ class RAReIDModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if mask_schedule not in MASK_SCHEDULES:
-            raise ValueError(
-                f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}"
-            )
-        if not (use_cls_loss or use_verif_loss):
-            raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
+        _check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
-        if query_subvectors is not None and not (
-            varying_length and 1 <= query_subvectors <= self.num_levels
-        ):
-            raise ValueError(
-                f"query_subvectors={query_subvectors}: expected 1..{self.num_levels} sub-vectors "
-                "on a model with varying_length=true (without it every query uses the whole "
-                "vector)"
-            )
+        _check_query_subvectors(query_subvectors, varying_length, self.num_levels)
         self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
         self.embedding_dim = embedding_dim
 
@@ -143,32 +155,20 @@ class RAReIDModule(L.LightningModule):
         )
         self.masks: ResolutionMasks | None = None
         if use_masks:
-            blocks = None
-            if mask_granularity == "block":
-                blocks = [self.backbone.block_names(stage) for stage in self.backbone.stages]
-            self.masks = ResolutionMasks(
-                self.backbone.stages,
+            self.masks = attach_masks(
+                self.backbone,
                 self.num_levels,
+                mask_granularity,
                 mask_init_mean,
                 mask_init_std,
                 mask_init,
-                blocks,
             )
-            self.masks.attach(self.backbone)
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
-        # A switched-off loss has no head at all, so DDP never meets an unused parameter.
-        # No training identities (a test-only dataset): evaluation needs no classifier, and a
-        # fit is refused in on_fit_start.
-        self.classifier = (
-            PrototypeClassifier(embedding_dim, num_classes)
-            if use_cls_loss and num_classes > 0
-            else None
-        )
-        self.verifier = (
-            VerificationHead(embedding_dim, self.split_sizes, verif_hidden)
-            if use_verif_loss
-            else None
-        )
+        self.classifier = self.verifier = None
+        if use_cls_loss and num_classes > 0:
+            self.classifier = PrototypeClassifier(embedding_dim, num_classes)
+        if use_verif_loss:
+            self.verifier = VerificationHead(embedding_dim, self.split_sizes, verif_hidden)
         self.fit_statistics = FitStatistics(self.num_levels)
         self.val_metric = self._make_metric()
         self.test_metric = self._make_metric(rerank=rerank)

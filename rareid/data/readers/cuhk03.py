@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,6 +44,35 @@ def _is_empty_cell(shape: tuple[int, ...]) -> bool:
     return size == 0 or len(shape) < 3 or size == 2
 
 
+def _write_person(
+    datasets: list[Any], campair: int, pid: int, out_dir: Path, source: str
+) -> tuple[int, int]:
+    """Write the (up to) ten images of one person as PNGs; returns (written, empty cells)."""
+    import cv2
+
+    written = skipped = 0
+    for img, dataset in enumerate(datasets, start=1):
+        if _is_empty_cell(tuple(dataset.shape)):
+            skipped += 1
+            continue
+        # Stored transposed (MATLAB is column-major): (3, W, H) -> (H, W, 3) RGB.
+        rgb = np.ascontiguousarray(np.asarray(dataset[()]).transpose(2, 1, 0))
+        if rgb.shape[2] != 3:
+            raise DatasetFormatError(
+                f"CUHK03: {source} camera pair {campair}, identity "
+                f"{pid}, image {img}: expected 3 colour channels, got shape "
+                f"{tuple(dataset.shape)}"
+            )
+        view = 1 if img <= 5 else 2
+        name = f"{campair}_{pid:03d}_{view}_{img:02d}.png"
+        ok, buf = cv2.imencode(".png", rgb[:, :, ::-1].astype(np.uint8))
+        if not ok:
+            raise DatasetFormatError(f"CUHK03: cannot encode {name} as PNG")
+        _atomic_write(out_dir / name, buf.tobytes())
+        written += 1
+    return written, skipped
+
+
 def extract_cuhk03(
     mat_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -56,7 +85,6 @@ def extract_cuhk03(
     those images do not exist. A marker file is written last, so an interrupted
     extraction is redone on the next call. Returns the number of images written.
     """
-    import cv2
     import h5py
     from tqdm.auto import tqdm
 
@@ -91,26 +119,11 @@ def extract_cuhk03(
                 refs = cell[()]
                 for pid in range(1, cell.shape[1] + 1):
                     identities += 1
-                    for img in range(1, 11):
-                        dataset = mat[refs[img - 1, pid - 1]]
-                        if _is_empty_cell(tuple(dataset.shape)):
-                            skipped += 1
-                            continue
-                        # Stored transposed (MATLAB is column-major): (3, W, H) -> (H, W, 3) RGB.
-                        rgb = np.ascontiguousarray(np.asarray(dataset[()]).transpose(2, 1, 0))
-                        if rgb.shape[2] != 3:
-                            raise DatasetFormatError(
-                                f"CUHK03: {mat_path} '{kind}' camera pair {campair}, identity "
-                                f"{pid}, image {img}: expected 3 colour channels, got shape "
-                                f"{tuple(dataset.shape)}"
-                            )
-                        view = 1 if img <= 5 else 2
-                        name = f"{campair}_{pid:03d}_{view}_{img:02d}.png"
-                        ok, buf = cv2.imencode(".png", rgb[:, :, ::-1].astype(np.uint8))
-                        if not ok:
-                            raise DatasetFormatError(f"CUHK03: cannot encode {name} as PNG")
-                        _atomic_write(out_dir / name, buf.tobytes())
-                        written += 1
+                    datasets = [mat[refs[img - 1, pid - 1]] for img in range(1, 11)]
+                    done, empty = _write_person(
+                        datasets, campair, pid, out_dir, f"{mat_path} '{kind}'"
+                    )
+                    written, skipped = written + done, skipped + empty
                     bar.update(1)
     marker = {
         "kind": kind,
@@ -147,6 +160,30 @@ def _cuhk03_complete(images_dir: Path) -> bool:
     except (ValueError, KeyError, TypeError):
         return False
     return len(list_images(images_dir)) == expected
+
+
+def _cuhk03_identities(images_dir: Path, display: str) -> dict[int, list[ImageRecord]]:
+    """The images of ``images_dir`` by identity (``campair * 1000 + pid``), file names checked."""
+    by_identity: dict[int, list[ImageRecord]] = {}
+    for path in list_images(images_dir):
+        match = _CUHK03_RE.fullmatch(path.stem)
+        if match is None:
+            raise DatasetFormatError(
+                f"{display}: cannot parse file name {path}: expected "
+                f"<campair>_<pid:03d>_<view>_<img:02d>.png (e.g. 1_001_1_01.png); rename or remove it"
+            )
+        campair, pid, view = int(match["campair"]), int(match["pid"]), int(match["view"])
+        if not 1 <= campair <= 5 or not 1 <= pid <= 999:
+            raise DatasetFormatError(
+                f"{display}: camera pair must be 1..5 and person 1..999 in file name {path}"
+            )
+        identity = campair * 1000 + pid
+        camid = 2 * (campair - 1) + (view - 1)
+        by_identity.setdefault(identity, []).append(ImageRecord(str(path), identity, camid))
+    if not by_identity:
+        raise DatasetFormatError(f"{display}: no images in {images_dir}")
+
+    return by_identity
 
 
 def read_cuhk03(
@@ -197,25 +234,7 @@ def read_cuhk03(
                 f"{images_dir}/ folder ({_CUHK03_HINT})"
             )
 
-    by_identity: dict[int, list[ImageRecord]] = {}
-    for path in list_images(images_dir):
-        match = _CUHK03_RE.fullmatch(path.stem)
-        if match is None:
-            raise DatasetFormatError(
-                f"{display}: cannot parse file name {path}: expected "
-                f"<campair>_<pid:03d>_<view>_<img:02d>.png (e.g. 1_001_1_01.png); rename or remove it"
-            )
-        campair, pid, view = int(match["campair"]), int(match["pid"]), int(match["view"])
-        if not 1 <= campair <= 5 or not 1 <= pid <= 999:
-            raise DatasetFormatError(
-                f"{display}: camera pair must be 1..5 and person 1..999 in file name {path}"
-            )
-        identity = campair * 1000 + pid
-        camid = 2 * (campair - 1) + (view - 1)
-        by_identity.setdefault(identity, []).append(ImageRecord(str(path), identity, camid))
-    if not by_identity:
-        raise DatasetFormatError(f"{display}: no images in {images_dir}")
-
+    by_identity = _cuhk03_identities(images_dir, display)
     ids = sorted(by_identity)
     if len(ids) <= num_test:
         raise DatasetFormatError(

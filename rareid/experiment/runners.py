@@ -1,0 +1,160 @@
+"""Running the planned fits and tests: each ``rareid fit`` / ``rareid test`` in a subprocess
+with its output in the run's ``log.txt``; the shared warm-start backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rareid.experiment.grid import Grid, override_args
+from rareid.experiment.plan import Run
+
+
+def _rareid(subcommand: str, args: Sequence[str], log: Path) -> int:
+    """Run ``python -m rareid SUBCOMMAND ARGS`` with its output appended to ``log``."""
+    command = [sys.executable, "-m", "rareid", subcommand, *args]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as handle:
+        handle.write(f"\n$ {shlex.join(command[1:])}\n")
+        handle.flush()
+        env = {**os.environ, "WANDB_SILENT": "true"}
+        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _fit(run: Run, log: Path) -> int:
+    """Fit, resuming from ``last.ckpt`` when an earlier fit was interrupted."""
+    last = run.fit_folder / "checkpoints" / "last.ckpt"
+    resume = [f"--ckpt_path={last}"] if last.is_file() else []
+    status = _rareid("fit", [*run.fit_args, *resume], log)
+    if status == 0:
+        run.fit_done.write_text("ok\n")
+    return status
+
+
+def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
+    """Fit the grid's warm-start recipe once and save its backbone as a timm state dict."""
+    assert grid.warm_start is not None
+    folder = Path(grid.warm_start.get("out") or grid.output / "warm_start")
+    weights = folder / "backbone.pth"
+    if weights.is_file():
+        print(f"warm start: {weights} exists, reused", flush=True)
+        return weights
+    args = [f"--config={c}" for c in [*base, *grid.warm_start["configs"]]]
+    args += override_args({**grid.warm_start["overrides"], **sets})
+    args += [f"--trainer.default_root_dir={folder}"]
+    print(f"warm start: training the shared backbone in {folder} ...", flush=True)
+    start = time.perf_counter()
+    log = folder / "log.txt"
+    last = folder / "checkpoints" / "last.ckpt"
+    resume = [f"--ckpt_path={last}"] if last.is_file() else []
+    if _rareid("fit", [*args, *resume], log) != 0:
+        raise RuntimeError(f"warm start fit failed; see {log}:\n{_tail(log)}")
+    save_backbone(last, weights)
+    print(f"warm start: {weights} ({_duration(time.perf_counter() - start)})", flush=True)
+    return weights
+
+
+def save_backbone(checkpoint: Path, out: Path) -> Path:
+    """The timm backbone's weights of a rareid checkpoint, loadable by ``model.weights_path``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "backbone.model."
+    backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not backbone:
+        raise ValueError(f"{checkpoint} holds no backbone weights ({prefix}*)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(backbone, out)
+    return out
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def run_one(run: Run, label: str) -> bool:
+    """Fit (unless its fit is done; resuming an interrupted one) and test one run, then record
+    its arguments in ``run.json``. False when either step failed (the log's tail is printed)."""
+    log = run.folder / "log.txt"
+    if not run.fit_done.is_file():
+        print(f"{label}: fit ...", flush=True)
+        if _fit(run, log) != 0:
+            print(f"{label}: fit FAILED, see {log}\n{_tail(log)}", flush=True)
+            return False
+    print(f"{label}: test ...", flush=True)
+    if _rareid("test", run.test_args, log) != 0 or not run.results.is_file():
+        print(f"{label}: test FAILED, see {log}\n{_tail(log)}", flush=True)
+        return False
+    run.record.write_text(json.dumps(run.arguments(), indent=1) + "\n")
+    return True
+
+
+def pending(runs: Sequence[Run]) -> list[Run]:
+    """The runs without results, after saying how many are skipped."""
+    todo = [run for run in runs if not run.results.is_file()]
+    done_before = len(runs) - len(todo)
+    if done_before:
+        print(f"{done_before} of {len(runs)} runs already have results (skipped)", flush=True)
+    return todo
+
+
+def execute(runs: Sequence[Run]) -> list[Run]:
+    """Fit and test, one after the other, every run that has no results yet; returns the runs
+    that failed."""
+    failed: list[Run] = []
+    todo = pending(runs)
+    start = time.perf_counter()
+    for position, run in enumerate(todo, 1):
+        label = f"[{position}/{len(todo)}] {run.variant.name} · seed {run.seed}"
+        run_start = time.perf_counter()
+        if not run_one(run, label):
+            failed.append(run)
+            continue
+        elapsed = time.perf_counter() - start
+        left = elapsed / position * (len(todo) - position)
+        print(
+            f"{label}: done in {_duration(time.perf_counter() - run_start)} "
+            f"(elapsed {_duration(elapsed)}, about {_duration(left)} left)",
+            flush=True,
+        )
+    return failed
+
+
+class Runner(ABC):
+    """Where a grid's runs and its warm start are computed.
+
+    ``local`` runs them one after the other in this process's machine; ``submitit``
+    (:class:`rareid.experiment.cluster.SubmititRunner`) makes each fit, with the tests that use
+    it, a job on a SLURM cluster. Both leave the same folders, so the report is the same.
+    """
+
+    @abstractmethod
+    def run(self, runs: Sequence[Run]) -> list[Run]:
+        """Fit and test every run without results; returns the runs that failed."""
+
+    def warm_start(self, grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
+        """The grid's warm-start backbone (trained once, then reused)."""
+        return train_warm_start(grid, base, sets)
+
+
+class LocalRunner(Runner):
+    """Today's sequential runner: every fit and test a subprocess on this machine."""
+
+    def run(self, runs: Sequence[Run]) -> list[Run]:
+        return execute(runs)
