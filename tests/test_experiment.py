@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -480,3 +481,81 @@ def test_paper_base_gets_its_own_folders_and_no_benchmark_warm_start(
         assert "weights_path" not in command and "conf/benchmark" not in command
         assert "runs/experiments/table4-market1501-resnet50/" in command
         assert "runs/benchmark" not in command
+
+
+def test_every_bad_config_and_override_is_named_before_the_first_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    grid = write_grid(
+        tmp_path,
+        f"""
+base: [conf/quickstart.yaml]
+output: {out}
+variants:
+  - name: good
+  - name: typo
+    overrides: {{model.embeding_dim: 64}}
+  - name: missing
+    configs: [conf/ablation/no_such_layer.yaml]
+  - name: section
+    test_overrides: {{modle.lr: 0.1}}
+""",
+    )
+    status = main(["experiment", str(grid), "--set", "trainer.max_epoch=3"])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert all(line.startswith(f"rareid experiment: error: {grid}: ") for line in lines)
+    text = "\n".join(lines)
+    assert "--set: override trainer.max_epoch: trainer has no option 'max_epoch'" in text
+    assert "variant 'typo': override model.embeding_dim: model has no option" in text
+    assert "variant 'missing': config conf/ablation/no_such_layer.yaml: cannot read it" in text
+    assert "variant 'section': override modle.lr: unknown section 'modle'" in text
+    assert not out.exists()  # nothing ran, nothing was written
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed child waits to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.faults
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_kill_9_of_the_runner_takes_its_running_fit_with_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    main(["synth", "--out", str(data), "--identities", "12", "--seed", "3"])
+    grid = write_grid(
+        tmp_path,
+        f"name: tiny\nbase: [conf/quickstart.yaml]\noutput: {tmp_path / 'out'}\n"
+        "variants: [{name: full}]\n",
+    )
+    sets = [f"--set={s}" for s in [*TINY_SETS, f"data.root={data}", "trainer.max_epochs=50"]]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "rareid", "experiment", str(grid), *sets],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children_file = Path(f"/proc/{runner.pid}/task/{runner.pid}/children")
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.5)
+        children = [int(pid) for pid in children_file.read_text().split()]
+    assert children, "the runner started no fit"
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(pid) for pid in children):
+        time.sleep(0.2)
+    alive = [pid for pid in children if _running(pid)]
+    for pid in alive:  # do not leave it running if the assertion fails
+        os.kill(pid, 9)
+    assert not alive, "the fit outlived its runner"

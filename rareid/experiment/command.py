@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rareid.experiment.grid import Grid, GridError, load_grid, parse_sets
 from rareid.experiment.plan import Run, plan_runs, runs_made_otherwise
+from rareid.experiment.preflight import preflight
 from rareid.experiment.report import report
 from rareid.experiment.runners import LocalRunner, Runner, _duration
 
@@ -153,6 +154,11 @@ def experiment_main(argv: Sequence[str]) -> int:
     base = list(args.base or grid.base)
     seeds = list(dict.fromkeys(args.seeds))
     failed: list[Run] = []
+    problems = [] if args.report_only else preflight(grid, base, sets)
+    for problem in problems:
+        print(f"{parser.prog}: error: {args.grid}: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     if not args.report_only:
         if not args.dry_run:
             from rareid.data.synthetic import ensure_synthetic_dataset

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -20,15 +21,31 @@ from rareid.experiment.grid import Grid, override_args
 from rareid.experiment.plan import Run
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: be killed when the runner dies, even by ``kill -9``
+    (Linux's parent-death signal; elsewhere the child finishes its run on its own)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _rareid(subcommand: str, args: Sequence[str], log: Path) -> int:
-    """Run ``python -m rareid SUBCOMMAND ARGS`` with its output appended to ``log``."""
+    """Run ``python -m rareid SUBCOMMAND ARGS`` with its output appended to ``log``; the child
+    does not outlive the runner (its checkpoints are atomic, so a kill loses at most an epoch)."""
     command = [sys.executable, "-m", "rareid", subcommand, *args]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as handle:
         handle.write(f"\n$ {shlex.join(command[1:])}\n")
         handle.flush()
         env = {**os.environ, "WANDB_SILENT": "true"}
-        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        return subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
+        ).returncode
 
 
 def _tail(log: Path, lines: int = 15) -> str:
