@@ -99,7 +99,8 @@ def gradient_shares(path: Path, batches: int) -> list[str]:
         return []
     for mask in model.masks.masks:
         mask.active.fill_(True)  # the end of progressive training: every stage masked
-    data = ReIDDataModule(**checkpoint["datamodule_hyper_parameters"])
+    options = checkpoint["datamodule_hyper_parameters"]
+    data = ReIDDataModule(**{k: v for k, v in options.items() if not k.startswith("_")})
     data.setup("fit")
     loader = iter(data.train_dataloader())
     model.zero_grad(set_to_none=True)
