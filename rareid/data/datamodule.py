@@ -10,10 +10,12 @@ identities held out from the training split; test and predict on the dataset's t
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import lightning as L
 import numpy as np
@@ -24,6 +26,7 @@ from rareid.data.dataset import EvalDataset, TrainDataset
 from rareid.data.lowres import Interpolation, LevelPolicy
 from rareid.data.protocol import (
     MAX_TRIALS,
+    EvalTable,
     FitSplit,
     GalleryMode,
     build_eval_table,
@@ -31,7 +34,12 @@ from rareid.data.protocol import (
     resolve_val_count,
 )
 from rareid.data.readers import ReIDSplits, build_dataset, resolve_dataset_name
-from rareid.data.readers.base import verify_headers
+from rareid.data.readers.base import (
+    BadImageError,
+    ImageRecord,
+    bad_images_message,
+    find_bad_images,
+)
 from rareid.data.samplers import PKSampler
 from rareid.data.splitfile import (
     SplitFileError,
@@ -48,7 +56,12 @@ from rareid.data.transforms import (
 )
 from rareid.levels import normalize_rates
 
-__all__ = ["ReIDDataModule"]
+__all__ = ["BadImages", "ReIDDataModule"]
+
+logger = logging.getLogger(__name__)
+
+#: What to do with an image that is missing, empty, not an image or truncated.
+BadImages = Literal["error", "skip"]
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
@@ -127,7 +140,16 @@ class ReIDDataModule(L.LightningDataModule):
             train/validation/test identities and its evaluation sets instead of drawing them;
             :attr:`split_hash` is its content hash.
         verify_eval_images: check the header and end of every evaluation image (val/test)
-            before the first batch, so a truncated file stops the run naming it.
+            before the first batch (training images are always checked, before the first
+            training batch); ``False`` leaves a bad evaluation file to the loader, which
+            stops at it naming it.
+        bad_images: what a bad image found by those checks does (missing, empty, not an
+            image, a JPEG/PNG cut short): ``"error"`` (default) stops naming every one of them,
+            because a broken file usually means an incomplete copy or download the user wants
+            to repair, and a run on silently fewer images trains and scores something else;
+            ``"skip"`` leaves them out with one warning line that counts them and names the
+            first (the evaluation sets are then drawn from the images left; a frozen
+            ``split_file`` cannot leave any out and stays an error).
     """
 
     def __init__(
@@ -160,6 +182,7 @@ class ReIDDataModule(L.LightningDataModule):
         padding: int = 10,
         split_file: str | None = None,
         verify_eval_images: bool = True,
+        bad_images: BadImages = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -189,6 +212,7 @@ class ReIDDataModule(L.LightningDataModule):
             ("gallery_mode", gallery_mode, GalleryMode),
             ("interpolation", interpolation, Interpolation),
             ("level_policy", level_policy, LevelPolicy),
+            ("bad_images", bad_images, BadImages),
         ):
             if value not in get_args(choices):
                 raise ValueError(
@@ -313,10 +337,38 @@ class ReIDDataModule(L.LightningDataModule):
                 seed=self.seed,
                 hr_rate=1.0 if naive is None else naive,
             )
+            records = self._usable_records(self.fit_split.train, f"{hp.dataset} training images")
             self._train_dataset = TrainDataset(
-                self.fit_split.train, transform, seed=self.seed, level_rates=self.rates
+                records, transform, seed=self.seed, level_rates=self.rates
             )
         return self._train_dataset
+
+    def _bad_images_found(self, bad: dict[str, str], what: str, frozen: bool = False) -> None:
+        """Raise naming ``bad``, or (``bad_images="skip"``) say in one line what is skipped."""
+        if self.hparams.bad_images == "error" or frozen:
+            advice = (
+                "replace them, or write a new split file without them"
+                if frozen
+                else "replace or remove them, or set data.bad_images=skip to leave them out"
+            )
+            raise BadImageError(f"{bad_images_message(bad, what)}\n{advice}")
+        names = sorted(bad)
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        logger.warning(
+            "%s: skipped %d unreadable or truncated image(s) (data.bad_images=skip): %s%s",
+            what,
+            len(names),
+            ", ".join(f"{path} ({bad[path]})" for path in names[:3]),
+            more,
+        )
+
+    def _usable_records(self, records: list[ImageRecord], what: str) -> list[ImageRecord]:
+        """``records`` whose files pass the header check (or an error naming those that fail)."""
+        bad = find_bad_images(r.path for r in records)
+        if not bad:
+            return records
+        self._bad_images_found(bad, what)
+        return [r for r in records if r.path not in bad]
 
     @staticmethod
     def _stage_key(stage: str) -> str:
@@ -342,27 +394,45 @@ class ReIDDataModule(L.LightningDataModule):
                     "val_identities=0: there is no validation set (hold out training "
                     "identities with val_identities to validate)"
                 )
+            what = f"{hp.dataset} {key} images"
             if self.split_document is not None:
                 root = os.path.abspath(os.path.expanduser(hp.root))
                 table = table_from_stage(self.split_document["stages"][key], root)
+                if hp.verify_eval_images:
+                    bad = find_bad_images(table.paths)
+                    if bad:
+                        self._bad_images_found(bad, what, frozen=True)
             else:
-                table = build_eval_table(
-                    self.fit_split.val if key == "val" else self.dataset,
-                    self.rates,
-                    self.eval_rates,
-                    trials=self.val_trials if key == "val" else self.trials,
-                    gallery_mode=hp.gallery_mode,
-                    seed=self.seed,
-                    level_policy=hp.level_policy,
-                    reference_height=hp.reference_height,
-                    hr_reference=hp.hr_reference and self.naive_rate is None,
-                    gallery_rate=1.0 if self.naive_rate is None else self.naive_rate,
-                )
-            if hp.verify_eval_images:
-                verify_headers(table.paths, f"{hp.dataset} {key} images")
+                source = self.fit_split.val if key == "val" else self.dataset
+                table = self._build_eval_table(key, source)
+                bad = find_bad_images(table.paths) if hp.verify_eval_images else {}
+                if bad:
+                    self._bad_images_found(bad, what)
+                    # draw the evaluation set again from the images left
+                    keep = {
+                        name: [r for r in getattr(source, name) if r.path not in bad]
+                        for name in ("train", "query", "gallery", "train_lowres")
+                    }
+                    table = self._build_eval_table(key, replace(source, **keep))
             transform = EvalTransform(self.input_size, hp.mean, hp.std, hp.interpolation)
             self._eval_datasets[key] = EvalDataset(table, transform)
         return self._eval_datasets[key]
+
+    def _build_eval_table(self, key: str, source: ReIDSplits) -> EvalTable:
+        """The MLR evaluation table of ``key`` ("val" or "test") drawn from ``source``."""
+        hp = self.hparams
+        return build_eval_table(
+            source,
+            self.rates,
+            self.eval_rates,
+            trials=self.val_trials if key == "val" else self.trials,
+            gallery_mode=hp.gallery_mode,
+            seed=self.seed,
+            level_policy=hp.level_policy,
+            reference_height=hp.reference_height,
+            hr_reference=hp.hr_reference and self.naive_rate is None,
+            gallery_rate=1.0 if self.naive_rate is None else self.naive_rate,
+        )
 
     def eval_sample_info(self, stage: str, index: int) -> dict[str, Any]:
         """path, role, trial, rate, level, pid, camid (and more) of evaluation row ``index``."""

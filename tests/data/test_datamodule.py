@@ -282,9 +282,8 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     bad = info.train[0]
     bad.write_bytes(b"\xff\xd8 broken")
     dm = make_dm(str(tmp_path))
-    train = dm.train_dataset()
-    with pytest.raises(OSError, match=bad.name):
-        train[train.paths.index(str(bad))]
+    with pytest.raises(BadImageError, match=bad.name):  # found before the first batch
+        dm.train_dataset()
     gallery = info.gallery[0]
     gallery.write_bytes(b"")
     with pytest.raises(OSError, match=gallery.name):
@@ -307,11 +306,68 @@ def test_eval_images_are_header_checked_before_the_first_batch(tmp_path):
     assert make_dm(str(tmp_path), val_identities=1).val_dataloader() is not None
 
 
+def _break_two(paths) -> tuple:
+    """A truncated JPEG (decodes with only a libjpeg warning) and a garbage file."""
+    truncated, garbage = paths[0], paths[1]
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    assert cv2.imread(str(truncated)) is not None  # what the check must not rely on
+    garbage.write_bytes(b"this is no image at all, " * 80)
+    return truncated, garbage
+
+
+def test_bad_training_images_stop_the_fit_before_the_first_batch(tmp_path):
+    info = write_market_tree(tmp_path, extras=False)
+    truncated, garbage = _break_two(info.train)
+    with pytest.raises(BadImageError, match="training images: 2 unreadable or truncated") as err:
+        make_dm(str(tmp_path)).train_dataloader()
+    assert f"{truncated}: truncated JPEG" in str(err.value)
+    assert f"{garbage}: not a readable image" in str(err.value)
+    assert "data.bad_images=skip" in str(err.value)
+
+
+def test_bad_images_skip_leaves_them_out_with_a_count_and_names(tmp_path, caplog):
+    info = write_market_tree(tmp_path, extras=False)
+    bad = {str(p) for p in _break_two(info.train)}
+    bad_gallery, bad_query = _break_two([info.gallery[0], info.query[0]])
+    bad_eval = {str(bad_gallery), str(bad_query)}
+    dm = make_dm(str(tmp_path), bad_images="skip")
+    with caplog.at_level("WARNING", logger="rareid.data.datamodule"):
+        loader = dm.train_dataloader()
+        test = dm.eval_dataset("test")
+    train_line, test_line = [r.getMessage() for r in caplog.records]
+    assert "training images: skipped 2 unreadable or truncated image(s)" in train_line
+    assert all(path in train_line for path in bad)
+    assert "test images: skipped 2" in test_line and str(bad_query) in test_line
+    assert not bad & set(loader.dataset.paths)
+    assert len(loader.dataset) == len(info.train) - 2
+    assert not bad_eval & set(test.table.paths)
+    assert len(list(loader)) == len(loader)  # nothing left that fails to load
+    list(dm.test_dataloader())
+
+
+def test_tiny_files_are_decoded_by_the_check(tmp_path):
+    from rareid.data.readers.base import TINY_IMAGE_BYTES, header_problem
+
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")  # the markers only
+    assert header_problem(str(fake)) == "not a readable image (cannot be decoded)"
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((4, 2, 3), np.uint8))
+    assert tiny.stat().st_size <= TINY_IMAGE_BYTES and header_problem(str(tiny)) is None
+
+
+def test_bad_images_is_a_choice_the_cli_validates(tmp_path):
+    with pytest.raises(ValueError, match="bad_images"):
+        make_dm(str(tmp_path), bad_images="ignore")
+
+
 def test_decode_failure_in_a_worker_names_the_file_and_stops(tmp_path):
     info = write_market_tree(tmp_path, extras=False)
     bad = info.gallery[2]
-    # passes the header check (JPEG start and end markers) but cannot be decoded
-    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")
+    # passes the header check (JPEG start and end markers, too big to be decoded in full by
+    # the check) but cannot be decoded
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 2048 + b"\xff\xd9")
     dm = make_dm(str(tmp_path), num_workers=1)
     with pytest.raises(Exception, match=bad.name):
         list(dm.test_dataloader())

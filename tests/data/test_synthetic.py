@@ -257,7 +257,7 @@ def test_ensure_skips_complete_and_rewrites_changed(tmp_path: Path) -> None:
     s1 = ensure_synthetic_dataset(root, seed=0, **params)
     assert s1.written
     marker = root / "bounding_box_train" / "sentinel.txt"
-    marker.write_text("x")  # would vanish on a rewrite
+    marker.write_text("x")  # not synth's: survives a rewrite, counted
     stamp = (root / ".complete").stat().st_mtime_ns
     s2 = ensure_synthetic_dataset(root, seed=0, **params)
     assert not s2.written
@@ -267,9 +267,10 @@ def test_ensure_skips_complete_and_rewrites_changed(tmp_path: Path) -> None:
         s1.query_images,
         s1.gallery_images,
     )
-    marker.unlink()
     s3 = ensure_synthetic_dataset(root, seed=1, **params)  # other parameters -> rewrite
     assert s3.written
+    assert marker.read_text() == "x" and s3.kept_files == ("bounding_box_train/sentinel.txt",)
+    assert "kept 1 file rareid synth did not write (bounding_box_train/sentinel.txt)" in str(s3)
     assert json.loads((root / "synthetic.json").read_text())["params"]["seed"] == 1
     # an incomplete folder (crash mid-write) is rewritten too
     (root / ".complete").unlink()
@@ -332,3 +333,61 @@ def test_renders_are_the_pictures_of_generator_version_1():
                         world.render(pid, cam, 500 + cam, view=view, clean=True).tobytes()
                     )
     assert digest.hexdigest() == GOLDEN_RENDERS_V1
+
+
+def test_force_rewrite_deletes_only_what_synth_wrote(tmp_path: Path, capsys) -> None:
+    from rareid.cli import main
+
+    root = tmp_path / "d"
+    command = ["synth", "--out", str(root), "--identities", "4", "--cameras", "2"]
+    assert main(command) == 0
+    written = set(hashes(root))
+    assert "synthetic.files" in written
+    mine = [root / "bounding_box_train" / "my_notes.txt", root / "query" / "extra" / "a.png"]
+    mine[1].parent.mkdir()
+    for path in mine:
+        path.write_text("mine")
+    capsys.readouterr()
+    assert main([*command, "--seed", "1", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert all(path.read_text() == "mine" for path in mine)
+    assert "kept 2 files rareid synth did not write" in out
+    assert "bounding_box_train/my_notes.txt" in out
+    assert json.loads((root / "synthetic.json").read_text())["params"]["seed"] == 1
+    fresh = tmp_path / "fresh"
+    assert (
+        main(["synth", "--out", str(fresh), "--identities", "4", "--cameras", "2", "--seed", "1"])
+        == 0
+    )
+    # the old dataset's files that the new one does not write again are gone; the user's stay
+    assert set(hashes(root)) - set(hashes(fresh)) == {str(p.relative_to(root)) for p in mine}
+    assert written - set(hashes(root))
+
+
+def test_force_rewrite_refuses_to_overwrite_a_users_file(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    params = {**SMALL, "identities": 4, "distractors": 0, "junk": 0}
+    write_synthetic_dataset(root, seed=0, **params)
+    manifest = (root / "synthetic.files").read_text().split()
+    planned = root / manifest[0]
+    # the user replaces one of synth's files with their own, under a name synth writes
+    planned.unlink()
+    (root / "synthetic.files").write_text("\n".join(manifest[1:]) + "\n")
+    planned.write_text("mine")
+    with pytest.raises(FileExistsError, match=f"1 file.*{planned.name}"):
+        write_synthetic_dataset(root, seed=0, **params)
+    assert planned.read_text() == "mine"
+
+
+def test_force_rewrite_of_a_dataset_without_manifest_uses_its_parameters(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    params = {**SMALL, "identities": 4, "distractors": 1, "junk": 1}
+    first = set(hashes(write_synthetic_dataset(root, seed=0, **params).root))
+    (root / "synthetic.files").unlink()  # written by an older rareid
+    mine = root / "bounding_box_test" / "mine.jpg"
+    mine.write_bytes(b"mine")
+    summary = write_synthetic_dataset(root, seed=2, **params)
+    assert summary.kept_files == ("bounding_box_test/mine.jpg",)
+    assert mine.read_bytes() == b"mine"
+    stale = (first - {"synthetic.files"}) - set(hashes(root))
+    assert stale  # the seed-0 files that seed 2 does not write were deleted

@@ -36,9 +36,11 @@ __all__ = [
     "DatasetNotFoundError",
     "ImageRecord",
     "ReIDSplits",
+    "bad_images_message",
     "check_int_option",
     "draw_test_ids",
     "finalize",
+    "find_bad_images",
     "header_problem",
     "image_height",
     "image_problem",
@@ -270,11 +272,27 @@ def verify_splits(
     return {split: [r for r in records if r.path not in bad] for split, records in splits.items()}
 
 
+#: Files up to this size are decoded in full by :func:`header_problem` (it costs no more than
+#: reading their header); no real person crop is that small.
+TINY_IMAGE_BYTES = 1024
+
+
+def _decode_problem(path: str) -> str | None:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None or image.size == 0:
+        return "not a readable image (cannot be decoded)"
+    return None
+
+
 def header_problem(path: str) -> str | None:
     """Why ``path`` is not a usable image, from its header and last bytes only (cheap).
 
     Catches missing, empty, unidentifiable and truncated JPEG/PNG files without decoding
-    the pixels; a file that passes can still fail to decode (then the loader names it).
+    the pixels (files of at most :data:`TINY_IMAGE_BYTES` are decoded); a file that passes can
+    still fail to decode (then the loader names it).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -293,6 +311,8 @@ def header_problem(path: str) -> str | None:
         return "truncated JPEG (no end-of-image marker)"
     if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail[-16:]:
         return "truncated PNG (no IEND chunk)"
+    if size <= TINY_IMAGE_BYTES:
+        return _decode_problem(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -303,21 +323,31 @@ def header_problem(path: str) -> str | None:
     return None
 
 
-def verify_headers(paths: Iterable[str], what: str) -> None:
-    """Header-check every file of ``paths``; raise :class:`BadImageError` naming the bad ones."""
+def find_bad_images(paths: Iterable[str]) -> dict[str, str]:
+    """``{path: problem}`` of the files of ``paths`` that fail :func:`header_problem`."""
     bad = {}
     for path in sorted(set(paths)):
         problem = header_problem(path)
         if problem is not None:
             bad[path] = problem
+    return bad
+
+
+def bad_images_message(bad: dict[str, str], what: str, limit: int = 100) -> str:
+    """``what: N unreadable or truncated image(s):`` and one line per file (up to ``limit``)."""
+    listed = sorted(bad.items())
+    lines = [f"  {p}: {why}" for p, why in listed[:limit]]
+    if len(listed) > limit:
+        lines.append(f"  ... and {len(listed) - limit} more")
+    return f"{what}: {len(bad)} unreadable or truncated image(s):\n" + "\n".join(lines)
+
+
+def verify_headers(paths: Iterable[str], what: str) -> None:
+    """Header-check every file of ``paths``; raise :class:`BadImageError` naming the bad ones."""
+    bad = find_bad_images(paths)
     if bad:
-        listed = sorted(bad.items())
-        lines = [f"  {p}: {why}" for p, why in listed[:100]]
-        if len(listed) > 100:
-            lines.append(f"  ... and {len(listed) - 100} more")
         raise BadImageError(
-            f"{what}: {len(bad)} unreadable or truncated image(s):\n"
-            + "\n".join(lines)
+            bad_images_message(bad, what)
             + "\nreplace or remove them (or set verify_eval_images=false to skip this check)"
         )
 

@@ -2,12 +2,16 @@
 
 The plan (which pid, camera and frame goes to which folder) depends only on the parameters, and
 each image only on its own seed words, so the same parameters give byte-identical folders.
+
+``synthetic.files`` (the manifest, written before the first image) lists every file the writer
+puts in the dataset tree. Rewriting a dataset deletes exactly those: files a user added inside
+the tree survive, are counted in the summary, and a user's file under a name the new dataset
+would write stops the rewrite instead of being overwritten.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,14 +31,10 @@ from rareid.data.synthetic.common import (
 )
 from rareid.data.synthetic.world import SyntheticWorld
 
-_OUR_ENTRIES = (
-    "bounding_box_train",
-    "query",
-    "bounding_box_test",
-    "README.txt",
-    "synthetic.json",
-    ".complete",
-)
+MANIFEST = "synthetic.files"
+_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
+_OUR_FILES = ("README.txt", "synthetic.json", ".complete", MANIFEST)
+_OUR_ENTRIES = (*_FOLDERS, *_OUR_FILES)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class SyntheticSummary:
     junk: int
     groups: int  # number of coarse groups
     written: bool = True  # False when ensure_synthetic_dataset found it already complete
+    kept_files: tuple[str, ...] = ()  # files in the tree the writer did not write (kept)
 
     @property
     def total_images(self) -> int:
@@ -66,7 +67,17 @@ class SyntheticSummary:
             f"({self.train_identities} train / {self.test_identities} test, {self.groups} coarse "
             f"groups), {self.cameras} cameras, seed {self.seed}; {self.train_images} train, "
             f"{self.query_images} query, {self.gallery_images} gallery images "
-            f"(incl. {self.distractors} distractors, {self.junk} junk)"
+            f"(incl. {self.distractors} distractors, {self.junk} junk)" + self._kept_note()
+        )
+
+    def _kept_note(self) -> str:
+        if not self.kept_files:
+            return ""
+        names = ", ".join(self.kept_files[:5]) + (", ..." if len(self.kept_files) > 5 else "")
+        return (
+            f"; kept {len(self.kept_files)} file{'s' if len(self.kept_files) != 1 else ''} "
+            f"rareid synth did not write ({names}): "
+            "image files among them in the dataset folders are read as part of the dataset"
         )
 
 
@@ -222,34 +233,77 @@ Counts: {summary.train_images} train, {summary.query_images} query and {summary.
 """
 
 
-def _prepare_folder(root: Path) -> None:
-    """Create ``root`` or clear a previous synthetic dataset; refuse foreign content."""
+def _written_before(root: Path, entries: set[str]) -> set[str] | None:
+    """Paths (relative, POSIX) an earlier write put under ``root``: its manifest, else the plan
+    of the parameters in its ``synthetic.json`` (datasets written before the manifest); None
+    when neither can be read."""
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        return {line for line in manifest.read_text().splitlines() if line}
+    try:
+        params = json.loads((root / "synthetic.json").read_text())["params"]
+        jobs = _plan(params)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {f"{job.folder}/{job.name}" for job in jobs}
+
+
+def _user_files(root: Path, ours: set[str]) -> list[str]:
+    """Files under the dataset folders that are not the writer's (relative, POSIX, sorted)."""
+    found = []
+    for folder in _FOLDERS:
+        if (root / folder).is_dir():
+            for path in (root / folder).rglob("*"):
+                relative = path.relative_to(root).as_posix()
+                if not path.is_dir() and relative not in ours:
+                    found.append(relative)
+    return sorted(found)
+
+
+def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
+    """Create ``root`` or delete what a previous synthetic dataset wrote there; refuse foreign
+    content at the top and a user's file under a ``planned`` name. Returns the user's files
+    kept inside the dataset folders."""
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"synthetic dataset output {root} exists and is not a folder")
     if not root.exists():
         root.mkdir(parents=True)
-        return
+        return ()
     entries = {p.name for p in root.iterdir()}
     if not entries:
-        return
+        return ()
     foreign = sorted(entries - set(_OUR_ENTRIES))
-    if foreign or "synthetic.json" not in entries:
+    if foreign or not entries & {"synthetic.json", MANIFEST}:
         raise FileExistsError(
             f"synthetic dataset output {root} already exists and does not hold a rareid synthetic "
             f"dataset (found {sorted(entries)[:5]}); choose an empty or new folder"
         )
-    for name in _OUR_ENTRIES:  # a previous synthetic dataset: replace it
-        p = root / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+    ours = _written_before(root, entries)
+    if ours is None:
+        count = len(_user_files(root, set()))
+        raise FileExistsError(
+            f"synthetic dataset output {root}: neither {MANIFEST} nor synthetic.json says which "
+            f"of its {count} files rareid synth wrote; move the folder away or delete it"
+        )
+    kept = _user_files(root, ours)
+    clash = [name for name in kept if name in planned]
+    if clash:
+        raise FileExistsError(
+            f"synthetic dataset output {root}: {len(clash)} file(s) that rareid synth did not "
+            f"write have names the new dataset writes ({', '.join(clash[:5])}); move them "
+            "elsewhere first"
+        )
+    for relative in sorted(ours):
+        (root / relative).unlink(missing_ok=True)
+    for name in _OUR_FILES:
+        (root / name).unlink(missing_ok=True)
+    return tuple(kept)
 
 
 def _write_images(world: SyntheticWorld, jobs: list[_Job], root: Path, progress: bool) -> None:
     """Render and write every planned file as a JPEG (BGR on disk, like any camera dump)."""
-    for folder in ("bounding_box_train", "query", "bounding_box_test"):
-        (root / folder).mkdir()
+    for folder in _FOLDERS:
+        (root / folder).mkdir(exist_ok=True)
     encode = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     iterator: Any = jobs
     if progress:
@@ -278,18 +332,22 @@ def write_synthetic_dataset(
 
     ``images_per_camera`` is images per identity per camera (an int, or a (min, max) range drawn
     per identity and camera). The first ``round(identities * train_fraction)`` pids train, the rest
-    test. ``out`` must be new/empty or hold a previous synthetic dataset (which is replaced).
+    test. ``out`` must be new/empty or hold a previous synthetic dataset: the files that one
+    wrote (its manifest) are replaced; other files in its folders are kept and counted.
     The defaults give ~2,000 identity images plus 150 distractor/junk images.
     """
     params = _normalize_params(
         identities, seed, cameras, images_per_camera, train_fraction, distractors, junk
     )
     root = Path(out)
-    _prepare_folder(root)
+    jobs = _plan(params)
+    planned = [f"{job.folder}/{job.name}" for job in jobs]
+    kept = _prepare_folder(root, set(planned))
+    # The manifest first: a write killed halfway is still known to be ours next time.
+    (root / MANIFEST).write_text("\n".join(planned) + "\n")
     world = SyntheticWorld(
         params["identities"], params["seed"], params["cameras"], params["train_identities"]
     )
-    jobs = _plan(params)
     _write_images(world, jobs, root, progress)
 
     count = {f: 0 for f in ("bounding_box_train", "query", "bounding_box_test")}
@@ -308,11 +366,13 @@ def write_synthetic_dataset(
         distractors=params["distractors"],
         junk=params["junk"],
         groups=len(world.groups),
+        kept_files=kept,
     )
+    transient = ("root", "written", "kept_files")
     meta = {
         "generator": "rareid.data.synthetic",
         "params": params,
-        "summary": {k: v for k, v in asdict(summary).items() if k not in ("root", "written")},
+        "summary": {k: v for k, v in asdict(summary).items() if k not in transient},
         "groups": world.groups,
     }
     (root / "synthetic.json").write_text(json.dumps(meta, indent=1) + "\n")
