@@ -255,3 +255,36 @@ def test_options_not_given_come_from_the_checkpoint(
     assert cli.model.hparams.backbone == "resnet18"
     assert cli.model.hparams.embedding_dim == 32
     assert tuple(cli.datamodule.input_size) == (64, 32)
+
+
+# --------------------------------------------------------------------- 5: NaN and negative rates
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("lr", "nan", "nan"),  # refused by the parser itself
+        ("lr", ".nan", "nan"),  # YAML's NaN, as a config file gives it
+        ("lr", "-0.001", "-0.001"),
+        ("lr", "0", "0"),
+        ("mask_lr", ".nan", "nan"),
+        ("mask_lr", ".inf", "inf"),
+        ("mask_lr", "-1", "-1"),
+        ("weight_decay", "-0.1", "-0.1"),
+        ("verif_weight", ".nan", "nan"),
+        ("verif_weight", "-0.5", "-0.5"),
+        ("gamma", ".inf", "inf"),
+        ("label_smoothing", "1.5", "1.5"),
+    ],
+)
+def test_bad_learning_rates_and_weights_are_usage_errors(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    shown: str,
+) -> None:
+    status = main(["fit", *_run_args(data, tmp_path / "run"), f"--model.{option}={value}"])
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert option in line and shown in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
