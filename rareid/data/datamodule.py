@@ -98,6 +98,9 @@ class ReIDDataModule(L.LightningDataModule):
             :attr:`split_hash` is its content hash.
         verify_eval_images: check the header and end of every evaluation image (val/test)
             before the first batch, so a truncated file stops the run naming it.
+        rates_without_hr: allow ``rates`` without 1: the smallest rate's level then stands
+            for full-resolution images (training HR views, the gallery). Off by default, as
+            leaving 1 out is more often a slip than a choice.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class ReIDDataModule(L.LightningDataModule):
         padding: int = 10,
         split_file: str | None = None,
         verify_eval_images: bool = True,
+        rates_without_hr: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -139,6 +143,12 @@ class ReIDDataModule(L.LightningDataModule):
             raise ValueError(f"dataset: {err}") from None
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
+        if 1.0 not in self.rates and not rates_without_hr:
+            raise ValueError(
+                f"rates: {list(rates)} has no rate 1, so full-resolution images get the level "
+                f"of rate {self.rates[0]:g}; add 1 to rates, or set rates_without_hr: true "
+                "if that is meant"
+            )
         if eval_rates is None:
             eval_rates = [r for r in self.rates if r != 1]
             if not eval_rates:
