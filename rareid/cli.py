@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from rareid.callbacks.finite import StopOnNonFiniteLoss
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
 from rareid.callbacks.writer import EmbeddingWriter
@@ -43,6 +44,7 @@ from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 from rareid.runs import (
     OneLineArgumentParser,
+    RunFailure,
     RunLock,
     UsageError,
     check_writable,
@@ -151,6 +153,12 @@ class RAReIDCLI(LightningCLI):
             prog = f"rareid {subcommand}" if subcommand else "rareid"
             print(f"{prog}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except RunFailure as error:
+            config = getattr(self, "config", None)
+            subcommand = config.get("subcommand") if config is not None else None
+            prog = f"rareid {subcommand}" if subcommand else "rareid"
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
@@ -383,6 +391,7 @@ class RAReIDCLI(LightningCLI):
         if not has_validation and best in trainer.callbacks:
             trainer.callbacks.remove(best)  # nothing to select on: last.ckpt is the model
         trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
+        trainer.callbacks.append(StopOnNonFiniteLoss())
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -392,7 +401,7 @@ class RAReIDCLI(LightningCLI):
             raise
         except MisconfigurationException as error:  # Lightning's word for a bad option
             raise UsageError(str(error)) from None
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, FileExistsError) as error:
             if not raised_by_rareid(error):
                 raise
             raise UsageError(str(error)) from None
