@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -25,7 +26,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from rareid.runs import TEMP_PREFIX, UsageError
+from rareid.runs import TEMP_PREFIX, RunFailure, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        atomic_torch_save(checkpoint, path)
+        try:
+            atomic_torch_save(checkpoint, path)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise RunFailure(
+                f"no space left to write {path} ({error.strerror or error}): the run is "
+                "stopped; the checkpoints saved before are intact. Free space and resume "
+                "with --ckpt_path last"
+            ) from None
 
 
 def last_epoch_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:

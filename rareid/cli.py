@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from rareid.callbacks.finite import StopOnNonFiniteLoss
 from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.callbacks.report import EvaluationReport
 from rareid.callbacks.seeding import EpochSeeding
@@ -44,6 +45,7 @@ from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rareid.models.module import RAReIDModule
 from rareid.runs import (
     OneLineArgumentParser,
+    RunFailure,
     RunLock,
     UsageError,
     check_writable,
@@ -152,6 +154,12 @@ class RAReIDCLI(LightningCLI):
             prog = f"rareid {subcommand}" if subcommand else "rareid"
             print(f"{prog}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except RunFailure as error:
+            config = getattr(self, "config", None)
+            subcommand = config.get("subcommand") if config is not None else None
+            prog = f"rareid {subcommand}" if subcommand else "rareid"
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
@@ -386,6 +394,7 @@ class RAReIDCLI(LightningCLI):
         trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
         # Reseed the global RNGs every epoch: a resumed fit draws what an uninterrupted one would.
         trainer.callbacks.append(EpochSeeding())
+        trainer.callbacks.append(StopOnNonFiniteLoss())
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -395,7 +404,7 @@ class RAReIDCLI(LightningCLI):
             raise
         except MisconfigurationException as error:  # Lightning's word for a bad option
             raise UsageError(str(error)) from None
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, FileExistsError) as error:
             if not raised_by_rareid(error):
                 raise
             raise UsageError(str(error)) from None

@@ -29,6 +29,10 @@ class UsageError(ValueError):
     """A problem with what the user asked for, reported as one line (exit status 2)."""
 
 
+class RunFailure(RuntimeError):
+    """A run that cannot go on (a NaN loss, a full disk), reported as one line (exit status 1)."""
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
     """``argparse`` for rareid's helper commands: an error is one line, not usage + error."""
 

@@ -255,3 +255,146 @@ def test_options_not_given_come_from_the_checkpoint(
     assert cli.model.hparams.backbone == "resnet18"
     assert cli.model.hparams.embedding_dim == 32
     assert tuple(cli.datamodule.input_size) == (64, 32)
+
+
+# --------------------------------------------------------------------- 5: NaN and negative rates
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("lr", "nan", "nan"),  # refused by the parser itself
+        ("lr", ".nan", "nan"),  # YAML's NaN, as a config file gives it
+        ("lr", "-0.001", "-0.001"),
+        ("lr", "0", "0"),
+        ("mask_lr", ".nan", "nan"),
+        ("mask_lr", ".inf", "inf"),
+        ("mask_lr", "-1", "-1"),
+        ("weight_decay", "-0.1", "-0.1"),
+        ("verif_weight", ".nan", "nan"),
+        ("verif_weight", "-0.5", "-0.5"),
+        ("gamma", ".inf", "inf"),
+        ("label_smoothing", "1.5", "1.5"),
+    ],
+)
+def test_bad_learning_rates_and_weights_are_usage_errors(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    shown: str,
+) -> None:
+    status = main(["fit", *_run_args(data, tmp_path / "run"), f"--model.{option}={value}"])
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert option in line and shown in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --------------------------------------------------------------------- 12: rates without 1
+def test_rates_without_one_need_the_explicit_option(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rareid.data.datamodule import ReIDDataModule
+
+    status = main(["fit", *_run_args(data, tmp_path / "run", {"data.rates": [2, 3, 4]})])
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "rates: [2.0, 3.0, 4.0] has no rate 1" in line and "rates_without_hr" in line
+    datamodule = ReIDDataModule(root=str(data), rates=[2, 3, 4], rates_without_hr=True)
+    assert datamodule.rates == (2.0, 3.0, 4.0)
+
+
+# --------------------------------------------------------------------- 4: test results
+def test_test_keeps_earlier_results_unless_overwrite(
+    data: Path, fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t"
+    results = out / "results" / "results.json"
+    results.parent.mkdir(parents=True)
+    results.write_text('{"rank1": 0.5, "checkpoint": "another.ckpt"}')
+    ckpt = str(fitted / "checkpoints" / "last.ckpt")
+    args = ["test", *_run_args(data, out), "--ckpt_path", ckpt]
+    assert main(args) == 2
+    line = _one_error_line(capsys.readouterr().err, "test")
+    assert str(results) in line and "--report.overwrite true" in line
+    assert "another.ckpt" in results.read_text()
+    assert main([*args, "--report.overwrite", "true"]) == 0
+    assert ckpt in results.read_text()
+
+
+def test_rank_list_queries_zero_is_a_usage_error(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["fit", *_run_args(data, tmp_path / "run", {"report.rank_list_queries": 0})])
+    assert status == 2
+    assert "report.rank_list_queries" in _one_error_line(capsys.readouterr().err, "fit")
+
+
+# --------------------------------------------------------------------- 5: a loss that turns NaN
+def test_nan_loss_stops_the_fit_and_keeps_the_good_checkpoint(
+    data: Path,
+    earlier_run: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    from rareid.models.module import RAReIDModule
+
+    training_step = RAReIDModule.training_step
+
+    def poisoned(self: RAReIDModule, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = training_step(self, batch, batch_idx)
+        return loss * float("nan") if self.trainer.global_step == 3 else loss
+
+    monkeypatch.setattr(RAReIDModule, "training_step", poisoned)
+    last = earlier_run / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+    args = _run_args(data, earlier_run, {"trainer.max_epochs": 3})
+    assert main(["fit", *args, "--ckpt_path", "last"]) == 1  # resumes at step 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "the training loss is nan at step 3" in line
+    assert last.read_bytes() == good  # the NaN weights were never saved
+
+
+# --------------------------------------------------------------------- 15: a disk that fills up
+def test_full_disk_during_a_save_is_one_line_and_keeps_old_checkpoints(
+    data: Path,
+    earlier_run: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+    import os
+
+    import torch
+
+    from rareid import checkpointing
+
+    def full_disk(checkpoint: object, handle: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpointing.torch, "save", full_disk)
+    last = earlier_run / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+    args = _run_args(data, earlier_run, {"trainer.max_epochs": 2})
+    assert main(["fit", *args, "--ckpt_path", "last"]) == 1
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert f"no space left to write {last}" in line
+    assert last.read_bytes() == good
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+
+
+def test_predict_refuses_an_existing_output_in_one_line(
+    data: Path, fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p"
+    target = out / "predictions" / "embeddings.pt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"earlier")
+    ckpt = str(fitted / "checkpoints" / "last.ckpt")
+    assert main(["predict", *_run_args(data, out), "--ckpt_path", ckpt]) == 2
+    line = _one_error_line(capsys.readouterr().err, "predict")
+    assert str(target) in line and "--predict_writer.overwrite true" in line
+    assert target.read_bytes() == b"earlier"

@@ -33,6 +33,8 @@ class EvaluationReport(Callback):
         rank_list_queries: queries shown in the rank list (one per level first).
         topk: gallery images per query in the rank list.
         tsne: draw the t-SNE picture (paper Fig. 5); it takes a few seconds.
+        overwrite: replace an earlier ``results.json`` in ``output_dir`` (perhaps another
+            checkpoint's); without it ``test`` refuses before embedding any image.
     """
 
     def __init__(
@@ -41,12 +43,27 @@ class EvaluationReport(Callback):
         rank_list_queries: int = 8,
         topk: int = 10,
         tsne: bool = True,
+        overwrite: bool = False,
     ) -> None:
+        if rank_list_queries < 1 or topk < 1:
+            raise ValueError(
+                f"report.rank_list_queries and report.topk: expected at least 1, got "
+                f"{rank_list_queries} and {topk}"
+            )
+        self.overwrite = overwrite
         self.output_dir = output_dir
         self.rank_list_queries = rank_list_queries
         self.topk = topk
         self.tsne = tsne
         self.paths: dict[str, Path] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        target = Path(self.output_dir) / "results.json"
+        if stage == "test" and target.exists() and not self.overwrite:
+            raise FileExistsError(
+                f"{target} holds the results of an earlier test; pass --report.overwrite true "
+                "to replace them, or choose another --trainer.default_root_dir"
+            )
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metric = pl_module.test_metric

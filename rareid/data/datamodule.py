@@ -150,6 +150,9 @@ class ReIDDataModule(L.LightningDataModule):
             ``"skip"`` leaves them out with one warning line that counts them and names the
             first (the evaluation sets are then drawn from the images left; a frozen
             ``split_file`` cannot leave any out and stays an error).
+        rates_without_hr: allow ``rates`` without 1: the smallest rate's level then stands
+            for full-resolution images (training HR views, the gallery). Off by default, as
+            leaving 1 out is more often a slip than a choice.
     """
 
     def __init__(
@@ -183,6 +186,7 @@ class ReIDDataModule(L.LightningDataModule):
         split_file: str | None = None,
         verify_eval_images: bool = True,
         bad_images: BadImages = "error",
+        rates_without_hr: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -193,6 +197,12 @@ class ReIDDataModule(L.LightningDataModule):
             raise ValueError(f"dataset: {err}") from None
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
+        if 1.0 not in self.rates and not rates_without_hr:
+            raise ValueError(
+                f"rates: {list(rates)} has no rate 1, so full-resolution images get the level "
+                f"of rate {self.rates[0]:g}; add 1 to rates, or set rates_without_hr: true "
+                "if that is meant"
+            )
         self.naive_rate = None if naive_rate is None else float(naive_rate)
         self.eval_rates = _resolve_eval_rates(rates, self.rates, eval_rates, naive_rate)
         self.lr_view_rates = tuple(r for r in self.rates if lr_view_hr or r != 1)

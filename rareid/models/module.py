@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,34 @@ def _check_query_subvectors(
             "on a model with varying_length=true (without it every query uses the whole "
             "vector)"
         )
+
+
+def check_optimisation_options(**options: float | None) -> None:
+    """Learning rates, decay and loss weights: finite and in range, or a ``ValueError``.
+
+    A NaN or infinite value does not fail by itself: it turns every weight into NaN at the
+    first step, and the run goes on producing meaningless results.
+    """
+    # name -> (lowest allowed, whether the lowest is allowed, highest allowed or None)
+    ranges = {
+        "lr": (0.0, False, None),
+        "mask_lr": (0.0, True, None),  # 0 keeps the masks at their initialisation
+        "weight_decay": (0.0, True, None),
+        "gamma": (0.0, False, None),
+        "verif_weight": (0.0, True, None),
+        "label_smoothing": (0.0, True, 1.0),
+    }
+    for name, value in options.items():
+        if value is None:  # mask_lr: follows lr
+            continue
+        low, low_allowed, high = ranges[name]
+        number = float(value)
+        below = number < low or (number == low and not low_allowed)
+        if not math.isfinite(number) or below or (high is not None and number >= high):
+            wanted = f"{'>=' if low_allowed else '>'} {low:g}" + (
+                f" and < {high:g}" if high is not None else ""
+            )
+            raise ValueError(f"{name}: expected a finite number {wanted}, got {value}")
 
 
 class RAReIDModule(L.LightningModule):
@@ -138,6 +167,14 @@ class RAReIDModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_optimisation_options(
+            lr=lr,
+            mask_lr=mask_lr,
+            weight_decay=weight_decay,
+            gamma=gamma,
+            verif_weight=verif_weight,
+            label_smoothing=label_smoothing,
+        )
         _check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
