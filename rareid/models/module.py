@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,13 @@ from rareid.evaluation import MLRMetric, level_distances
 from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import Backbone
+from rareid.models.checks import (
+    check_images,
+    check_optimisation_options,
+    check_query_subvectors,
+    check_training_options,
+    level_index,
+)
 from rareid.models.fit_statistics import FitStatistics
 from rareid.models.heads import (
     EmbeddingHead,
@@ -26,56 +32,6 @@ from rareid.models.heads import (
 )
 from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks, attach_masks
 from rareid.models.schedules import LRSchedule, MaskPhaseSchedule, phase_step_factor
-
-MASK_SCHEDULES = ("progressive", "end_to_end")
-
-
-def _check_training_options(mask_schedule: str, use_cls_loss: bool, use_verif_loss: bool) -> None:
-    if mask_schedule not in MASK_SCHEDULES:
-        raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}")
-    if not (use_cls_loss or use_verif_loss):
-        raise ValueError("use_cls_loss and use_verif_loss are both off: nothing to train")
-
-
-def _check_query_subvectors(
-    query_subvectors: int | None, varying_length: bool, num_levels: int
-) -> None:
-    if query_subvectors is not None and not (
-        varying_length and 1 <= query_subvectors <= num_levels
-    ):
-        raise ValueError(
-            f"query_subvectors={query_subvectors}: expected 1..{num_levels} sub-vectors "
-            "on a model with varying_length=true (without it every query uses the whole "
-            "vector)"
-        )
-
-
-def check_optimisation_options(**options: float | None) -> None:
-    """Learning rates, decay and loss weights: finite and in range, or a ``ValueError``.
-
-    A NaN or infinite value does not fail by itself: it turns every weight into NaN at the
-    first step, and the run goes on producing meaningless results.
-    """
-    # name -> (lowest allowed, whether the lowest is allowed, highest allowed or None)
-    ranges = {
-        "lr": (0.0, False, None),
-        "mask_lr": (0.0, True, None),  # 0 keeps the masks at their initialisation
-        "weight_decay": (0.0, True, None),
-        "gamma": (0.0, False, None),
-        "verif_weight": (0.0, True, None),
-        "label_smoothing": (0.0, True, 1.0),
-    }
-    for name, value in options.items():
-        if value is None:  # mask_lr: follows lr
-            continue
-        low, low_allowed, high = ranges[name]
-        number = float(value)
-        below = number < low or (number == low and not low_allowed)
-        if not math.isfinite(number) or below or (high is not None and number >= high):
-            wanted = f"{'>=' if low_allowed else '>'} {low:g}" + (
-                f" and < {high:g}" if high is not None else ""
-            )
-            raise ValueError(f"{name}: expected a finite number {wanted}, got {value}")
 
 
 class RAReIDModule(L.LightningModule):
@@ -175,10 +131,10 @@ class RAReIDModule(L.LightningModule):
             verif_weight=verif_weight,
             label_smoothing=label_smoothing,
         )
-        _check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
+        check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
-        _check_query_subvectors(query_subvectors, varying_length, self.num_levels)
+        check_query_subvectors(query_subvectors, varying_length, self.num_levels)
         self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
         self.embedding_dim = embedding_dim
 
@@ -240,43 +196,10 @@ class RAReIDModule(L.LightningModule):
         name: str = "levels",
     ) -> torch.Tensor:
         """Levels (1..m) as a long tensor of shape ``(count,)``; anything else is a ValueError."""
-        values = torch.as_tensor(levels, device=self.device)
-        expected = f"({'N' if count is None else count},)"
-        if values.ndim != 1 or (count is not None and values.shape[0] != count):
-            raise ValueError(
-                f"{name}: expected shape {expected}, one level (1..{self.num_levels}) per image, "
-                f"got shape {tuple(values.shape)}"
-            )
-        if values.dtype == torch.bool or values.is_complex():
-            raise ValueError(f"{name}: expected integer levels, got dtype {values.dtype}")
-        if values.is_floating_point() and not bool(torch.all(values == values.round())):
-            raise ValueError(
-                f"{name}: expected whole-number levels 1..{self.num_levels} of shape "
-                f"{expected}, got non-integer values {values[values != values.round()][:3].tolist()}"
-            )
-        if values.numel() and (values.min() < 1 or values.max() > self.num_levels):
-            raise ValueError(
-                f"levels must be in 1..{self.num_levels} (rates {list(self.rates)}), got "
-                f"{values.min().item()}..{values.max().item()}"
-            )
-        return values.long()
+        return level_index(levels, self.rates, self.device, count, name)
 
     def _check_images(self, images: torch.Tensor) -> None:
-        """Images as ``embed`` expects them: float (N, 3, H, W) at the model's input size."""
-        height, width = (int(side) for side in self.hparams.img_size)
-        expected = f"a float tensor of shape (N, 3, {height}, {width}), normalised like training"
-        if not isinstance(images, torch.Tensor):
-            raise ValueError(f"images: expected {expected}, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise ValueError(
-                f"images: expected {expected}, got dtype {images.dtype} (convert to float and "
-                "normalise with the model's mean and std first)"
-            )
-        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (height, width):
-            raise ValueError(
-                f"images: expected {expected} (img_size {height}x{width}, RGB), got shape "
-                f"{tuple(images.shape)}"
-            )
+        check_images(images, self.hparams.img_size)
 
     def forward(self, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         """Un-padded embedding ``v`` (N, d); masks pick each sample's level."""
@@ -308,6 +231,8 @@ class RAReIDModule(L.LightningModule):
     ) -> torch.Tensor:
         """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
 
+        Images of any floating dtype are accepted (converted to float32); the result is
+        float32, also under bf16 autocast.
         ``subvectors`` (1..m per image) keeps that many sub-vectors instead of the level's
         (Table II's forced query length); the masks always follow ``levels``.
         Always runs in eval mode (BatchNorm uses its running statistics and never updates
@@ -319,7 +244,9 @@ class RAReIDModule(L.LightningModule):
         modes = {module: module.training for module in self.modules()}
         self.eval()
         try:
-            return self.pad(self(images.to(self.device), levels).float(), kept)
+            # float16 / float64 images are converted to the weights' float32.
+            images = images.to(self.device, torch.float32)
+            return self.pad(self(images, levels).float(), kept)
         finally:
             for module, training in modes.items():
                 module.training = training
