@@ -419,3 +419,20 @@ def test_unknown_dataset_option_is_one_line(
     assert main(["fit", *_run_args(data, tmp_path / "run", options)]) == 2
     line = _one_error_line(capsys.readouterr().err, "fit")
     assert "'bogus_key'" in line and "valid options are" in line
+
+
+# --------------------------------------------------------------------- 15: embed precision
+@pytest.mark.parametrize("dtype_name", ["float16", "float64"])
+def test_embed_converts_other_float_precisions(dtype_name: str, one_torch_thread: None) -> None:
+    import torch
+
+    from rareid.models.module import RAReIDModule
+    from tests.helpers import tiny_module_kwargs
+
+    model = RAReIDModule(**tiny_module_kwargs(use_masks=False)).eval()
+    images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    expected = model.embed(images, [4, 1])
+    embeddings = model.embed(images.to(getattr(torch, dtype_name)), [4, 1])
+    assert embeddings.dtype == torch.float32
+    tolerance = 5e-2 if dtype_name == "float16" else 1e-5
+    torch.testing.assert_close(embeddings, expected, atol=tolerance, rtol=tolerance)
