@@ -375,6 +375,10 @@ class RAReIDCLI(LightningCLI):
         except (ValueError, FileNotFoundError, MisconfigurationException) as error:
             # BackboneError is a ValueError; Lightning's trainer options raise the last one.
             raise UsageError(str(error)) from None
+        except TypeError as error:  # e.g. a dataset_options key the dataset does not have
+            if not raised_by_rareid(error):
+                raise
+            raise UsageError(str(error)) from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -389,6 +393,8 @@ class RAReIDCLI(LightningCLI):
         has_validation = getattr(self.datamodule, "has_validation", None)
         if has_validation is None:
             has_validation = self._has_validation(self.config[self.subcommand])
+        if has_validation and self.subcommand == "fit" and not self._validation_discriminates():
+            has_validation = False
         if not has_validation and best in trainer.callbacks:
             trainer.callbacks.remove(best)  # nothing to select on: last.ckpt is the model
         trainer.callbacks.append(last_epoch_checkpoint(best.dirpath))
@@ -397,6 +403,24 @@ class RAReIDCLI(LightningCLI):
         trainer.callbacks.append(StopOnNonFiniteLoss())
         return trainer
 
+    def _validation_discriminates(self) -> bool:
+        """False, with a word, when validation cannot rank checkpoints (one held-out identity:
+        every query's only candidate is its match, rank-1 is 100 % from the first epoch)."""
+        datamodule = self.datamodule
+        if not isinstance(datamodule, ReIDDataModule):
+            return True
+        held = len(datamodule.fit_split.val_ids)
+        if held >= 2:
+            return True
+        print(
+            f"validation holds {held} identity (data.val_identities="
+            f"{datamodule.hparams.val_identities}), so its gallery has one person and "
+            "val/rank1 cannot tell checkpoints apart: no best.ckpt is kept, last.ckpt (the "
+            "last epoch) is the model and --ckpt_path best uses it; hold out at least 2 "
+            "identities to select on validation"
+        )
+        return False
+
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
@@ -404,7 +428,7 @@ class RAReIDCLI(LightningCLI):
             raise
         except MisconfigurationException as error:  # Lightning's word for a bad option
             raise UsageError(str(error)) from None
-        except (ValueError, FileNotFoundError, FileExistsError) as error:
+        except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
             if not raised_by_rareid(error):
                 raise
             raise UsageError(str(error)) from None

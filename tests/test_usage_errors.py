@@ -398,3 +398,41 @@ def test_predict_refuses_an_existing_output_in_one_line(
     line = _one_error_line(capsys.readouterr().err, "predict")
     assert str(target) in line and "--predict_writer.overwrite true" in line
     assert target.read_bytes() == b"earlier"
+
+
+# --------------------------------------------------------------------- 6: useless validation
+def test_validation_on_one_identity_is_flagged_and_best_falls_back_to_last(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    options = {"data.val_identities": 1, "trainer.check_val_every_n_epoch": 1}
+    assert main(["fit", *_run_args(data, run, options)]) == 0
+    assert "validation holds 1 identity" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]
+
+
+# --------------------------------------------------------------------- 15: dataset options
+def test_unknown_dataset_option_is_one_line(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = {"data.dataset_options": {"bogus_key": 1}}
+    assert main(["fit", *_run_args(data, tmp_path / "run", options)]) == 2
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "'bogus_key'" in line and "valid options are" in line
+
+
+# --------------------------------------------------------------------- 15: embed precision
+@pytest.mark.parametrize("dtype_name", ["float16", "float64"])
+def test_embed_converts_other_float_precisions(dtype_name: str, one_torch_thread: None) -> None:
+    import torch
+
+    from rareid.models.module import RAReIDModule
+    from tests.helpers import tiny_module_kwargs
+
+    model = RAReIDModule(**tiny_module_kwargs(use_masks=False)).eval()
+    images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    expected = model.embed(images, [4, 1])
+    embeddings = model.embed(images.to(getattr(torch, dtype_name)), [4, 1])
+    assert embeddings.dtype == torch.float32
+    tolerance = 5e-2 if dtype_name == "float16" else 1e-5
+    torch.testing.assert_close(embeddings, expected, atol=tolerance, rtol=tolerance)

@@ -237,8 +237,11 @@ class RAReIDModule(L.LightningModule):
         (Table II's forced query length); the masks always follow ``levels``.
         Always runs in eval mode (BatchNorm uses its running statistics and never updates
         them, so a batch of one works) and restores every submodule's mode afterwards.
+        Float images of another precision (float16, float64) are converted to the model's
+        parameter dtype; the embeddings come back in that dtype.
         """
         self._check_images(images)
+        images = images.to(dtype=next(self.parameters()).dtype)
         levels = self._level_index(levels, images.shape[0])
         kept = levels if subvectors is None else self._level_index(subvectors, len(levels))
         modes = {module: module.training for module in self.modules()}
