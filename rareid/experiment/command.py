@@ -14,13 +14,14 @@ from rareid.experiment.plan import Run, plan_runs, runs_made_otherwise
 from rareid.experiment.preflight import preflight
 from rareid.experiment.report import report
 from rareid.experiment.runners import LocalRunner, Runner, _duration
+from rareid.runs import OneLineArgumentParser
 
 #: Options of the submitit launcher, refused with ``--launcher local``.
 SUBMITIT_OPTIONS = ("partition", "gpus_per_run", "cpus_per_run", "timeout_min", "cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid experiment",
         description="Train and test a grid of variants over seeds; print and save the table.",
     )

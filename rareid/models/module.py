@@ -231,25 +231,22 @@ class RAReIDModule(L.LightningModule):
     ) -> torch.Tensor:
         """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
 
-        Images of any floating dtype are accepted (converted to float32); the result is
-        float32, also under bf16 autocast.
         ``subvectors`` (1..m per image) keeps that many sub-vectors instead of the level's
         (Table II's forced query length); the masks always follow ``levels``.
         Always runs in eval mode (BatchNorm uses its running statistics and never updates
         them, so a batch of one works) and restores every submodule's mode afterwards.
         Float images of another precision (float16, float64) are converted to the model's
-        parameter dtype; the embeddings come back in that dtype.
+        parameter dtype; the embeddings come back in that dtype, also under bf16 autocast.
         """
         self._check_images(images)
-        images = images.to(dtype=next(self.parameters()).dtype)
+        dtype = next(self.parameters()).dtype
+        images = images.to(self.device, dtype)
         levels = self._level_index(levels, images.shape[0])
         kept = levels if subvectors is None else self._level_index(subvectors, len(levels))
         modes = {module: module.training for module in self.modules()}
         self.eval()
         try:
-            # float16 / float64 images are converted to the weights' float32.
-            images = images.to(self.device, torch.float32)
-            return self.pad(self(images, levels).float(), kept)
+            return self.pad(self(images, levels).to(dtype), kept)
         finally:
             for module, training in modes.items():
                 module.training = training

@@ -87,14 +87,3 @@ def test_bf16_mixed_trains_on_the_cpu_with_float32_heads_and_outputs(tmp_path) -
         loss = module.training_step(batch, 0)
     assert loss.dtype == torch.float32
 
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
-def test_embed_converts_other_float_dtypes_to_float32(dtype: torch.dtype) -> None:
-    torch.manual_seed(0)
-    module = RAReIDModule(**tiny_module_kwargs()).eval()
-    images = torch.randn(2, 3, 64, 32)
-    expected = module.embed(images, [1, 4])
-    got = module.embed(images.to(dtype), [1, 4])
-    assert got.dtype == torch.float32
-    tolerance = 5e-2 if dtype == torch.float16 else 1e-5
-    assert torch.allclose(got, expected, atol=tolerance, rtol=tolerance)
