@@ -73,6 +73,7 @@ class IndexChanges:
     skipped: list[SkippedImage] = field(default_factory=list)
     todo: list[tuple[str, Path]] = field(default_factory=list, repr=False)
     drop: list[int] = field(default_factory=list, repr=False)
+    changed: set[str] = field(default_factory=set, repr=False)
 
     def describe(self) -> str:
         return (
@@ -102,7 +103,7 @@ class _GalleryFiles(torch.utils.data.Dataset):
         except OSError:
             image = None
         if image is None:
-            return {"path": str(path), "failed": "unreadable or not an image"}
+            return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return {
             "path": str(path),
@@ -122,7 +123,9 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "paths": [item["path"] for item in good],
         "sizes": [item["size"] for item in good],
         "stats": [item["stat"] for item in good],
-        "failed": [(item["path"], item["failed"]) for item in items if "failed" in item],
+        "failed": [
+            (item["path"], item["failed"], item["name"]) for item in items if "failed" in item
+        ],
     }
 
 
@@ -294,11 +297,8 @@ class GalleryIndex:
         infinity are refused (nothing is added).
         """
         changes = self._plan(paths, drop_missing=False)
-        return (
-            changes.added + changes.updated,
-            changes.unchanged,
-            self._apply(model, changes, batch_size, progress, num_workers),
-        )
+        skipped = self._apply(model, changes, batch_size, progress, num_workers)
+        return changes.added + changes.updated, changes.unchanged, skipped
 
     def update(
         self,
@@ -335,6 +335,7 @@ class GalleryIndex:
                 changes.added += 1
             elif tuple(int(v) for v in self.stats[position]) != current or current[0] < 0:
                 changes.todo.append((relative, Path(path)))
+                changes.changed.add(relative)
                 changes.drop.append(position)
                 changes.updated += 1
             else:
@@ -371,8 +372,14 @@ class GalleryIndex:
             total=len(changes.todo), desc="embedding gallery", unit="img", disable=not progress
         )
         for batch in loader:
-            for path, reason in batch["failed"]:
+            for path, reason, name in batch["failed"]:
                 skipped.append(SkippedImage(path, reason))
+                # counted as skipped, not as added or re-embedded (a changed file that became
+                # unreadable is dropped all the same)
+                if name in changes.changed:
+                    changes.updated -= 1
+                else:
+                    changes.added -= 1
             if batch["names"]:
                 levels = torch.full((len(batch["names"]),), level, dtype=torch.long)
                 embedded = backend.embed(batch["images"], levels)
@@ -586,7 +593,7 @@ def build_or_update(
     onnx: str | os.PathLike | None = None,
     ann: str | None = None,
     metric: Metric | None = None,
-    dtype: StorageDtype = "float32",
+    dtype: StorageDtype | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
@@ -623,7 +630,8 @@ def build_or_update(
         if index is None:
             index = GalleryIndex.empty(model, gallery, preprocess, checkpoint)
     previous_ann = index.ann.kind if index.ann is not None else None
-    index.storage_dtype = dtype
+    if dtype is not None:  # None: the loaded index keeps its own
+        index.storage_dtype = dtype
     changes = index.update(
         backend, paths, batch_size=batch_size, progress=progress, num_workers=num_workers
     )

@@ -54,8 +54,9 @@ def index_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         choices=("float32", "float16"),
-        default="float32",
-        help="storage of the gallery embeddings in the file (float16: half the size)",
+        default=None,
+        help="storage of the gallery embeddings in the file (float16: half the size); "
+        "default: float32, or the index's own with --add",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument(
