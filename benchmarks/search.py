@@ -1,15 +1,19 @@
-"""Gallery search at scale: memory, build time and per-query latency of the faiss and torch paths
-of :func:`rareid.deploy.search.prefix_search`, and whether they return the same top-k.
+"""Gallery search at scale: memory, build time and per-query latency of the exact faiss and torch
+paths of :func:`rareid.deploy.search.prefix_search` and of the approximate indexes of
+:mod:`rareid.deploy.ann` (``--ann``), whether the exact paths return the same top-k, and the
+recall@k of the approximate ones against exact search.
 
     .venv/bin/python benchmarks/search.py                    # 1 M x 512 and 200 k x 2048
-    .venv/bin/python benchmarks/search.py --sizes 100000x512 --queries 50
+    .venv/bin/python benchmarks/search.py --sizes 100000x512 --ann ivf-flat hnsw ivf-pq
     .venv/bin/python benchmarks/search.py --help
 
 Each size runs in a fresh subprocess so that its memory figures are its own. The gallery is
-random Gaussian (seeded), stored once as an HR (level m) index with m = 4 equal sub-vectors;
-queries are zero-padded at random levels 1..4. Latency is per query (batches of one, the
-interactive case) and per query in one batch of all queries (throughput). "same top-k" compares
-the gallery positions of the two paths, rank by rank.
+stored once as an HR (level m) index with m = 4 equal sub-vectors; queries are zero-padded at
+random levels 1..4. ``--data gaussian``: i.i.d. Gaussian rows (no neighbourhood structure: the
+worst case of any approximate index); ``--data clustered`` (default): each row is the centre of
+one of N/20 people plus noise and each query is a noisy view of a gallery row, the structure a
+re-ID gallery has. Latency is per query (batches of one, the interactive case) and per query in
+one batch of all queries (throughput).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rareid.deploy.ann import AnnIndex  # noqa: E402
 from rareid.deploy.index import GalleryIndex  # noqa: E402
 from rareid.deploy.inference import Preprocess  # noqa: E402
 from rareid.deploy.search import _faiss_for, faiss_available, prefix_search  # noqa: E402
@@ -43,28 +49,78 @@ def rss_gb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-def random_gallery(size: int, dim: int, seed: int) -> torch.Tensor:
+#: Gallery images per person of the clustered data.
+IMAGES_PER_PERSON = 20
+#: Spread of a person's images around the person's centre (the centres have unit spread).
+NOISE = 0.5
+
+
+def random_gallery(size: int, dim: int, seed: int, data: str = "gaussian") -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     gallery = torch.empty(size, dim)
+    centres = torch.randn(max(1, size // IMAGES_PER_PERSON), dim, generator=generator)
     for start in range(0, size, 65536):  # filled in place: no second full-size temporary
         rows = gallery[start : start + 65536]
         rows.copy_(torch.randn(rows.shape, generator=generator))
+        if data == "clustered":
+            owner = torch.randint(0, centres.shape[0], (rows.shape[0],), generator=generator)
+            rows.mul_(NOISE).add_(centres[owner])
     return gallery
 
 
-def random_queries(count: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def random_queries(
+    count: int, dim: int, seed: int, gallery: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded queries at random levels; near a random gallery row when ``gallery`` is given."""
     generator = torch.Generator().manual_seed(seed + 1)
     levels = torch.randint(1, LEVELS + 1, (count,), generator=generator)
     queries = torch.randn(count, dim, generator=generator)
+    if gallery is not None:
+        rows = torch.randint(0, gallery.shape[0], (count,), generator=generator)
+        queries = gallery[rows] + NOISE * queries
     lengths = (levels * (dim // LEVELS))[:, None]
     return queries * (torch.arange(dim)[None, :] < lengths), levels
 
 
-def run_one(size: int, dim: int, queries: int, k: int, seed: int) -> dict[str, Any]:
+def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
+    """Share of the exact top-k positions found, over all queries."""
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, exact, strict=True))
+    return hits / max(1, exact.numel())
+
+
+def time_search(index: GalleryIndex, q, levels, k: int, backend: str) -> dict[str, Any]:
+    latencies = []
+    for row in range(q.shape[0]):
+        tick = time.perf_counter()
+        prefix_search(index, q[row : row + 1], levels[row : row + 1], k, backend)
+        latencies.append(time.perf_counter() - tick)
+    tick = time.perf_counter()
+    result = prefix_search(index, q, levels, k, backend)
+    batched = (time.perf_counter() - tick) / q.shape[0]
+    return {
+        "result": result,
+        "latency_ms_median": 1e3 * float(np.median(latencies)),
+        "latency_ms_p90": 1e3 * float(np.percentile(latencies, 90)),
+        "batched_ms_per_query": 1e3 * batched,
+    }
+
+
+def run_one(
+    size: int,
+    dim: int,
+    queries: int,
+    k: int,
+    seed: int,
+    data: str = "gaussian",
+    ann: Sequence[str] = (),
+    exact: Sequence[str] = ("torch", "faiss"),
+    nprobe: int | None = None,
+    shortlist: int = 100,
+) -> dict[str, Any]:
     """Measure one gallery size in this process."""
     start_rss = rss_gb()
     tick = time.perf_counter()
-    gallery = random_gallery(size, dim, seed)
+    gallery = random_gallery(size, dim, seed, data)
     index = GalleryIndex(
         embeddings=gallery,
         paths=[],
@@ -81,13 +137,14 @@ def run_one(size: int, dim: int, queries: int, k: int, seed: int) -> dict[str, A
         "dim": dim,
         "queries": queries,
         "k": k,
+        "data": data,
         "threads": torch.get_num_threads(),
         "gallery_gb": gallery.numel() * 4 / 2**30,
         "generate_s": time.perf_counter() - tick,
     }
-    q, levels = random_queries(queries, dim, seed)
+    q, levels = random_queries(queries, dim, seed, gallery if data == "clustered" else None)
     results = {}
-    for backend in ("torch", "faiss"):
+    for backend in exact:
         if backend == "faiss" and not faiss_available():
             out["faiss"] = "not installed"
             continue
@@ -122,6 +179,28 @@ def run_one(size: int, dim: int, queries: int, k: int, seed: int) -> dict[str, A
         out["max_distance_difference"] = float(
             (results["torch"].distances - results["faiss"].distances).abs().max()
         )
+    reference = results.get("faiss") or results.get("torch")
+    for kind in ann:
+        before = rss_gb()
+        tick = time.perf_counter()
+        index.ann = AnnIndex.build(
+            gallery, index.split_sizes, "euclidean", kind, shortlist=shortlist, nprobe=nprobe
+        )
+        build = time.perf_counter() - tick
+        added = rss_gb() - before
+        timed = time_search(index, q, levels, k, "auto")
+        found = timed.pop("result")
+        out[kind] = {
+            "build_s": build,
+            "added_memory_gb": added,
+            "factories": index.ann.factories,
+            "nprobe": index.ann.nprobe,
+            "shortlist": index.ann.shortlist,
+            **timed,
+        }
+        if reference is not None:
+            out[kind]["recall"] = recall(found.indices, reference.indices)
+        index.ann = None
     out["peak_rss_gb"] = rss_gb()
     out["baseline_rss_gb"] = start_rss
     return out
@@ -139,6 +218,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="CPU threads of torch and faiss (default: all)")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--data", choices=("gaussian", "clustered"), default="clustered")
+    parser.add_argument(
+        "--ann",
+        nargs="*",
+        default=[],
+        choices=("ivf-flat", "hnsw", "ivf-pq"),
+        help="approximate indexes to measure against exact search",
+    )
+    parser.add_argument(
+        "--exact",
+        nargs="+",
+        default=["torch", "faiss"],
+        choices=("torch", "faiss"),
+        help="exact paths to measure (the last one is the recall reference if faiss is absent)",
+    )
+    parser.add_argument("--nprobe", type=int, help="IVF lists probed (default: rareid's)")
+    parser.add_argument("--shortlist", type=int, default=100, help="candidates re-scored exactly")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one size in-process
     args = parser.parse_args()
     if args.threads:
@@ -149,7 +245,19 @@ def main() -> None:
             faiss.omp_set_num_threads(args.threads)
     if args.one:
         size, dim = (int(v) for v in args.one.split("x"))
-        print(json.dumps(run_one(size, dim, args.queries, args.k, args.seed)))
+        figures = run_one(
+            size,
+            dim,
+            args.queries,
+            args.k,
+            args.seed,
+            args.data,
+            args.ann,
+            args.exact,
+            args.nprobe,
+            args.shortlist,
+        )
+        print(json.dumps(figures))
         return
     rows = []
     for spec in args.sizes:
@@ -167,23 +275,35 @@ def main() -> None:
         ]
         if args.threads:
             command += ["--threads", str(args.threads)]
+        command += ["--data", args.data, "--shortlist", str(args.shortlist), "--exact", *args.exact]
+        if args.ann:
+            command += ["--ann", *args.ann]
+        if args.nprobe:
+            command += ["--nprobe", str(args.nprobe)]
         finished = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(finished.stdout.strip().splitlines()[-1]))
     for row in rows:
         print(
-            f"\ngallery {row['gallery']:,} x {row['dim']} ({row['gallery_gb']:.2f} GiB float32), "
+            f"\ngallery {row['gallery']:,} x {row['dim']} ({row['gallery_gb']:.2f} GiB float32, "
+            f"{row['data']}), "
             f"{row['queries']} queries at levels 1-4, top-{row['k']}, {row['threads']} threads"
         )
-        for backend in ("torch", "faiss"):
+        for backend in ("torch", "faiss", *args.ann):
             entry = row.get(backend)
             if not isinstance(entry, dict):
                 print(f"  {backend:5s}: {entry}")
                 continue
             print(
-                f"  {backend:5s}: build {entry['build_s']:.2f} s, +{entry['added_memory_gb']:.2f} GiB, "
-                f"latency median {entry['latency_ms_median']:.1f} ms (p90 "
-                f"{entry['latency_ms_p90']:.1f} ms), batched {entry['batched_ms_per_query']:.1f} "
+                f"  {backend:8s}: build {entry['build_s']:.2f} s, +{entry['added_memory_gb']:.2f} GiB, "
+                f"latency median {entry['latency_ms_median']:.2f} ms (p90 "
+                f"{entry['latency_ms_p90']:.2f} ms), batched {entry['batched_ms_per_query']:.2f} "
                 "ms/query"
+                + (
+                    f", recall@{row['k']} {entry['recall']:.3f} ({entry['factories'][-1]}, "
+                    f"nprobe {entry['nprobe']}, short list {entry['shortlist']})"
+                    if "recall" in entry
+                    else ""
+                )
             )
         if "same_top_k_ranks" in row:
             print(

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from rareid import cli as cli_module
+from rareid import lightning_cli
 from rareid.cli import main, run_cli
 from tests.helpers import tiny_run_args
 
@@ -125,7 +126,7 @@ def test_fit_then_test_end_to_end(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     malloc_calls: list[bool] = []  # recorded, not applied: it would outlive this test
-    monkeypatch.setattr(cli_module, "keep_freed_memory", lambda: malloc_calls.append(True))
+    monkeypatch.setattr(lightning_cli, "keep_freed_memory", lambda: malloc_calls.append(True))
     run = tmp_path / "run"
     common = [
         "--config",
@@ -198,7 +199,7 @@ def test_fit_then_test_end_to_end(
 
 
 def test_data_normalisation_follows_the_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rareid import cli
+    from rareid import lightning_cli as cli
 
     assert cli.backbone_normalization("resnet18", "mean") == (0.485, 0.456, 0.406)
     assert cli.backbone_normalization("resnet18", "std") == (0.229, 0.224, 0.225)
@@ -319,7 +320,7 @@ def test_installed_console_script_exit_status(tmp_path: Path) -> None:
     bad = run("fit", "--config", str(REPO / "conf/quickstart.yaml"), "--model.embeding_dim", "8")
     assert bad.returncode == 2
     for result in (synth, printed, bad):
-        assert "<rareid.cli.RAReIDCLI object" not in result.stderr
+        assert "RAReIDCLI object" not in result.stderr
         assert "PosixPath(" not in result.stderr
 
 

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rareid.data.datamodule import ReIDDataModule
-from rareid.data.splitfile import write_split_file
 from rareid.runs import OneLineArgumentParser
 
 
@@ -25,6 +23,10 @@ def splits_main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", required=True, help="output file, e.g. splits/market.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     args = parser.parse_args(list(argv))
+    # Imported once the arguments are read: --help and usage errors need no Lightning.
+    from rareid.data.datamodule import ReIDDataModule
+    from rareid.data.splitfile import write_split_file
+
     data: dict[str, Any] = {}
     for config in args.config:
         try:

@@ -9,15 +9,14 @@ that a query is embedded by the same model and compared on the right prefix. One
 every query level: a level-``k`` query is ranked on the first ``k`` sub-vectors of the same
 stored vectors (Eq. 2), no per-level copy is made.
 
-``rareid index`` (:func:`index_main`) is a thin command-line wrapper around this class.
+``rareid index`` (:func:`rareid.deploy.index_command.index_main`) is a thin command-line wrapper
+around this class.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,18 +31,22 @@ from rareid.deploy.inference import (
     ImageInput,
     Preprocess,
     file_sha256,
-    list_images,
     load_model,
     read_checkpoint,
 )
+from rareid.runs import RunLock, UsageError
 
 if TYPE_CHECKING:
+    from rareid.deploy.ann import AnnIndex
     from rareid.deploy.search import SearchResult
     from rareid.models.module import RAReIDModule
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Older formats this rareid still reads (version 1: no file sizes and times).
+READABLE_VERSIONS = (1, 2)
 Metric = Literal["euclidean", "cosine"]
 Backend = Literal["auto", "torch", "faiss"]
+StorageDtype = Literal["float32", "float16"]
 
 
 class GalleryIndexError(ValueError):
@@ -56,6 +59,74 @@ class SkippedImage:
 
     path: str
     reason: str
+
+
+@dataclass
+class IndexChanges:
+    """What an update of an index did (and, before it runs, what it will do)."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    total: int = 0  # images in the index afterwards
+    skipped: list[SkippedImage] = field(default_factory=list)
+    todo: list[tuple[str, Path]] = field(default_factory=list, repr=False)
+    drop: list[int] = field(default_factory=list, repr=False)
+    changed: set[str] = field(default_factory=set, repr=False)
+
+    def describe(self) -> str:
+        return (
+            f"{self.total} images ({self.added} added, {self.updated} changed and re-embedded, "
+            f"{self.removed} deleted from the gallery and dropped, {self.unchanged} already "
+            f"indexed, {len(self.skipped)} unreadable skipped)"
+        )
+
+
+class _GalleryFiles(torch.utils.data.Dataset):
+    """Gallery files decoded and preprocessed (in DataLoader workers when there are any)."""
+
+    def __init__(self, todo: Sequence[tuple[str, Path]], preprocess: Preprocess) -> None:
+        self.todo = list(todo)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        import cv2
+
+        relative, path = self.todo[position]
+        try:
+            stat = path.stat()
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except OSError:
+            image = None
+        if image is None:
+            return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return {
+            "path": str(path),
+            "name": relative,
+            "image": self.preprocess.image(rgb),
+            "size": image.shape[:2],
+            "stat": (int(stat.st_size), int(stat.st_mtime_ns)),
+        }
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch the readable images; list the unreadable ones."""
+    good = [item for item in items if "failed" not in item]
+    return {
+        "images": torch.stack([item["image"] for item in good]) if good else None,
+        "names": [item["name"] for item in good],
+        "paths": [item["path"] for item in good],
+        "sizes": [item["size"] for item in good],
+        "stats": [item["stat"] for item in good],
+        "failed": [
+            (item["path"], item["failed"], item["name"]) for item in items if "failed" in item
+        ],
+    }
 
 
 @dataclass
@@ -76,6 +147,16 @@ class GalleryIndex:
     level_policy: str = "nearest"  # how a query's estimated rate becomes a level (the datamodule's)
     calibration: dict[str, Any] | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
+    #: (N, 2) int64 file size and modification time (ns) when embedded; -1: unknown (format 1).
+    stats: np.ndarray | None = None
+    #: How the embeddings are stored in the file (in memory they are always float32).
+    storage_dtype: StorageDtype = "float32"
+    #: Approximate-search index over the embeddings (:mod:`rareid.deploy.ann`), if built.
+    ann: AnnIndex | None = None
+
+    def __post_init__(self) -> None:
+        if self.stats is None:
+            self.stats = np.full((len(self), 2), -1, dtype=np.int64)
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -125,6 +206,48 @@ class GalleryIndex:
         )
 
     @classmethod
+    def from_onnx(
+        cls,
+        backend: EmbeddingBackend,
+        root: str | os.PathLike,
+        metric: Metric | None = None,
+    ) -> GalleryIndex:
+        """An empty index for an ONNX model (:class:`~rareid.deploy.backends.OnnxBackend`):
+        rates, sub-vectors, preprocessing and checkpoint hash come from the file's metadata."""
+        meta = getattr(backend, "metadata", {})
+        needed = ("rareid_rates", "rareid_split_sizes", "rareid_img_size", "rareid_mean")
+        missing = [key for key in needed if key not in meta]
+        if missing:
+            raise GalleryIndexError(
+                f"the ONNX file lacks rareid metadata ({', '.join(missing)}): export it with "
+                "`rareid export`"
+            )
+        metric = meta.get("rareid_distance") or metric
+        if metric not in ("euclidean", "cosine"):
+            raise GalleryIndexError(
+                "--metric: the ONNX file does not record the model's distance: pass --metric "
+                "euclidean or cosine (the checkpoint's `distance` option), or --ckpt"
+            )
+        split_sizes = [int(v) for v in json.loads(meta["rareid_split_sizes"])]
+        return cls(
+            embeddings=torch.empty(0, sum(split_sizes)),
+            paths=[],
+            sizes=np.empty((0, 2), dtype=np.int64),
+            levels=torch.empty(0, dtype=torch.long),
+            root=str(Path(root).resolve()),
+            rates=[float(v) for v in json.loads(meta["rareid_rates"])],
+            split_sizes=split_sizes,
+            metric=metric,
+            preprocess=Preprocess(
+                tuple(int(v) for v in json.loads(meta["rareid_img_size"])),
+                tuple(float(v) for v in json.loads(meta["rareid_mean"])),
+                tuple(float(v) for v in json.loads(meta["rareid_std"])),
+            ),
+            checkpoint_sha256=meta.get("rareid_checkpoint_sha256", ""),
+            level_policy=meta.get("rareid_level_policy", "nearest"),
+        )
+
+    @classmethod
     def build(
         cls,
         model: RAReIDModule,
@@ -163,58 +286,143 @@ class GalleryIndex:
         paths: Sequence[str | os.PathLike],
         batch_size: int = 64,
         progress: bool = False,
+        num_workers: int = 0,
     ) -> tuple[int, int, list[SkippedImage]]:
-        """Embed and append the images of ``paths`` not yet in the index.
+        """Embed and append the images of ``paths`` not yet in the index; an indexed file whose
+        size or modification time changed since it was embedded is embedded again.
 
-        Returns (added, already present, skipped); the skipped images (unreadable) are also
-        appended to ``self.skipped``. ``model``: a model or any embedding backend.
+        Returns (added or re-embedded, unchanged, skipped); the skipped images (unreadable) are
+        also appended to ``self.skipped``. ``model``: a model or any embedding backend. Images
+        are decoded by a DataLoader with ``num_workers`` processes. Embeddings holding NaN or
+        infinity are refused (nothing is added).
         """
-        import cv2
+        changes = self._plan(paths, drop_missing=False)
+        skipped = self._apply(model, changes, batch_size, progress, num_workers)
+        return changes.added + changes.updated, changes.unchanged, skipped
+
+    def update(
+        self,
+        model: RAReIDModule | EmbeddingBackend,
+        paths: Sequence[str | os.PathLike],
+        batch_size: int = 64,
+        progress: bool = False,
+        num_workers: int = 0,
+    ) -> IndexChanges:
+        """Make the index match ``paths`` (a whole gallery folder): embed new files, re-embed
+        changed ones (size or modification time), drop the indexed files not in ``paths``."""
+        changes = self._plan(paths, drop_missing=True)
+        changes.skipped = self._apply(model, changes, batch_size, progress, num_workers)
+        return changes
+
+    def _plan(self, paths: Sequence[str | os.PathLike], drop_missing: bool) -> IndexChanges:
+        """Which of ``paths`` are new, changed or unchanged, and which indexed rows go."""
+        position_of = {name: position for position, name in enumerate(self.paths)}
+        changes = IndexChanges()
+        seen: set[str] = set()
+        for path in paths:
+            relative = Path(os.path.relpath(Path(path).resolve(), self.root)).as_posix()
+            if relative in seen:
+                continue
+            seen.add(relative)
+            position = position_of.get(relative)
+            try:
+                stat = Path(path).stat()
+                current = (int(stat.st_size), int(stat.st_mtime_ns))
+            except OSError:
+                current = (-1, -1)
+            if position is None:
+                changes.todo.append((relative, Path(path)))
+                changes.added += 1
+            elif tuple(int(v) for v in self.stats[position]) != current or current[0] < 0:
+                changes.todo.append((relative, Path(path)))
+                changes.changed.add(relative)
+                changes.drop.append(position)
+                changes.updated += 1
+            else:
+                changes.unchanged += 1
+        if drop_missing:
+            gone = [position for name, position in position_of.items() if name not in seen]
+            changes.drop += gone
+            changes.removed = len(gone)
+        return changes
+
+    def _apply(
+        self,
+        model: RAReIDModule | EmbeddingBackend,
+        changes: IndexChanges,
+        batch_size: int,
+        progress: bool,
+        num_workers: int,
+    ) -> list[SkippedImage]:
+        from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
         backend = as_backend(model)
         self.check_model(backend)
-        known = set(self.paths)
-        todo: list[tuple[str, Path]] = []
-        present = 0
-        for path in paths:
-            relative = Path(os.path.relpath(Path(path).resolve(), self.root)).as_posix()
-            if relative in known:
-                present += 1
-                continue
-            known.add(relative)
-            todo.append((relative, Path(path)))
         skipped: list[SkippedImage] = []
-        vectors, names, sizes = [], [], []
+        vectors, names, sizes, stats = [], [], [], []
         level = self.num_levels
-        bar = tqdm(total=len(todo), desc="embedding gallery", unit="img", disable=not progress)
-        for start in range(0, len(todo), batch_size):
-            batch, batch_names, batch_sizes = [], [], []
-            for relative, path in todo[start : start + batch_size]:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    skipped.append(SkippedImage(str(path), "unreadable or not an image"))
-                    continue
-                batch.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-                batch_names.append(relative)
-                batch_sizes.append(image.shape[:2])
-            if batch:
-                tensors = self.preprocess(batch)
-                levels = torch.full((len(batch),), level, dtype=torch.long)
-                vectors.append(backend.embed(tensors, levels))
-                names += batch_names
-                sizes += batch_sizes
-            bar.update(len(todo[start : start + batch_size]))
+        loader = DataLoader(
+            _GalleryFiles(changes.todo, self.preprocess),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate,
+        )
+        bar = tqdm(
+            total=len(changes.todo), desc="embedding gallery", unit="img", disable=not progress
+        )
+        for batch in loader:
+            for path, reason, name in batch["failed"]:
+                skipped.append(SkippedImage(path, reason))
+                # counted as skipped, not as added or re-embedded (a changed file that became
+                # unreadable is dropped all the same)
+                if name in changes.changed:
+                    changes.updated -= 1
+                else:
+                    changes.added -= 1
+            if batch["names"]:
+                levels = torch.full((len(batch["names"]),), level, dtype=torch.long)
+                embedded = backend.embed(batch["images"], levels)
+                bad = ~torch.isfinite(embedded).all(1)
+                if bool(bad.any()):
+                    first = [batch["paths"][i] for i in bad.nonzero().flatten().tolist()[:3]]
+                    raise GalleryIndexError(
+                        f"the model gives NaN or infinite embeddings for {int(bad.sum())} "
+                        f"image(s), e.g. {', '.join(first)}: is the checkpoint trained? "
+                        "nothing written"
+                    )
+                vectors.append(embedded)
+                names += batch["names"]
+                sizes += batch["sizes"]
+                stats += batch["stats"]
+            bar.update(len(batch["names"]) + len(batch["failed"]))
         bar.close()
+        self._drop(changes.drop)
         if vectors:
             self.embeddings = torch.cat([self.embeddings, *vectors])
             self.paths += names
             self.sizes = np.concatenate([self.sizes, np.asarray(sizes, dtype=np.int64)])
+            self.stats = np.concatenate([self.stats, np.asarray(stats, dtype=np.int64)])
             self.levels = torch.cat(
                 [self.levels, torch.full((len(names),), level, dtype=torch.long)]
             )
         self.skipped += skipped
-        return len(names), present, skipped
+        if changes.drop or vectors:
+            self.ann = None  # built on other rows: rebuild it (see build_or_update)
+        return skipped
+
+    def _drop(self, positions: Sequence[int]) -> None:
+        """Remove the rows at ``positions``."""
+        if not len(positions):
+            return
+        keep = np.ones(len(self), dtype=bool)
+        keep[list(positions)] = False
+        rows = torch.from_numpy(keep)
+        self.embeddings = self.embeddings[rows]
+        self.levels = self.levels[rows]
+        self.sizes = self.sizes[keep]
+        self.stats = self.stats[keep]
+        self.paths = [name for name, kept in zip(self.paths, keep, strict=True) if kept]
 
     # ------------------------------------------------------------------ searching
     def search(
@@ -260,6 +468,8 @@ class GalleryIndex:
             "checkpoint_path": self.checkpoint_path,
             "level_policy": self.level_policy,
             "calibration": self.calibration,
+            "storage_dtype": self.storage_dtype,
+            "ann": self.ann.describe() if self.ann is not None else None,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -267,11 +477,13 @@ class GalleryIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
-            "embeddings": self.embeddings.detach().cpu().float().numpy(),
+            "embeddings": self.embeddings.detach().cpu().float().numpy().astype(self.storage_dtype),
+            "stats": np.asarray(self.stats, dtype=np.int64).reshape(-1, 2),
             "sizes": np.asarray(self.sizes, dtype=np.int64).reshape(-1, 2),
             "levels": self.levels.cpu().numpy().astype(np.int64),
             "paths": np.asarray(self.paths, dtype=str),
             "meta": np.asarray(json.dumps(self._meta())),
+            **(self.ann.to_arrays() if self.ann is not None else {}),
         }
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
@@ -296,18 +508,29 @@ class GalleryIndex:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                arrays = {key: data[key] for key in ("embeddings", "sizes", "levels", "paths")}
+                arrays = {key: data[key] for key in data.files if key != "meta"}
         except (OSError, ValueError, KeyError) as error:
             raise GalleryIndexError(f"{str(path)!r} is not a rareid index file: {error}") from None
         if meta.get("format") != "rareid-gallery-index":
             raise GalleryIndexError(f"{str(path)!r} is not a rareid index file")
-        if meta.get("version") != FORMAT_VERSION:
+        if meta.get("version") not in READABLE_VERSIONS:
             raise GalleryIndexError(
                 f"{str(path)!r} has index format version {meta.get('version')}, this rareid "
                 f"reads version {FORMAT_VERSION}: rebuild it with `rareid index`"
             )
+        embeddings = arrays["embeddings"].astype(np.float32)
+        if not np.isfinite(embeddings).all():
+            raise GalleryIndexError(
+                f"{str(path)!r} holds NaN or infinite embeddings: rebuild it with `rareid index`"
+            )
+        ann = None
+        if meta.get("ann"):
+            from rareid.deploy.ann import AnnIndex
+
+            ann = AnnIndex.from_arrays(meta["ann"], arrays)
+        stats = arrays.get("stats")
         return cls(
-            embeddings=torch.from_numpy(arrays["embeddings"].astype(np.float32)),
+            embeddings=torch.from_numpy(embeddings),
             paths=[str(p) for p in arrays["paths"].tolist()],
             sizes=arrays["sizes"].astype(np.int64).reshape(-1, 2),
             levels=torch.from_numpy(arrays["levels"].astype(np.int64)),
@@ -320,6 +543,9 @@ class GalleryIndex:
             checkpoint_path=meta["checkpoint_path"],
             level_policy=meta.get("level_policy", "nearest"),
             calibration=meta.get("calibration"),
+            stats=None if stats is None else stats.astype(np.int64).reshape(-1, 2),
+            storage_dtype=meta.get("storage_dtype", "float32"),
+            ann=ann,
         )
 
 
@@ -335,67 +561,91 @@ def resolve_device(device: str) -> str:
     return device
 
 
-# ---------------------------------------------------------------------- command line
-def index_main(argv: Sequence[str]) -> int:
-    """``rareid index``: embed a gallery folder into an index file (or ``--add`` to one)."""
-    parser = argparse.ArgumentParser(
-        prog="rareid index",
-        description="Embed every image under a gallery folder (HR level) into an index file.",
-    )
-    parser.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
-    parser.add_argument("--gallery", required=True, help="folder of gallery crops (recursive)")
-    parser.add_argument("--out", required=True, help="index file to write, e.g. gallery.npz")
-    parser.add_argument(
-        "--add", action="store_true", help="append the images not yet in an existing index"
-    )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: GPU if any)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(list(argv))
-    if args.batch_size < 1:
-        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    out = Path(args.out)
-    if not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
-    try:
-        paths = list_images(args.gallery)
-    except FileNotFoundError as error:
-        parser.error(f"--gallery: {error}")
-    if not paths:
-        parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
-    if args.add:
-        if not out.is_file():
-            parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")
-    elif out.exists():
-        parser.error(f"--out: {str(out)!r} exists; pass --add to extend it or remove it first")
-    try:
-        index = GalleryIndex.load(out) if args.add else None
-        if index is not None:
-            digest = file_sha256(args.ckpt)
-            if digest != index.checkpoint_sha256:
-                parser.error(
-                    f"--ckpt: {args.ckpt!r} is not the checkpoint the index {str(out)!r} was "
-                    f"built with (SHA-256 {digest[:12]}… vs {index.checkpoint_sha256[:12]}…); "
-                    "embeddings of two models cannot be mixed: build a new index"
-                )
-        model, preprocess = load_model(args.ckpt, resolve_device(args.device))
-        if index is None:
-            index = GalleryIndex.empty(model, args.gallery, preprocess, args.ckpt)
-        added, present, skipped = index.add(
-            model, paths, batch_size=args.batch_size, progress=not args.no_progress
+class IndexLock(RunLock):
+    """The lock of one index file (``.NAME.lock`` beside it): one writer at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(Path(path).parent)
+        self.index_path = Path(path)
+        self.path = self.index_path.parent / f".{self.index_path.name}.lock"
+
+    def acquire(self) -> IndexLock:
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            super().acquire()
+        except UsageError:
+            owner = self._owner()
+            who = "an unreadable lock" if owner is None else f"process {owner[0]} on {owner[1]}"
+            raise UsageError(
+                f"the index {str(self.index_path)!r} is being written by {who} (lock file "
+                f"{self.path}); wait for it to finish and run again (delete the lock file only "
+                "if no rareid index is running)"
+            ) from None
+        return self
+
+
+def build_or_update(
+    out: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    gallery: str | os.PathLike,
+    add: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    onnx: str | os.PathLike | None = None,
+    ann: str | None = None,
+    metric: Metric | None = None,
+    dtype: StorageDtype | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+) -> IndexChanges:
+    """What ``rareid index`` does: build ``out`` from ``paths`` (or, with ``add``, bring it up to
+    date with them), embedding with the checkpoint or the ONNX file, and write it atomically.
+
+    The caller holds the index's :class:`IndexLock`. With ``add`` an existing approximate index
+    is rebuilt on the updated rows (``ann`` may ask for another kind).
+    """
+    from rareid.deploy.backends import OnnxBackend
+
+    index = GalleryIndex.load(out) if add else None
+    digest = file_sha256(checkpoint) if checkpoint else ""
+    if index is not None and checkpoint and digest != index.checkpoint_sha256:
+        raise GalleryIndexError(
+            f"--ckpt: {str(checkpoint)!r} is not the checkpoint the index {str(out)!r} was built "
+            f"with (SHA-256 {digest[:12]}… vs {index.checkpoint_sha256[:12]}…); embeddings of "
+            "two models cannot be mixed: build a new index"
         )
-        for item in skipped:
-            print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
-        if len(index) == 0:
-            parser.error(
-                f"--gallery: none of the {len(paths)} images under {args.gallery!r} could be "
-                "read; nothing written"
-            )
-        index.save(out)
-    except (GalleryIndexError, ValueError, OSError) as error:
-        parser.error(str(error))
-    print(
-        f"{out}: {len(index)} images ({added} added, {present} already indexed, "
-        f"{len(skipped)} unreadable skipped)"
+    if onnx is not None:
+        expected = index.checkpoint_sha256 if index is not None else None
+        backend: EmbeddingBackend = OnnxBackend(onnx, expected_sha256=expected or None)
+        if index is None:
+            if metric is None and checkpoint:  # the ONNX file may not record the distance
+                metric = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("distance")
+            index = GalleryIndex.from_onnx(backend, gallery, metric)
+    else:
+        if checkpoint is None:
+            raise GalleryIndexError("--ckpt: a checkpoint is needed (or --onnx MODEL.onnx)")
+        model, preprocess = load_model(checkpoint, resolve_device(device))
+        backend = TorchBackend(model)
+        if index is None:
+            index = GalleryIndex.empty(model, gallery, preprocess, checkpoint)
+    previous_ann = index.ann.kind if index.ann is not None else None
+    if dtype is not None:  # None: the loaded index keeps its own
+        index.storage_dtype = dtype
+    changes = index.update(
+        backend, paths, batch_size=batch_size, progress=progress, num_workers=num_workers
     )
-    return 0
+    if len(index) == 0:
+        unreadable = ", ".join(item.path for item in changes.skipped[:5])
+        raise GalleryIndexError(
+            f"--gallery: none of the {len(paths)} images under {str(gallery)!r} could be read "
+            f"({unreadable}); nothing written"
+        )
+    changes.total = len(index)
+    kind = ann or previous_ann
+    if kind is not None and (index.ann is None or index.ann.kind != kind):
+        from rareid.deploy.ann import AnnIndex
+
+        index.ann = AnnIndex.build(index.embeddings, index.split_sizes, index.metric, kind)
+    index.save(out)
+    return changes

@@ -146,6 +146,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose weights hold NaN or infinity (a diverged training): every
+    embedding it gives would be meaningless."""
+    state = checkpoint.get("state_dict") or {}
+    bad = [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds NaN or infinite weights ({len(bad)} tensor(s), e.g. "
+            f"{bad[0]}): the training diverged; use an earlier checkpoint"
+        )
+
+
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[RAReIDModule, Preprocess]:
@@ -157,6 +175,7 @@ def load_model(
     from rareid.models.module import RAReIDModule
 
     checkpoint = read_checkpoint(path)
+    check_finite_weights(checkpoint, path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)
     # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``): keep the
     # constructor's own arguments only.

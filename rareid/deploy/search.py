@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from rareid.data.lowres import LEVEL_POLICIES, assign_level, estimate_rate
+from rareid.deploy.ann import ann_candidates
 from rareid.deploy.inference import list_images
 
 if TYPE_CHECKING:
@@ -236,7 +237,10 @@ def prefix_search(
     if use_faiss and index.metric != "euclidean":
         raise ValueError("the faiss backend ranks the euclidean distance only; use --backend torch")
     count = min(len(index), k + FAISS_MARGIN)
-    if use_faiss:
+    found = ann_candidates(index, queries, levels, count) if backend == "auto" else None
+    if found is not None:
+        pass  # the approximate index's short list, re-scored exactly below
+    elif use_faiss:
         found = _faiss_for(index).candidates(queries, levels, count)
     else:
         gallery_sq = getattr(index, "_gallery_sq", None)

@@ -174,7 +174,10 @@ def test_add_appends_new_images_only_and_refuses_another_checkpoint(
     assert run(base) == 2  # an existing index is never overwritten
     assert "--add" in capsys.readouterr().err
     assert run([*base, "--add"]) == 0
-    assert "6 images (3 added, 3 already indexed, 1 unreadable skipped)" in capsys.readouterr().out
+    assert (
+        "6 images (3 added, 0 changed and re-embedded, 0 deleted from the gallery and dropped, "
+        "3 already indexed, 1 unreadable skipped)" in capsys.readouterr().out
+    )
     after = GalleryIndex.load(index_path)
     assert after.paths[:3] == before.paths
     assert torch.equal(after.embeddings[:3], before.embeddings)  # not re-embedded

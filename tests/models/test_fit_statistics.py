@@ -86,4 +86,3 @@ def test_bf16_mixed_trains_on_the_cpu_with_float32_heads_and_outputs(tmp_path) -
     with torch.autocast("cpu", dtype=torch.bfloat16), pytest.warns(UserWarning, match="log"):
         loss = module.training_step(batch, 0)
     assert loss.dtype == torch.float32
-

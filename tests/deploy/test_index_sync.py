@@ -1,0 +1,70 @@
+"""GalleryIndex.update on an embedding backend that needs no model: new, changed, deleted and
+unreadable files are each counted, rows follow the files, and the file round-trips."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from rareid.deploy.backends import EmbeddingBackend
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.inference import Preprocess, list_images
+
+
+class MeanColour(EmbeddingBackend):
+    """Embeds a crop as its mean colour, repeated: enough to tell files apart."""
+
+    rates = (1.0, 2.0)
+    split_sizes = (3, 3)
+
+    def embed(self, images, levels):
+        return images.mean((2, 3)).repeat(1, 2)
+
+
+def write(path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((16, 8, 3), value, dtype=np.uint8))
+
+
+def empty_index(root) -> GalleryIndex:
+    return GalleryIndex(
+        embeddings=torch.empty(0, 6),
+        paths=[],
+        sizes=np.empty((0, 2), dtype=np.int64),
+        levels=torch.empty(0, dtype=torch.long),
+        root=str(root.resolve()),
+        rates=[1.0, 2.0],
+        split_sizes=[3, 3],
+        metric="euclidean",
+        preprocess=Preprocess((16, 8)),
+    )
+
+
+def test_update_counts_new_changed_deleted_and_unreadable_files(tmp_path) -> None:
+    root = tmp_path / "g"
+    for number in range(4):
+        write(root / f"p{number}.png", 40 * number)
+    index = empty_index(root)
+    first = index.update(MeanColour(), list_images(root), num_workers=0)
+    assert (first.added, first.updated, first.removed, first.unchanged) == (4, 0, 0, 0)
+
+    (root / "p0.png").unlink()
+    write(root / "p1.png", 250)
+    later = time.time() + 5
+    os.utime(root / "p1.png", (later, later))
+    write(root / "new.png", 100)
+    (root / "bad.png").write_bytes(b"not a png")
+    second = index.update(MeanColour(), list_images(root), num_workers=0)
+    assert (second.added, second.updated, second.removed, second.unchanged) == (1, 1, 1, 2)
+    assert [item.path for item in second.skipped] == [str(root / "bad.png")]
+    assert sorted(index.paths) == ["new.png", "p1.png", "p2.png", "p3.png"]
+    row = index.paths.index("p1.png")
+    assert index.embeddings[row, 0].item() > 1.0  # the new picture (250), not the old (40)
+
+    saved = GalleryIndex.load(index.save(tmp_path / "i.npz"))
+    third = saved.update(MeanColour(), list_images(root), num_workers=0)
+    assert (third.added, third.updated, third.removed, third.unchanged) == (0, 0, 0, 4)
