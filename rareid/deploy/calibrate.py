@@ -32,25 +32,59 @@ if TYPE_CHECKING:
 DEFAULT_FARS: tuple[float, ...] = (1e-2, 1e-3)
 
 
-def threshold_at_far(impostor: np.ndarray, far: float) -> float:
-    """Largest threshold ``t`` with ``mean(impostor <= t) <= far`` (accept when distance <= t)."""
-    ordered = np.sort(np.asarray(impostor, dtype=np.float64))
-    if ordered.size == 0:
-        raise ValueError("no impostor pair: cannot set a threshold")
-    allowed = math.floor(far * ordered.size + 1e-9)
-    if allowed >= ordered.size:
-        return float(ordered[-1])
-    # just below the first impostor that would exceed the allowed count (ties stay rejected)
-    return float(np.nextafter(ordered[allowed], -np.inf))
+#: Impostor pairs a level needs at FAR ``f`` to resolve it: ``MIN_FALSE_ACCEPTS / f`` (below, the
+#: threshold is set by fewer than that many impostors and the FAR it promises is not measured).
+MIN_FALSE_ACCEPTS = 1
+
+
+def roc_points(
+    genuine: np.ndarray, impostor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FAR, TAR, distance threshold) at every distinct distance, FAR ascending, from
+    scikit-learn's ``roc_curve`` on the negated distances (accept when distance <= threshold).
+
+    Its first point (nothing accepted, an infinite score threshold) gets a distance just below
+    the smallest one, so that every threshold is a finite number a JSON file can hold.
+    """
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    genuine = np.asarray(genuine, dtype=np.float64).reshape(-1)
+    impostor = np.asarray(impostor, dtype=np.float64).reshape(-1)
+    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+    scores = -np.concatenate([genuine, impostor])
+    far, tar, score_thresholds = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    thresholds = -score_thresholds
+    if thresholds.size and not np.isfinite(thresholds[0]):
+        thresholds[0] = np.nextafter(float(-scores.max()), -np.inf)
+    return far, tar, thresholds
 
 
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(FAR, TAR) at every distinct distance used as a threshold, FAR ascending."""
-    thresholds = np.unique(np.concatenate([genuine, impostor]))
-    genuine_sorted, impostor_sorted = np.sort(genuine), np.sort(impostor)
-    tar = np.searchsorted(genuine_sorted, thresholds, side="right") / max(genuine.size, 1)
-    far = np.searchsorted(impostor_sorted, thresholds, side="right") / max(impostor.size, 1)
+    far, tar, _ = roc_points(genuine, impostor)
     return far, tar
+
+
+def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
+    """Largest distance threshold whose false-accept rate is at most ``far`` (accept when
+    distance <= threshold; a tie at the boundary stays rejected)."""
+    if np.asarray(impostor).size == 0:
+        raise ValueError("no impostor pair: cannot set a threshold")
+    rates, _, thresholds = roc_points(genuine, impostor)
+    return float(thresholds[np.flatnonzero(rates <= far + 1e-12)[-1]])
+
+
+def unresolved_reason(genuine_pairs: int, impostor_pairs: int, far: float) -> str | None:
+    """Why a level's threshold at ``far`` cannot be trusted, or None when it can."""
+    needed = math.ceil(MIN_FALSE_ACCEPTS / far - 1e-9)
+    if genuine_pairs == 0:
+        return "no genuine pair (each identity needs two images, from two cameras if known)"
+    if impostor_pairs < needed:
+        return (
+            f"too few impostor pairs ({impostor_pairs}) for FAR {far:g}: needs at least {needed}"
+            " (more identities)"
+        )
+    return None
 
 
 def calibrate_levels(
@@ -60,34 +94,43 @@ def calibrate_levels(
 ) -> dict[str, Any]:
     """Thresholds and TAR per level at each FAR (``levels[str(level)]``), as stored in an index.
 
-    ``resolvable`` is False where there are fewer than ``1 / FAR`` impostor pairs: the threshold
-    is then set by the smallest impostor distance and says little.
+    A FAR a level cannot resolve (fewer than ``1 / FAR`` impostor pairs, or no genuine pair)
+    stores no threshold: its ``resolvable`` entry is False and ``unresolved`` says why, so that
+    ``rareid search`` answers ``uncalibrated`` there instead of a verdict from a few pairs.
     """
     levels: dict[str, Any] = {}
-    for level in sorted(genuine):
-        good = np.asarray(genuine[level], dtype=np.float64)
+    for level in sorted(set(genuine) | set(impostor)):
+        good = np.asarray(genuine.get(level, []), dtype=np.float64)
         bad = np.asarray(impostor.get(level, []), dtype=np.float64)
-        if good.size == 0 or bad.size == 0:
-            continue
         entry: dict[str, Any] = {
             "genuine_pairs": int(good.size),
             "impostor_pairs": int(bad.size),
-            "genuine_median": float(np.median(good)),
-            "impostor_median": float(np.median(bad)),
+            "genuine_median": float(np.median(good)) if good.size else None,
+            "impostor_median": float(np.median(bad)) if bad.size else None,
             "thresholds": {},
             "tar": {},
             "far": {},
             "resolvable": {},
+            "unresolved": {},
         }
         for far in fars:
-            threshold = threshold_at_far(bad, far)
             key = repr(float(far))
+            reason = unresolved_reason(good.size, bad.size, far)
+            entry["resolvable"][key] = reason is None
+            if reason is not None:
+                entry["unresolved"][key] = reason
+                continue
+            threshold = threshold_at_far(good, bad, far)
             entry["thresholds"][key] = threshold
             entry["tar"][key] = float(np.mean(good <= threshold))
             entry["far"][key] = float(np.mean(bad <= threshold))
-            entry["resolvable"][key] = bool(bad.size * far >= 1)
         levels[str(level)] = entry
     return {"fars": [float(f) for f in fars], "levels": levels}
+
+
+def stored_thresholds(calibration: dict[str, Any]) -> int:
+    """How many (level, FAR) thresholds a calibration holds."""
+    return sum(len(entry["thresholds"]) for entry in calibration["levels"].values())
 
 
 def collect_distances(
@@ -151,51 +194,64 @@ def plot_calibration(
     calibration: dict[str, Any],
     out_path: str | Path,
 ) -> Path:
-    """ROC per level (log FAR) with the calibrated points, and the distance distributions."""
+    """ROC per level (log FAR) with the calibrated points, and the distance distributions;
+    a level without a usable threshold says so in its title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (roc_axis, *hist_axes) = plt.subplots(
-        1, 1 + len(genuine), figsize=(4 + 3 * len(genuine), 3.2), squeeze=True
+    shown = [
+        level
+        for level in sorted(genuine)
+        if np.size(genuine[level]) and np.size(impostor.get(level, []))
+    ]
+    figure, axes = plt.subplots(
+        1, 1 + len(shown), figsize=(4 + 3.4 * len(shown), 3.6), squeeze=False
     )
-    for level in sorted(genuine):
+    roc_axis, hist_axes = axes[0][0], axes[0][1:]
+    for level in shown:
         far, tar = roc_curve(genuine[level], impostor[level])
         keep = far > 0
         (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
-        entry = calibration["levels"].get(str(level))
-        if entry:
-            for key in entry["thresholds"]:
-                roc_axis.plot(
-                    entry["far"][key] or float(key),
-                    entry["tar"][key],
-                    "o",
-                    color=line.get_color(),
-                    markersize=3,
-                )
+        entry = calibration["levels"].get(str(level)) or {}
+        for key in entry.get("thresholds", {}):
+            roc_axis.plot(
+                entry["far"][key] or float(key),
+                entry["tar"][key],
+                "o",
+                color=line.get_color(),
+                markersize=3,
+            )
     roc_axis.set_xscale("log")
     roc_axis.set_xlabel("false accept rate")
     roc_axis.set_ylabel("true accept rate")
-    roc_axis.set_title("ROC per query level")
-    roc_axis.legend(fontsize=7)
+    roc_axis.set_title("ROC per query level", fontsize=10)
+    roc_axis.legend(fontsize=9)
     styles = ("--", ":", "-.")
-    for axis, level in zip(hist_axes, sorted(genuine), strict=True):
+    for axis, level in zip(hist_axes, shown, strict=True):
         bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
         axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
         axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
-        entry = calibration["levels"].get(str(level))
-        if entry:
-            for style, (key, value) in zip(styles, entry["thresholds"].items(), strict=False):
-                axis.axvline(
-                    value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
-                )
-        axis.set_title(f"level {level}: distances", fontsize=9)
-        axis.legend(fontsize=6)
+        entry = calibration["levels"].get(str(level)) or {}
+        thresholds = entry.get("thresholds", {})
+        for style, (key, value) in zip(styles, thresholds.items(), strict=False):
+            axis.axvline(
+                value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+            )
+        usable = ", ".join(f"{float(key):g}" for key in thresholds)
+        status = f"usable at FAR {usable}" if usable else "UNCALIBRATED: too few pairs"
+        axis.set_title(
+            f"level {level}: {entry.get('genuine_pairs', 0)} genuine / "
+            f"{entry.get('impostor_pairs', 0)} impostor pairs\n{status}",
+            fontsize=9,
+            color="black" if usable else "tab:red",
+        )
+        axis.legend(fontsize=9)
     figure.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
+    figure.savefig(out, dpi=100)
     plt.close(figure)
     return out
 
