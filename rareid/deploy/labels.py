@@ -124,9 +124,7 @@ def trained_identities(
     found = set()
     for position, person in zip(labels.positions, labels.people, strict=True):
         path = index.absolute_path(position).resolve()
-        if path.name in names:
-            found.add(person)
-        elif path.is_relative_to(root) and _as_id(person) in train_ids:
+        if path.name in names or (path.is_relative_to(root) and _as_id(person) in train_ids):
             found.add(person)
     return sorted(found)
 
