@@ -35,7 +35,7 @@ def test_notebook_runs_on_tiny_data(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     client.execute()
     assert (tmp_path / "work" / "rank_list.png").is_file()
     assert (tmp_path / "work" / "tsne.png").is_file()
-    assert (tmp_path / "work" / "search" / "rank_sheet.png").is_file()
+    assert (tmp_path / "work" / "search" / "rank_sheet_001.png").is_file()
     outputs = "".join(
         str(output.get("text", "")) for cell in notebook.cells for output in cell.get("outputs", [])
     )

@@ -1,4 +1,4 @@
-""" "Same person?" thresholds per query level, from the validation split.
+""" "Same person?" thresholds per query level, from labelled crops or the validation split.
 
 A level-1 query (the blurriest) is compared on a short prefix, so its genuine and impostor
 distances live on another scale than a level-m query's: one threshold for all levels would
@@ -32,25 +32,59 @@ if TYPE_CHECKING:
 DEFAULT_FARS: tuple[float, ...] = (1e-2, 1e-3)
 
 
-def threshold_at_far(impostor: np.ndarray, far: float) -> float:
-    """Largest threshold ``t`` with ``mean(impostor <= t) <= far`` (accept when distance <= t)."""
-    ordered = np.sort(np.asarray(impostor, dtype=np.float64))
-    if ordered.size == 0:
-        raise ValueError("no impostor pair: cannot set a threshold")
-    allowed = math.floor(far * ordered.size + 1e-9)
-    if allowed >= ordered.size:
-        return float(ordered[-1])
-    # just below the first impostor that would exceed the allowed count (ties stay rejected)
-    return float(np.nextafter(ordered[allowed], -np.inf))
+#: Impostor pairs a level needs at FAR ``f`` to resolve it: ``MIN_FALSE_ACCEPTS / f`` (below, the
+#: threshold is set by fewer than that many impostors and the FAR it promises is not measured).
+MIN_FALSE_ACCEPTS = 1
+
+
+def roc_points(
+    genuine: np.ndarray, impostor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FAR, TAR, distance threshold) at every distinct distance, FAR ascending, from
+    scikit-learn's ``roc_curve`` on the negated distances (accept when distance <= threshold).
+
+    Its first point (nothing accepted, an infinite score threshold) gets a distance just below
+    the smallest one, so that every threshold is a finite number a JSON file can hold.
+    """
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    genuine = np.asarray(genuine, dtype=np.float64).reshape(-1)
+    impostor = np.asarray(impostor, dtype=np.float64).reshape(-1)
+    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+    scores = -np.concatenate([genuine, impostor])
+    far, tar, score_thresholds = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    thresholds = -score_thresholds
+    if thresholds.size and not np.isfinite(thresholds[0]):
+        thresholds[0] = np.nextafter(float(-scores.max()), -np.inf)
+    return far, tar, thresholds
 
 
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(FAR, TAR) at every distinct distance used as a threshold, FAR ascending."""
-    thresholds = np.unique(np.concatenate([genuine, impostor]))
-    genuine_sorted, impostor_sorted = np.sort(genuine), np.sort(impostor)
-    tar = np.searchsorted(genuine_sorted, thresholds, side="right") / max(genuine.size, 1)
-    far = np.searchsorted(impostor_sorted, thresholds, side="right") / max(impostor.size, 1)
+    far, tar, _ = roc_points(genuine, impostor)
     return far, tar
+
+
+def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
+    """Largest distance threshold whose false-accept rate is at most ``far`` (accept when
+    distance <= threshold; a tie at the boundary stays rejected)."""
+    if np.asarray(impostor).size == 0:
+        raise ValueError("no impostor pair: cannot set a threshold")
+    rates, _, thresholds = roc_points(genuine, impostor)
+    return float(thresholds[np.flatnonzero(rates <= far + 1e-12)[-1]])
+
+
+def unresolved_reason(genuine_pairs: int, impostor_pairs: int, far: float) -> str | None:
+    """Why a level's threshold at ``far`` cannot be trusted, or None when it can."""
+    needed = math.ceil(MIN_FALSE_ACCEPTS / far - 1e-9)
+    if genuine_pairs == 0:
+        return "no genuine pair (each identity needs two images, from two cameras if known)"
+    if impostor_pairs < needed:
+        return (
+            f"too few impostor pairs ({impostor_pairs}) for FAR {far:g}: needs at least {needed}"
+            " (more identities)"
+        )
+    return None
 
 
 def calibrate_levels(
@@ -60,34 +94,43 @@ def calibrate_levels(
 ) -> dict[str, Any]:
     """Thresholds and TAR per level at each FAR (``levels[str(level)]``), as stored in an index.
 
-    ``resolvable`` is False where there are fewer than ``1 / FAR`` impostor pairs: the threshold
-    is then set by the smallest impostor distance and says little.
+    A FAR a level cannot resolve (fewer than ``1 / FAR`` impostor pairs, or no genuine pair)
+    stores no threshold: its ``resolvable`` entry is False and ``unresolved`` says why, so that
+    ``rareid search`` answers ``uncalibrated`` there instead of a verdict from a few pairs.
     """
     levels: dict[str, Any] = {}
-    for level in sorted(genuine):
-        good = np.asarray(genuine[level], dtype=np.float64)
+    for level in sorted(set(genuine) | set(impostor)):
+        good = np.asarray(genuine.get(level, []), dtype=np.float64)
         bad = np.asarray(impostor.get(level, []), dtype=np.float64)
-        if good.size == 0 or bad.size == 0:
-            continue
         entry: dict[str, Any] = {
             "genuine_pairs": int(good.size),
             "impostor_pairs": int(bad.size),
-            "genuine_median": float(np.median(good)),
-            "impostor_median": float(np.median(bad)),
+            "genuine_median": float(np.median(good)) if good.size else None,
+            "impostor_median": float(np.median(bad)) if bad.size else None,
             "thresholds": {},
             "tar": {},
             "far": {},
             "resolvable": {},
+            "unresolved": {},
         }
         for far in fars:
-            threshold = threshold_at_far(bad, far)
             key = repr(float(far))
+            reason = unresolved_reason(good.size, bad.size, far)
+            entry["resolvable"][key] = reason is None
+            if reason is not None:
+                entry["unresolved"][key] = reason
+                continue
+            threshold = threshold_at_far(good, bad, far)
             entry["thresholds"][key] = threshold
             entry["tar"][key] = float(np.mean(good <= threshold))
             entry["far"][key] = float(np.mean(bad <= threshold))
-            entry["resolvable"][key] = bool(bad.size * far >= 1)
         levels[str(level)] = entry
     return {"fars": [float(f) for f in fars], "levels": levels}
+
+
+def stored_thresholds(calibration: dict[str, Any]) -> int:
+    """How many (level, FAR) thresholds a calibration holds."""
+    return sum(len(entry["thresholds"]) for entry in calibration["levels"].values())
 
 
 def collect_distances(
@@ -151,51 +194,64 @@ def plot_calibration(
     calibration: dict[str, Any],
     out_path: str | Path,
 ) -> Path:
-    """ROC per level (log FAR) with the calibrated points, and the distance distributions."""
+    """ROC per level (log FAR) with the calibrated points, and the distance distributions;
+    a level without a usable threshold says so in its title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (roc_axis, *hist_axes) = plt.subplots(
-        1, 1 + len(genuine), figsize=(4 + 3 * len(genuine), 3.2), squeeze=True
+    shown = [
+        level
+        for level in sorted(genuine)
+        if np.size(genuine[level]) and np.size(impostor.get(level, []))
+    ]
+    figure, axes = plt.subplots(
+        1, 1 + len(shown), figsize=(4 + 3.4 * len(shown), 3.6), squeeze=False
     )
-    for level in sorted(genuine):
+    roc_axis, hist_axes = axes[0][0], axes[0][1:]
+    for level in shown:
         far, tar = roc_curve(genuine[level], impostor[level])
         keep = far > 0
         (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
-        entry = calibration["levels"].get(str(level))
-        if entry:
-            for key in entry["thresholds"]:
-                roc_axis.plot(
-                    entry["far"][key] or float(key),
-                    entry["tar"][key],
-                    "o",
-                    color=line.get_color(),
-                    markersize=3,
-                )
+        entry = calibration["levels"].get(str(level)) or {}
+        for key in entry.get("thresholds", {}):
+            roc_axis.plot(
+                entry["far"][key] or float(key),
+                entry["tar"][key],
+                "o",
+                color=line.get_color(),
+                markersize=3,
+            )
     roc_axis.set_xscale("log")
     roc_axis.set_xlabel("false accept rate")
     roc_axis.set_ylabel("true accept rate")
-    roc_axis.set_title("ROC per query level")
-    roc_axis.legend(fontsize=7)
+    roc_axis.set_title("ROC per query level", fontsize=10)
+    roc_axis.legend(fontsize=9)
     styles = ("--", ":", "-.")
-    for axis, level in zip(hist_axes, sorted(genuine), strict=True):
+    for axis, level in zip(hist_axes, shown, strict=True):
         bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
         axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
         axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
-        entry = calibration["levels"].get(str(level))
-        if entry:
-            for style, (key, value) in zip(styles, entry["thresholds"].items(), strict=False):
-                axis.axvline(
-                    value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
-                )
-        axis.set_title(f"level {level}: distances", fontsize=9)
-        axis.legend(fontsize=6)
+        entry = calibration["levels"].get(str(level)) or {}
+        thresholds = entry.get("thresholds", {})
+        for style, (key, value) in zip(styles, thresholds.items(), strict=False):
+            axis.axvline(
+                value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+            )
+        usable = ", ".join(f"{float(key):g}" for key in thresholds)
+        status = f"usable at FAR {usable}" if usable else "UNCALIBRATED: too few pairs"
+        axis.set_title(
+            f"level {level}: {entry.get('genuine_pairs', 0)} genuine / "
+            f"{entry.get('impostor_pairs', 0)} impostor pairs\n{status}",
+            fontsize=9,
+            color="black" if usable else "tab:red",
+        )
+        axis.legend(fontsize=9)
     figure.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
+    figure.savefig(out, dpi=100)
     plt.close(figure)
     return out
 
@@ -234,81 +290,163 @@ def datamodule_from_config(
     return ReIDDataModule(**data)
 
 
-def calibrate_main(argv: Sequence[str]) -> int:
-    """``rareid calibrate``: per-level thresholds from the validation split, into an index
-    and/or a JSON sidecar, plus a PNG of the curves."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rareid calibrate",
-        description="Per-level 'same person?' thresholds at fixed FARs, on the validation split.",
+        description="Per-level 'same person?' thresholds at fixed FARs, either on your own "
+        "labelled crops (--index with --labels: the embeddings of the index, no dataset config) "
+        "or on the validation split of a training config (--ckpt with --config). Writes "
+        "calibration.json and calibration.png beside the index (or the checkpoint).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--ckpt", required=True, help="trained checkpoint")
-    parser.add_argument("--config", required=True, help="the training config (its data section)")
-    parser.add_argument("--root", help="override data.root of the config")
-    parser.add_argument("--index", help="index file to store the thresholds in")
-    parser.add_argument("--out", default="calibration.json", help="JSON sidecar to write")
-    parser.add_argument("--png", help="picture of the curves (default: next to --out)")
-    parser.add_argument("--far", type=float, nargs="+", default=list(DEFAULT_FARS))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto")
+    add = parser.add_argument
+    add("--index", help="index file (of `rareid index`) to store the thresholds in")
+    add(
+        "--labels",
+        help="CSV of 'path, person[, camera]' rows (paths relative to the CSV or the gallery) "
+        "or a folder with one sub-folder per person; every file must be in --index",
+    )
+    add("--ckpt", help="trained checkpoint (default with --labels: the index's checkpoint)")
+    add("--config", help="a training config whose validation split to calibrate on")
+    add("--root", help="override data.root of --config")
+    add("--out", help="JSON to write (default: calibration.json beside --index or --ckpt)")
+    add("--png", help="picture of the curves (default: beside --out, .png)")
+    add("--far", type=float, nargs="+", default=list(DEFAULT_FARS), help="false-accept rates")
+    add("--batch-size", type=int, default=64, help="images per embedding batch")
+    add("--device", default="auto", help="torch device (auto, cpu, cuda, ...)")
+    return parser
+
+
+def calibrate_main(argv: Sequence[str]) -> int:
+    """``rareid calibrate``: per-level thresholds from labelled crops or the validation split,
+    into an index and a JSON beside it, plus a PNG of the curves."""
+    parser = build_parser()
     args = parser.parse_args(list(argv))
 
+    from rareid.deploy.checks import check_finite_model
     from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
     from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
 
     for far in args.far:
         if not 0 < far < 1:
             parser.error(f"--far: expected rates in (0, 1), got {far}")
-    if not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
-    if not Path(args.config).is_file():
-        parser.error(f"--config: {args.config!r} does not exist")
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    digest = file_sha256(args.ckpt)
+    if args.labels and args.config:
+        parser.error("--labels and --config both given: calibrate on one of them")
+    if args.labels and not args.index:
+        parser.error("--labels needs --index (the labelled images' embeddings are read from it)")
+    if not args.labels and not args.config:
+        parser.error("give --index with --labels (your own crops) or --ckpt with --config")
+    if args.config and not args.ckpt:
+        parser.error("--config needs --ckpt (the checkpoint to calibrate)")
+    if args.config and not Path(args.config).is_file():
+        parser.error(f"--config: {args.config!r} does not exist")
+    if args.ckpt and not Path(args.ckpt).is_file():
+        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
     index = None
     if args.index:
         try:
             index = GalleryIndex.load(args.index)
         except (FileNotFoundError, GalleryIndexError) as error:
             parser.error(f"--index: {error}")
-        if index.checkpoint_sha256 != digest:
-            parser.error(
-                f"--index: {args.index!r} was built with another checkpoint than {args.ckpt!r}; "
-                "thresholds of one model do not apply to another"
-            )
+    ckpt = args.ckpt or (index.checkpoint_path if index is not None else None)
+    if not ckpt or not Path(ckpt).is_file():
+        parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
+    digest = file_sha256(ckpt)
+    if index is not None and index.checkpoint_sha256 != digest:
+        parser.error(
+            f"--index: {args.index!r} was built with another checkpoint than {ckpt!r}; "
+            "thresholds of one model do not apply to another"
+        )
+    beside = Path(args.index if args.index else ckpt).parent
+    out = Path(args.out) if args.out else beside / "calibration.json"
+    png_path = Path(args.png) if args.png else out.with_suffix(".png")
     try:
-        model, preprocess = load_model(args.ckpt, resolve_device(args.device))
-        hparams = read_checkpoint(args.ckpt)["hyper_parameters"]
-        datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
-        genuine, impostor = collect_distances(model, datamodule, "val", args.batch_size)
+        model, preprocess = load_model(ckpt, resolve_device(args.device))
+        check_finite_model(model, ckpt)
+        if args.labels:
+            from rareid.deploy.backends import TorchBackend
+            from rareid.deploy.labels import (
+                TRAINING_RECORD_KEY,
+                describe_shortage,
+                label_distances,
+                read_labels,
+                trained_identities,
+            )
+
+            assert index is not None
+            labels = read_labels(args.labels, index)
+            record = read_checkpoint(ckpt).get(TRAINING_RECORD_KEY)
+            seen = trained_identities(labels, index, record)
+            if seen:
+                parser.error(
+                    f"--labels: {len(seen)} of the {labels.identities} labelled identities "
+                    f"({', '.join(seen[:5])}) were in the training split of {ckpt!r}: calibrate "
+                    "on people the model never saw"
+                )
+            if labels.identities < 2:
+                parser.error(
+                    f"--labels: {labels.identities} identity in {args.labels!r}: impostor "
+                    "pairs need at least two people"
+                )
+            genuine, impostor = label_distances(index, labels, TorchBackend(model), args.batch_size)
+            split = f"labels {args.labels}"
+        else:
+            hparams = read_checkpoint(ckpt)["hyper_parameters"]
+            datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
+            genuine, impostor = collect_distances(model, datamodule, "val", args.batch_size)
+            split = "val"
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    if not genuine:
-        parser.error("the validation split gave no genuine query-gallery pair to calibrate on")
+    if not any(values.size for values in genuine.values()):
+        parser.error(
+            f"{'--labels' if args.labels else '--config'}: no genuine pair to calibrate on"
+        )
     calibration = calibrate_levels(genuine, impostor, args.far)
+    if stored_thresholds(calibration) == 0:
+        if args.labels:
+            parser.error(describe_shortage(labels, impostor, args.far))
+        parser.error(
+            "--config: the validation split gives too few impostor pairs for FAR "
+            f"{max(args.far):g} at every level: hold out more identities or ask a larger --far"
+        )
     calibration.update(
         metric=model.hparams.distance,
-        split="val",
+        split=split,
         checkpoint_sha256=digest,
         rates=[float(r) for r in model.rates],
     )
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(calibration, indent=1))
-    png = plot_calibration(genuine, impostor, calibration, args.png or out.with_suffix(".png"))
+    png = plot_calibration(genuine, impostor, calibration, png_path)
     if index is not None:
         index.calibration = calibration
         index.save(args.index)
+    stored = []
     for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
-        cells = ", ".join(
-            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f}"
-            + ("" if entry["resolvable"][key] else ", too few impostor pairs")
-            + ")"
+        cells = [
+            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f})"
             for key in entry["thresholds"]
-        )
+        ]
+        cells += [
+            f"FAR {float(key):g}: none stored, {why}" for key, why in entry["unresolved"].items()
+        ]
+        if entry["thresholds"]:
+            stored.append(level)
         print(
             f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} "
-            f"impostor pairs; {cells}"
+            f"impostor pairs; {'; '.join(cells)}"
         )
-    print(f"wrote {out} and {png}" + (f"; thresholds stored in {args.index}" if index else ""))
+    missing = [str(k) for k in range(1, len(model.rates) + 1) if str(k) not in stored]
+    print(
+        f"wrote {out} and {png}"
+        + (f"; {stored_thresholds(calibration)} thresholds stored in {args.index}" if index else "")
+        + f" (levels {', '.join(stored)})"
+        + (
+            f"; levels {', '.join(missing)} have none: their verdicts stay 'uncalibrated'"
+            if missing
+            else ""
+        )
+    )
     return 0

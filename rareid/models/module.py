@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -466,6 +469,27 @@ class RAReIDModule(L.LightningModule):
 
     def mask_parameters(self) -> list[nn.Parameter]:
         return [] if self.masks is None else [m.logits for m in self.masks.masks]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the identities and files of the training split (when the datamodule has one),
+        so that ``rareid calibrate`` can refuse to set thresholds on people the model saw."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        split = getattr(datamodule, "fit_split", None) if datamodule is not None else None
+        if split is None or not hasattr(split, "train_ids"):
+            return
+        root = Path(str(datamodule.hparams.get("root", "."))).resolve()
+        files = sorted(
+            os.path.relpath(record.path, root) if os.path.isabs(record.path) else record.path
+            for record in split.train
+        )
+        checkpoint["rareid_training_identities"] = {
+            "dataset": str(datamodule.hparams.get("dataset", "")),
+            "root": str(root),
+            "pids": sorted(int(pid) for pid in split.train_ids),
+            "files": files,
+            "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Evaluate a checkpoint trained on other identities: its classifier is not needed."""

@@ -26,12 +26,13 @@ def run(argv):
 
 
 def test_threshold_accepts_at_most_the_far_share_of_impostors() -> None:
+    genuine = np.array([0.5, 5.0])
     impostor = np.arange(1000, dtype=float)
-    threshold = threshold_at_far(impostor, 0.01)
+    threshold = threshold_at_far(genuine, impostor, 0.01)
     assert np.mean(impostor <= threshold) == 0.01 and 9 <= threshold < 10
     tied = np.array([1.0] * 50 + [2.0] * 950)  # a tie at the boundary stays rejected
-    assert np.mean(tied <= threshold_at_far(tied, 0.01)) == 0.0
-    assert threshold_at_far(np.array([3.0, 4.0]), 0.001) < 3.0
+    assert np.mean(tied <= threshold_at_far(genuine, tied, 0.01)) == 0.0
+    assert threshold_at_far(genuine, np.array([3.0, 4.0]), 0.001) < 3.0
 
 
 def test_calibration_per_level_reports_tar_and_resolvability() -> None:
@@ -46,6 +47,8 @@ def test_calibration_per_level_reports_tar_and_resolvability() -> None:
             assert entry["far"][key] <= float(key)
             assert 0 <= entry["tar"][key] <= 1
     assert low["resolvable"]["0.001"] and not high["resolvable"]["0.001"]  # 500 impostors
+    assert "0.001" not in high["thresholds"]  # nothing stored where it is not resolvable
+    assert "too few impostor pairs (500)" in high["unresolved"]["0.001"]
     far, tar = roc_curve(genuine[1], impostor[1])
     assert np.all(np.diff(far) >= 0) and np.all(np.diff(tar) >= 0) and tar[-1] == 1
 

@@ -108,7 +108,8 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     assert code == 0, captured.err
     rows = json.loads((out / "results.json").read_text())
     assert (out / "results.csv").read_text().count("\n") == len(rows) + 1
-    assert (out / "rank_sheet.png").stat().st_size > 1000
+    assert (out / "rank_sheet_001.png").stat().st_size > 1000
+    assert (out / "rank_sheet_003.png").is_file()  # 24 queries, 8 per sheet: all drawn
     queries = {row["query"] for row in rows}
     assert len(queries) == len(query_truth) == 24
     first = {}
@@ -134,6 +135,7 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     line = next(text for text in captured.out.splitlines() if text.startswith("person0_h97.png"))
     top = first["person0_h97.png"]
     assert f"1. {top['gallery']} {top['distance']:.4g} {top['verdict']}" in line
+    assert len(line) < 200  # a short table row; every match is in the CSV and JSON
 
     # results are not overwritten silently
     again = ["search", "--index", str(index_path), "--query", str(query_dir), "--out", str(out)]
@@ -142,6 +144,13 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     assert run([*again, "--overwrite", "--rerank", "--backend", "torch"]) == 0
     reranked = json.loads((out / "results.json").read_text())
     assert all("rerank_distance" in row for row in reranked)
+    printed = capsys.readouterr().out
+    assert "re-ranked distance" in printed
+    line = next(text for text in printed.splitlines() if text.startswith("person0_h97.png"))
+    shown = [row for row in reranked if row["query"].endswith("person0_h97.png")][:3]
+    for rank, row in enumerate(shown, start=1):  # the distances that ordered the list
+        assert f"{rank}. {row['gallery']} {row['rerank_distance']:.4g}" in line
+    assert [row["rerank_distance"] for row in shown] == sorted(r["rerank_distance"] for r in shown)
 
 
 def test_add_appends_new_images_only_and_refuses_another_checkpoint(

@@ -120,3 +120,31 @@ def test_torch_export_round_trip(tmp_path, trained_checkpoint) -> None:
     program = torch.export.load(str(path)).module()
     images, levels = torch.randn(3, 3, 64, 32), torch.tensor([1, 4, 2])
     torch.testing.assert_close(program(images, levels), model.embed(images, levels))
+
+
+def test_output_path_is_checked_before_the_model_is_built(
+    tmp_path, trained_checkpoint, capsys, monkeypatch
+) -> None:
+    import rareid.deploy.inference as inference
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before the output path was checked")
+
+    monkeypatch.setattr(inference, "load_model", never)
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    for out, message in ((blocker / "m.onnx", "is a file"), (tmp_path, "is a folder")):
+        code = run(["export", "--ckpt", str(trained_checkpoint), "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and message in err[-1], err
+
+
+def test_checkpoint_with_nan_weights_is_refused(tmp_path, trained_checkpoint, capsys) -> None:
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    checkpoint["state_dict"]["head.fc.bias"][0] = float("nan")
+    broken = tmp_path / "nan.ckpt"
+    torch.save(checkpoint, broken)
+    code = run(["export", "--ckpt", str(broken), "--format", "torch-export"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "nan.ckpt" in err[-1] and "NaN" in err[-1]
+    assert not broken.with_suffix(".pt2").exists()

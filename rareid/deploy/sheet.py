@@ -1,0 +1,165 @@
+"""What ``rareid search`` shows a person: rank sheets (PNG pages), a console summary table,
+and the full results in CSV and JSON.
+
+The sheets are drawn for reading at 100 % zoom: every tile carries its file name (wrapped, never
+cut), the distance that ordered it and the verdict, in a 9 pt font at 100 dpi; all queries are
+drawn, ``QUERIES_PER_SHEET`` to a page (``rank_sheet_001.png``, ``rank_sheet_002.png``, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: Query rows per rank-sheet page.
+QUERIES_PER_SHEET = 8
+#: Matches per query drawn on the sheet (the CSV and JSON hold all of them).
+SHEET_MATCHES = 10
+#: Font size (points) of every text on the sheet; saved at ``SHEET_DPI`` so 1 pt is 1.39 px.
+SHEET_FONT_PT = 9
+SHEET_DPI = 100
+#: Characters per line of a wrapped file name under a tile (fits a tile at 9 pt).
+NAME_WRAP = 20
+#: Matches per query in the console table (all are in the CSV and JSON).
+TABLE_MATCHES = 3
+#: Longest file name in the console table before its middle is elided.
+TABLE_NAME_CHARS = 28
+VERDICT_COLORS = {"same": "tab:green", "different": "tab:red", "uncalibrated": "0.35"}
+
+
+def sheet_name(number: int) -> str:
+    return f"rank_sheet_{number:03d}.png"
+
+
+def write_results(rows: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+    """``results.csv`` and ``results.json`` (one row per query x rank)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
+    fields: list[str] = []
+    for row in rows:
+        fields += [key for key in row if key not in fields]
+    with open(csv_path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=fields or ["query"], restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path.write_text(json.dumps(rows, indent=1))
+    return csv_path, json_path
+
+
+def wrap_name(name: str, width: int = NAME_WRAP) -> str:
+    """A file name broken into lines of ``width`` characters (at separators when it can)."""
+    lines = textwrap.wrap(
+        name.replace("/", "/\u200b"), width, break_long_words=True, break_on_hyphens=True
+    )
+    return "\n".join(line.replace("\u200b", "") for line in lines) or name
+
+
+def shorten(name: str, limit: int = TABLE_NAME_CHARS) -> str:
+    """``name`` with its middle elided when longer than ``limit`` (both ends stay readable)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return name[:head] + "\u2026" + name[len(name) - (limit - 1 - head) :]
+
+
+def draw_rank_sheets(
+    queries: list[dict[str, Any]],
+    matches: list[list[dict[str, Any]]],
+    out_dir: Path,
+    title: str,
+    caption: str = "",
+    per_sheet: int = QUERIES_PER_SHEET,
+    max_matches: int = SHEET_MATCHES,
+) -> list[Path]:
+    """PNG pages, one row per query: its crop at its own size (name, level, size, flags), then
+    its ranked matches, each named, with the ordering distance and the verdict."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pages = max(1, -(-len(queries) // per_sheet))
+    written = []
+    for page in range(pages):
+        part = slice(page * per_sheet, (page + 1) * per_sheet)
+        page_queries, page_matches = queries[part], matches[part]
+        columns = 1 + min(max((len(ranked) for ranked in page_matches), default=0), max_matches)
+        rows = max(len(page_queries), 1)
+        figure, axes = plt.subplots(
+            rows, columns, figsize=(1.9 * columns, 3.3 * rows + 0.7), squeeze=False
+        )
+        for axis in axes.flat:
+            axis.axis("off")
+        for row, (query, ranked) in enumerate(zip(page_queries, page_matches, strict=True)):
+            image = cv2.imread(str(query["path"]))
+            if image is not None:
+                axes[row][0].imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), interpolation="nearest")
+            text = (
+                f"QUERY\n{wrap_name(Path(query['name']).name)}\nlevel {query['level']}, "
+                f"{query['height']}x{query['width']} px"
+            )
+            if query.get("flags"):
+                text += "\n" + wrap_name("flagged: " + query["flags"])
+            _label(axes[row][0], text, "black")
+            for col, match in enumerate(ranked[:max_matches], start=1):
+                image = cv2.imread(str(match["path"]))
+                if image is not None:
+                    axes[row][col].imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+                _label(
+                    axes[row][col],
+                    f"#{col} {wrap_name(str(match['gallery']))}\n"
+                    f"d {match['order_distance']:.4g}  {match['verdict']}",
+                    VERDICT_COLORS[match["verdict"]],
+                )
+        heading = f"{title} - page {page + 1} of {pages}"
+        figure.suptitle(heading + (f"\n{caption}" if caption else ""), fontsize=SHEET_FONT_PT + 2)
+        figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
+        path = out_dir / sheet_name(page + 1)
+        figure.savefig(path, dpi=SHEET_DPI)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _label(axis: Any, text: str, color: str) -> None:
+    axis.text(
+        0.5,
+        -0.03,
+        text,
+        transform=axis.transAxes,
+        ha="center",
+        va="top",
+        fontsize=SHEET_FONT_PT,
+        color=color,
+        linespacing=1.1,
+    )
+
+
+def summary_table(
+    queries: Sequence[dict[str, Any]],
+    matches: Sequence[Sequence[dict[str, Any]]],
+    distance_label: str,
+    top: int = TABLE_MATCHES,
+) -> list[str]:
+    """Console lines: query, level, its first ``top`` matches with the distance that ordered
+    them and the verdict, and the crop's flags."""
+    lines = [f"{'query':<{TABLE_NAME_CHARS}}  lvl  top {top} matches ({distance_label}, verdict)"]
+    for query, ranked in zip(queries, matches, strict=True):
+        cells = "  ".join(
+            f"{rank}. {shorten(str(match['gallery']))} {match['order_distance']:.4g} "
+            f"{match['verdict']}"
+            for rank, match in enumerate(ranked[:top], start=1)
+        )
+        line = (
+            f"{shorten(Path(query['name']).name):<{TABLE_NAME_CHARS}}  {query['level']:>3}  {cells}"
+        )
+        if query.get("flags"):
+            line += f"  [flagged: {query['flags']}]"
+        lines.append(line)
+    return lines
