@@ -95,7 +95,7 @@ HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
         "Embed a folder of HR gallery crops into an index file.",
     ),
     "search": _imported_on_call(
-        "rareid.deploy.search:search_main",
+        "rareid.deploy.search_command:search_main",
         "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
     ),
     "calibrate": _imported_on_call(

@@ -41,7 +41,6 @@ __all__ = [
     "level_threshold",
     "prefix_search",
     "query_level",
-    "search_main",
     "threshold_for",
     "verdict",
 ]
@@ -280,10 +279,3 @@ def query_level(
     else:
         value = estimate_rate(height, reference_height)
     return value, assign_level(value, rates, policy)
-
-
-def search_main(argv: Sequence[str]) -> int:
-    """``rareid search`` (see :mod:`rareid.deploy.search_command`)."""
-    from rareid.deploy.search_command import search_main as run
-
-    return run(argv)
