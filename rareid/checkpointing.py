@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import pickle
@@ -295,3 +296,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def training_identities(datamodule: Any) -> dict[str, Any] | None:
+    """The identities and files of ``datamodule``'s training split, as a checkpoint records
+    them (``None`` when it has no training split)."""
+    split = getattr(datamodule, "fit_split", None) if datamodule is not None else None
+    if split is None or not hasattr(split, "train_ids"):
+        return None
+    root = Path(str(datamodule.hparams.get("root", "."))).resolve()
+    files = sorted(
+        os.path.relpath(record.path, root) if os.path.isabs(record.path) else record.path
+        for record in split.train
+    )
+    return {
+        "dataset": str(datamodule.hparams.get("dataset", "")),
+        "root": str(root),
+        "pids": sorted(int(pid) for pid in split.train_ids),
+        "files": files,
+        "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+    }

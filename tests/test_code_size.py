@@ -1,6 +1,6 @@
 """Small modules and short functions: no file of the package over 500 lines, no function over
-80 lines (from ``def`` to its end, docstring excluded). deploy/search.py is the one exception
-left, until its command line is split from the search."""
+80 lines (from ``def`` to its end, docstring excluded). Two command-line functions are the
+exceptions left, until their argument checks and output are split out: ``LONG_FUNCTIONS``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rareid"
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
-EXCEPTIONS = {"deploy/search.py"}
+EXCEPTIONS: set[str] = set()
+#: Functions still over the limit (path, name): each must shrink, none may be added.
+LONG_FUNCTIONS = {
+    ("deploy/calibrate.py", "calibrate_main"),
+    ("deploy/search_command.py", "search_main"),
+}
 
 
 def sources() -> list[Path]:
@@ -51,6 +56,7 @@ def test_no_function_over_80_lines() -> None:
         for path in sources()
         for name, line, length in function_lengths(ast.parse(path.read_text()))
         if length > MAX_FUNCTION_LINES
+        and (path.relative_to(PACKAGE).as_posix(), name) not in LONG_FUNCTIONS
     ]
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -24,6 +24,12 @@ from torch.utils.data import DataLoader
 
 from rareid.data.dataset import EvalDataset, TrainDataset
 from rareid.data.lowres import Interpolation, LevelPolicy
+from rareid.data.options import (
+    check_choices,
+    check_positive_int,
+    resolve_eval_rates,
+    resolve_lr_view_rates,
+)
 from rareid.data.protocol import (
     MAX_TRIALS,
     EvalTable,
@@ -62,42 +68,6 @@ logger = logging.getLogger(__name__)
 
 #: What to do with an image that is missing, empty, not an image or truncated.
 BadImages = Literal["error", "skip"]
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name}: expected an integer {bound}, got {value}")
-    return int(value)
-
-
-def _resolve_eval_rates(
-    rates: list[float],
-    normalized: list[float],
-    eval_rates: list[float] | None,
-    naive_rate: float | None,
-) -> tuple[float, ...]:
-    """The query rates of the evaluation: ``eval_rates`` (default: every rate but 1), or only
-    ``naive_rate`` for a model trained at one rate."""
-    if eval_rates is None:
-        eval_rates = [r for r in normalized if r != 1]
-        if not eval_rates:
-            raise ValueError(
-                f"eval_rates: rates={list(rates)} has no rate other than 1; "
-                "set eval_rates explicitly (e.g. [2, 3, 4])"
-            )
-    if len(eval_rates) == 0:
-        raise ValueError("eval_rates: expected at least one rate, e.g. [2, 3, 4]")
-    for r in eval_rates:
-        if not np.isfinite(float(r)) or float(r) < 1:
-            raise ValueError(f"eval_rates: every rate must be >= 1, got {list(eval_rates)}")
-    if naive_rate is not None:
-        if float(naive_rate) not in normalized:
-            raise ValueError(f"naive_rate: {naive_rate} must be one of rates={list(normalized)}")
-        return (float(naive_rate),)
-    return tuple(float(r) for r in eval_rates)
 
 
 class ReIDDataModule(L.LightningDataModule):
@@ -197,37 +167,21 @@ class ReIDDataModule(L.LightningDataModule):
             raise ValueError(f"dataset: {err}") from None
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
-        if 1.0 not in self.rates and not rates_without_hr:
-            raise ValueError(
-                f"rates: {list(rates)} has no rate 1, so full-resolution images get the level "
-                f"of rate {self.rates[0]:g}; add 1 to rates, or set rates_without_hr: true "
-                "if that is meant"
-            )
         self.naive_rate = None if naive_rate is None else float(naive_rate)
-        self.eval_rates = _resolve_eval_rates(rates, self.rates, eval_rates, naive_rate)
-        self.lr_view_rates = tuple(r for r in self.rates if lr_view_hr or r != 1)
-        if not self.lr_view_rates:
-            raise ValueError(
-                f"rates={list(rates)}: no rate above 1 to draw the training LR view from; add "
-                "rates (e.g. [1, 2, 3, 4]) or set lr_view_hr: true (both views HR)"
-            )
-        self.p = _check_positive_int("p", p)
-        self.k = _check_positive_int("k", k)
-        self.num_workers = _check_positive_int("num_workers", num_workers, minimum=0)
-        self.eval_batch_size = _check_positive_int("eval_batch_size", eval_batch_size)
-        self.trials = _check_positive_int("trials", trials, maximum=MAX_TRIALS)
-        self.val_trials = _check_positive_int("val_trials", val_trials, maximum=MAX_TRIALS)
-        # The CLI validates these from their Literal types; the same types guard the Python API.
-        for name, value, choices in (
-            ("gallery_mode", gallery_mode, GalleryMode),
-            ("interpolation", interpolation, Interpolation),
-            ("level_policy", level_policy, LevelPolicy),
-            ("bad_images", bad_images, BadImages),
-        ):
-            if value not in get_args(choices):
-                raise ValueError(
-                    f"{name}: unknown value {value!r}; choose one of {list(get_args(choices))}"
-                )
+        self.eval_rates = resolve_eval_rates(rates, self.rates, eval_rates, naive_rate)
+        self.lr_view_rates = resolve_lr_view_rates(rates, self.rates, rates_without_hr, lr_view_hr)
+        self.p = check_positive_int("p", p)
+        self.k = check_positive_int("k", k)
+        self.num_workers = check_positive_int("num_workers", num_workers, minimum=0)
+        self.eval_batch_size = check_positive_int("eval_batch_size", eval_batch_size)
+        self.trials = check_positive_int("trials", trials, maximum=MAX_TRIALS)
+        self.val_trials = check_positive_int("val_trials", val_trials, maximum=MAX_TRIALS)
+        check_choices(
+            gallery_mode=(gallery_mode, GalleryMode),
+            interpolation=(interpolation, Interpolation),
+            level_policy=(level_policy, LevelPolicy),
+            bad_images=(bad_images, BadImages),
+        )
         if reference_height is not None and not float(reference_height) > 0:
             raise ValueError(
                 f"reference_height: expected a positive height, got {reference_height}"

@@ -27,14 +27,13 @@ import numpy as np
 import torch
 
 from rareid.deploy.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.gallery_files import GalleryFiles, IndexChanges, SkippedImage, collate_gallery
 from rareid.deploy.inference import (
     ImageInput,
     Preprocess,
     file_sha256,
-    load_model,
     read_checkpoint,
 )
-from rareid.runs import RunLock, UsageError
 
 if TYPE_CHECKING:
     from rareid.deploy.ann import AnnIndex
@@ -51,82 +50,6 @@ StorageDtype = Literal["float32", "float16"]
 
 class GalleryIndexError(ValueError):
     """An index file or an index operation that cannot go on (named so, not a traceback)."""
-
-
-@dataclass
-class SkippedImage:
-    """An image that could not be read, and why."""
-
-    path: str
-    reason: str
-
-
-@dataclass
-class IndexChanges:
-    """What an update of an index did (and, before it runs, what it will do)."""
-
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    total: int = 0  # images in the index afterwards
-    skipped: list[SkippedImage] = field(default_factory=list)
-    todo: list[tuple[str, Path]] = field(default_factory=list, repr=False)
-    drop: list[int] = field(default_factory=list, repr=False)
-    changed: set[str] = field(default_factory=set, repr=False)
-
-    def describe(self) -> str:
-        return (
-            f"{self.total} images ({self.added} added, {self.updated} changed and re-embedded, "
-            f"{self.removed} deleted from the gallery and dropped, {self.unchanged} already "
-            f"indexed, {len(self.skipped)} unreadable skipped)"
-        )
-
-
-class _GalleryFiles(torch.utils.data.Dataset):
-    """Gallery files decoded and preprocessed (in DataLoader workers when there are any)."""
-
-    def __init__(self, todo: Sequence[tuple[str, Path]], preprocess: Preprocess) -> None:
-        self.todo = list(todo)
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        import cv2
-
-        relative, path = self.todo[position]
-        try:
-            stat = path.stat()
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        except OSError:
-            image = None
-        if image is None:
-            return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return {
-            "path": str(path),
-            "name": relative,
-            "image": self.preprocess.image(rgb),
-            "size": image.shape[:2],
-            "stat": (int(stat.st_size), int(stat.st_mtime_ns)),
-        }
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch the readable images; list the unreadable ones."""
-    good = [item for item in items if "failed" not in item]
-    return {
-        "images": torch.stack([item["image"] for item in good]) if good else None,
-        "names": [item["name"] for item in good],
-        "paths": [item["path"] for item in good],
-        "sizes": [item["size"] for item in good],
-        "stats": [item["stat"] for item in good],
-        "failed": [
-            (item["path"], item["failed"], item["name"]) for item in items if "failed" in item
-        ],
-    }
 
 
 @dataclass
@@ -363,10 +286,10 @@ class GalleryIndex:
         vectors, names, sizes, stats = [], [], [], []
         level = self.num_levels
         loader = DataLoader(
-            _GalleryFiles(changes.todo, self.preprocess),
+            GalleryFiles(changes.todo, self.preprocess),
             batch_size=batch_size,
             num_workers=num_workers,
-            collate_fn=_collate,
+            collate_fn=collate_gallery,
         )
         bar = tqdm(
             total=len(changes.todo), desc="embedding gallery", unit="img", disable=not progress
@@ -559,93 +482,3 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-class IndexLock(RunLock):
-    """The lock of one index file (``.NAME.lock`` beside it): one writer at a time."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(Path(path).parent)
-        self.index_path = Path(path)
-        self.path = self.index_path.parent / f".{self.index_path.name}.lock"
-
-    def acquire(self) -> IndexLock:
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            super().acquire()
-        except UsageError:
-            owner = self._owner()
-            who = "an unreadable lock" if owner is None else f"process {owner[0]} on {owner[1]}"
-            raise UsageError(
-                f"the index {str(self.index_path)!r} is being written by {who} (lock file "
-                f"{self.path}); wait for it to finish and run again (delete the lock file only "
-                "if no rareid index is running)"
-            ) from None
-        return self
-
-
-def build_or_update(
-    out: str | os.PathLike,
-    paths: Sequence[str | os.PathLike],
-    gallery: str | os.PathLike,
-    add: bool = False,
-    checkpoint: str | os.PathLike | None = None,
-    onnx: str | os.PathLike | None = None,
-    ann: str | None = None,
-    metric: Metric | None = None,
-    dtype: StorageDtype | None = None,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str = "auto",
-    progress: bool = False,
-) -> IndexChanges:
-    """What ``rareid index`` does: build ``out`` from ``paths`` (or, with ``add``, bring it up to
-    date with them), embedding with the checkpoint or the ONNX file, and write it atomically.
-
-    The caller holds the index's :class:`IndexLock`. With ``add`` an existing approximate index
-    is rebuilt on the updated rows (``ann`` may ask for another kind).
-    """
-    from rareid.deploy.backends import OnnxBackend
-
-    index = GalleryIndex.load(out) if add else None
-    digest = file_sha256(checkpoint) if checkpoint else ""
-    if index is not None and checkpoint and digest != index.checkpoint_sha256:
-        raise GalleryIndexError(
-            f"--ckpt: {str(checkpoint)!r} is not the checkpoint the index {str(out)!r} was built "
-            f"with (SHA-256 {digest[:12]}… vs {index.checkpoint_sha256[:12]}…); embeddings of "
-            "two models cannot be mixed: build a new index"
-        )
-    if onnx is not None:
-        expected = index.checkpoint_sha256 if index is not None else None
-        backend: EmbeddingBackend = OnnxBackend(onnx, expected_sha256=expected or None)
-        if index is None:
-            if metric is None and checkpoint:  # the ONNX file may not record the distance
-                metric = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("distance")
-            index = GalleryIndex.from_onnx(backend, gallery, metric)
-    else:
-        if checkpoint is None:
-            raise GalleryIndexError("--ckpt: a checkpoint is needed (or --onnx MODEL.onnx)")
-        model, preprocess = load_model(checkpoint, resolve_device(device))
-        backend = TorchBackend(model)
-        if index is None:
-            index = GalleryIndex.empty(model, gallery, preprocess, checkpoint)
-    previous_ann = index.ann.kind if index.ann is not None else None
-    if dtype is not None:  # None: the loaded index keeps its own
-        index.storage_dtype = dtype
-    changes = index.update(
-        backend, paths, batch_size=batch_size, progress=progress, num_workers=num_workers
-    )
-    if len(index) == 0:
-        unreadable = ", ".join(item.path for item in changes.skipped[:5])
-        raise GalleryIndexError(
-            f"--gallery: none of the {len(paths)} images under {str(gallery)!r} could be read "
-            f"({unreadable}); nothing written"
-        )
-    changes.total = len(index)
-    kind = ann or previous_ann
-    if kind is not None and (index.ann is None or index.ann.kind != kind):
-        from rareid.deploy.ann import AnnIndex
-
-        index.ann = AnnIndex.build(index.embeddings, index.split_sizes, index.metric, kind)
-    index.save(out)
-    return changes

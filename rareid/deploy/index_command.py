@@ -87,7 +87,8 @@ def index_main(argv: Sequence[str]) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rareid.deploy.index import GalleryIndexError, IndexLock, build_or_update
+    from rareid.deploy.index import GalleryIndexError
+    from rareid.deploy.index_update import IndexLock, build_or_update
     from rareid.deploy.inference import list_images
     from rareid.runs import UsageError
 

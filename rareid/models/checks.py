@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
+#: The learning rates and weights :func:`check_optimisation_options` checks.
+OPTIMISATION_OPTIONS = ("lr", "mask_lr", "weight_decay", "gamma", "verif_weight", "label_smoothing")
 
 
 def check_training_options(mask_schedule: str, use_cls_loss: bool, use_verif_loss: bool) -> None:

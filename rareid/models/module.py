@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,6 +15,7 @@ from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import Backbone
 from rareid.models.checks import (
+    OPTIMISATION_OPTIONS,
     check_images,
     check_optimisation_options,
     check_query_subvectors,
@@ -126,14 +124,7 @@ class RAReIDModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_optimisation_options(
-            lr=lr,
-            mask_lr=mask_lr,
-            weight_decay=weight_decay,
-            gamma=gamma,
-            verif_weight=verif_weight,
-            label_smoothing=label_smoothing,
-        )
+        check_optimisation_options(**{name: self.hparams[name] for name in OPTIMISATION_OPTIONS})
         check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
         self.rates = normalize_rates(rates)
         self.num_levels = len(self.rates)
@@ -160,16 +151,22 @@ class RAReIDModule(L.LightningModule):
                 mask_init,
             )
         self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
-        self.classifier = self.verifier = None
-        if use_cls_loss and num_classes > 0:
-            self.classifier = PrototypeClassifier(embedding_dim, num_classes)
-        if use_verif_loss:
-            self.verifier = VerificationHead(embedding_dim, self.split_sizes, verif_hidden)
+        self._build_loss_heads()
         self.fit_statistics = FitStatistics(self.num_levels)
         self.val_metric = self._make_metric()
         self.test_metric = self._make_metric(rerank=rerank)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    def _build_loss_heads(self) -> None:
+        """A switched-off loss has no head at all (DDP never meets an unused parameter); no
+        training identities (a test-only dataset): no classifier, and a fit is refused."""
+        hp = self.hparams
+        self.classifier = self.verifier = None
+        if hp.use_cls_loss and hp.num_classes > 0:
+            self.classifier = PrototypeClassifier(hp.embedding_dim, hp.num_classes)
+        if hp.use_verif_loss:
+            self.verifier = VerificationHead(hp.embedding_dim, self.split_sizes, hp.verif_hidden)
 
     def _make_metric(self, rerank: bool = False) -> MLRMetric:
         return MLRMetric(
@@ -471,25 +468,13 @@ class RAReIDModule(L.LightningModule):
         return [] if self.masks is None else [m.logits for m in self.masks.masks]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the identities and files of the training split (when the datamodule has one),
-        so that ``rareid calibrate`` can refuse to set thresholds on people the model saw."""
-        trainer = self._trainer
-        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        split = getattr(datamodule, "fit_split", None) if datamodule is not None else None
-        if split is None or not hasattr(split, "train_ids"):
-            return
-        root = Path(str(datamodule.hparams.get("root", "."))).resolve()
-        files = sorted(
-            os.path.relpath(record.path, root) if os.path.isabs(record.path) else record.path
-            for record in split.train
-        )
-        checkpoint["rareid_training_identities"] = {
-            "dataset": str(datamodule.hparams.get("dataset", "")),
-            "root": str(root),
-            "pids": sorted(int(pid) for pid in split.train_ids),
-            "files": files,
-            "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
-        }
+        """Record the training split's identities and files (``rareid calibrate`` refuses to
+        set thresholds on people the model saw)."""
+        from rareid.checkpointing import training_identities
+
+        record = training_identities(getattr(self._trainer, "datamodule", None))
+        if record is not None:
+            checkpoint["rareid_training_identities"] = record
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Evaluate a checkpoint trained on other identities: its classifier is not needed."""

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from rareid.cli import main
-from rareid.deploy.index import GalleryIndex, IndexLock
+from rareid.deploy.index import GalleryIndex
+from rareid.deploy.index_update import IndexLock
 from tests.deploy.conftest import GALLERY_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
