@@ -42,8 +42,8 @@ def test_calibration_per_level_reports_tar_and_resolvability() -> None:
     result = calibrate_levels(genuine, impostor, fars=(1e-2, 1e-3))
     low, high = result["levels"]["1"], result["levels"]["4"]
     assert low["thresholds"]["0.01"] > high["thresholds"]["0.01"]  # scales differ by level
-    for entry in (low, high):
-        for key in ("0.01", "0.001"):
+    for entry, keys in ((low, ("0.01", "0.001")), (high, ("0.01",))):
+        for key in keys:
             assert entry["far"][key] <= float(key)
             assert 0 <= entry["tar"][key] <= 1
     assert low["resolvable"]["0.001"] and not high["resolvable"]["0.001"]  # 500 impostors
