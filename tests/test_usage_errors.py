@@ -120,7 +120,7 @@ def test_overwrite_deletes_the_old_checkpoints_once_everything_is_checked(
         (["fit", "--data.p"], "rareid fit", "--data.p: expected one argument"),
         (["fit", "--data.p", "abc"], "rareid fit", "data.p"),
         (["test", "--model.embeding_dim", "8"], "rareid test", "--model.embeding_dim"),
-        (["fitt"], "rareid", "invalid choice: 'fitt'"),
+        (["fitt"], "rareid", "unknown subcommand 'fitt'"),
         ([], "rareid", "subcommand"),
         (["synth", "--out", "unused", "--bogus"], "rareid synth", "--bogus"),
         (["aggregate"], "rareid aggregate", "required: results"),

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rareid.levels import Role
+from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
     from rareid.data.datamodule import ReIDDataModule
@@ -291,7 +292,7 @@ def datamodule_from_config(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid calibrate",
         description="Per-level 'same person?' thresholds at fixed FARs, either on your own "
         "labelled crops (--index with --labels: the embeddings of the index, no dataset config) "

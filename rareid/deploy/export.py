@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rareid.deploy.backends import OnnxBackend, require_onnx
+from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
     from rareid.deploy.inference import Preprocess
@@ -150,7 +151,7 @@ def unwritable_folder(folder: Path) -> str | None:
 
 def export_main(argv: Sequence[str]) -> int:
     """``rareid export``: ONNX (checked against PyTorch on every level) or torch.export."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid export",
         description="Export a checkpoint as a model of (images, levels) -> padded embeddings.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

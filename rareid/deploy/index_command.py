@@ -13,13 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rareid.runs import OneLineArgumentParser
+
 #: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.ann`.
 ANN_KINDS = ("ivf-flat", "hnsw", "ivf-pq")
 
 
 def index_parser() -> argparse.ArgumentParser:
     """The arguments of ``rareid index`` (built without importing torch)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid index",
         description="Embed every image under a gallery folder (HR level) into an index file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

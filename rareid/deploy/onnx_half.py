@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rareid.deploy.backends import OnnxBackend, require_onnx
+from rareid.runs import OneLineArgumentParser
 
 
 def half_weights(source: str | Path, out: str | Path) -> Path:
@@ -100,7 +101,7 @@ def compare_exports(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the float16 file and print, per level, the largest difference and agreement."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m rareid.deploy.onnx_half",
         description="Store an exported ONNX model's weights in float16 and check it per level.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -34,6 +34,7 @@ from rareid.deploy.verdicts import (
     level_threshold,
     verdict,
 )
+from rareid.runs import OneLineArgumentParser
 
 
 def _query_paths(spec: str) -> list[Path]:
@@ -46,7 +47,7 @@ def _query_paths(spec: str) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="rareid search",
         description="Rank a gallery index for query crops, each at the level its size implies. "
         "Writes results.csv / results.json (every match) and rank_sheet_NNN.png pages (every "

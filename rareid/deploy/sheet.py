@@ -53,7 +53,11 @@ def write_results(rows: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path
 def wrap_name(name: str, width: int = NAME_WRAP) -> str:
     """A file name broken into lines of ``width`` characters (at separators when it can)."""
     lines = textwrap.wrap(
-        name.replace("/", "/\u200b"), width, break_long_words=True, break_on_hyphens=True
+        name.replace("/", "/\u200b"),
+        width,
+        break_long_words=True,
+        break_on_hyphens=True,
+        drop_whitespace=False,  # the lines put together give the name back
     )
     return "\n".join(line.replace("\u200b", "") for line in lines) or name
 

@@ -97,19 +97,22 @@ def test_calibrate_command_writes_thresholds_into_the_index(
             str(index_path),
             "--out",
             str(out),
+            "--far",  # 3 held-out identities give too few impostor pairs for 1e-2
+            "0.1",
         ]
     )
-    printed = capsys.readouterr().out
-    assert code == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
     calibration = json.loads(out.read_text())
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert calibration["split"] == "val" and calibration["fars"] == [0.01, 0.001]
+    assert calibration["split"] == "val" and calibration["fars"] == [0.1]
     levels = calibration["levels"]
     assert set(levels) == {"1", "2", "3", "4"}  # LR queries at rates 2, 3, 4 and HR queries
     for entry in levels.values():
         assert entry["genuine_pairs"] > 0 and entry["impostor_pairs"] > 0
-        assert entry["far"]["0.01"] <= 0.01
-    assert len({entry["thresholds"]["0.01"] for entry in levels.values()}) == 4
+        assert entry["far"]["0.1"] <= 0.1
+    assert len({entry["thresholds"]["0.1"] for entry in levels.values()}) == 4
     assert GalleryIndex.load(index_path).calibration == calibration
     assert "level 1:" in printed and "TAR" in printed
 

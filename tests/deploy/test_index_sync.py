@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -18,8 +19,8 @@ from rareid.deploy.inference import Preprocess, list_images
 class MeanColour(EmbeddingBackend):
     """Embeds a crop as its mean colour, repeated: enough to tell files apart."""
 
-    rates = (1.0, 2.0)
-    split_sizes = (3, 3)
+    rates: ClassVar[list[float]] = [1.0, 2.0]
+    split_sizes: ClassVar[list[int]] = [3, 3]
 
     def embed(self, images, levels):
         return images.mean((2, 3)).repeat(1, 2)

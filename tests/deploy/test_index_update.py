@@ -182,4 +182,4 @@ def test_onnx_backend_builds_the_index_without_a_checkpoint_and_half_weights_agr
     report = compare_exports(onnx_path, half, crops, k=5)
     assert [row.level for row in report] == [1, 2, 3, 4]
     for row in report:
-        assert 0 < row.max_difference < 1e-2 and row.top_k_agreement >= 0.9
+        assert 0 < row.max_difference < 5e-2 and row.top_k_agreement >= 0.9
