@@ -105,6 +105,26 @@ def time_search(index: GalleryIndex, q, levels, k: int, backend: str) -> dict[st
     }
 
 
+def float16_storage_effect(
+    index: GalleryIndex, q: torch.Tensor, levels: torch.Tensor, k: int, reference
+) -> dict[str, float]:
+    """How ``rareid index --dtype float16`` changes the exact top-k: the stored embeddings are
+    rounded to float16 and read back as float32, so only the rounding can move a rank."""
+    full = index.embeddings
+    index.embeddings = full.half().float()
+    try:
+        rounded = prefix_search(index, q, levels, k, "torch")
+    finally:
+        index.embeddings = full
+    same = rounded.indices == reference.indices
+    return {
+        "recall": recall(rounded.indices, reference.indices),
+        "same_top_k_ranks": float(same.float().mean()),
+        "same_top_1": float(same[:, 0].float().mean()),
+        "max_distance_difference": float((rounded.distances - reference.distances).abs().max()),
+    }
+
+
 def run_one(
     size: int,
     dim: int,
@@ -180,6 +200,8 @@ def run_one(
             (results["torch"].distances - results["faiss"].distances).abs().max()
         )
     reference = results.get("faiss") or results.get("torch")
+    if reference is not None:
+        out["float16_storage"] = float16_storage_effect(index, q, levels, k, reference)
     for kind in ann:
         before = rss_gb()
         tick = time.perf_counter()
@@ -304,6 +326,26 @@ def main() -> None:
                     if "recall" in entry
                     else ""
                 )
+            )
+        exact_ms = [
+            row[name]["latency_ms_median"]
+            for name in ("torch", "faiss")
+            if isinstance(row.get(name), dict)
+        ]
+        for kind in args.ann:
+            entry = row.get(kind)
+            if isinstance(entry, dict) and exact_ms:
+                print(
+                    f"  {kind:8s}: {min(exact_ms) / entry['latency_ms_median']:.1f}x "
+                    "faster per query than the faster exact path"
+                )
+        if "float16_storage" in row:
+            half = row["float16_storage"]
+            print(
+                f"  float16 storage: recall@{row['k']} {half['recall']:.4f} against float32, "
+                f"same top-1 {100 * half['same_top_1']:.2f}%, same ranks "
+                f"{100 * half['same_top_k_ranks']:.2f}%, max distance difference "
+                f"{half['max_distance_difference']:.2e}"
             )
         if "same_top_k_ranks" in row:
             print(
