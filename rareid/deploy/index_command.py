@@ -60,9 +60,14 @@ def index_parser() -> argparse.ArgumentParser:
         help="storage of the gallery embeddings in the file (float16: half the size); "
         "default: float32, or the index's own with --add",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument(
-        "--num-workers", type=int, default=2, help="image-decoding worker processes (0: none)"
+        "--batch-size", type=int, default=64, help="images per forward pass (per device)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="image-decoding worker processes (per device; 0: none)",
     )
     parser.add_argument(
         "--device",
