@@ -74,6 +74,13 @@ def index_parser() -> argparse.ArgumentParser:
         default="auto",
         help="the device of a one-device run: cpu, cuda, cuda:1 ... (auto: GPU if any)",
     )
+    add_device_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that spread the embedding over several devices and nodes."""
     parser.add_argument(
         "--devices",
         type=int,
@@ -101,8 +108,6 @@ def index_parser() -> argparse.ArgumentParser:
         help="with --devices or --num-nodes above 1: Lightning's strategy (ddp runs this "
         "command once per device; its first process gathers the embeddings and writes)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def index_main(argv: Sequence[str]) -> int:
