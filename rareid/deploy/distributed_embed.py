@@ -174,36 +174,36 @@ def merge_rank_outputs(gathered: Sequence[dict[str, Any]], count: int) -> dict[s
             "changed while they listed it, or it differs between nodes); run again on a "
             "gallery that does not change, the same on every node; nothing written"
         )
-    records: dict[int, tuple[Any, ...]] = {}
+    embedded: dict[int, tuple[Any, ...]] = {}
+    failed: dict[int, tuple[str, str, str]] = {}
     for output in gathered:
         for batch in output["batches"]:
-            for row, position in enumerate(batch["positions"]):
-                records.setdefault(
-                    position,
-                    (
-                        batch["names"][row],
-                        batch["paths"][row],
-                        batch["sizes"][row],
-                        batch["stats"][row],
-                        batch["embeddings"][row],
-                    ),
-                )
-            for failure, position in zip(batch["failed"], batch["failed_positions"], strict=True):
-                records.setdefault(position, failure)
-    missing = sorted(set(range(count)) - set(records))
+            rows = zip(
+                batch["positions"],
+                batch["names"],
+                batch["paths"],
+                batch["sizes"],
+                batch["stats"],
+                batch["embeddings"] if batch["positions"] else [],
+                strict=True,
+            )
+            for position, *record in rows:
+                embedded.setdefault(position, tuple(record))
+            for position, failure in zip(batch["failed_positions"], batch["failed"], strict=True):
+                failed.setdefault(position, failure)
+    missing = sorted(set(range(count)) - set(embedded) - set(failed))
     if missing:
         raise GalleryIndexError(
             f"{len(missing)} of {count} gallery files came back from no rank (first position "
             f"{missing[0]}); nothing written"
         )
-    ordered = [records[position] for position in range(count)]
-    good = [record for record in ordered if len(record) == 5]
+    good = [embedded[position] for position in range(count) if position in embedded]
     return {
         "names": [record[0] for record in good],
         "paths": [record[1] for record in good],
         "sizes": [record[2] for record in good],
         "stats": [record[3] for record in good],
-        "failed": [record for record in ordered if len(record) == 3],
+        "failed": [failed[position] for position in range(count) if position in failed],
         "embeddings": torch.stack([record[4] for record in good]) if good else None,
     }
 
