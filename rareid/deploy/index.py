@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -276,7 +276,12 @@ class GalleryIndex:
         batch_size: int,
         progress: bool,
         num_workers: int,
+        batches: Iterable[dict[str, Any]] | None = None,
     ) -> list[SkippedImage]:
+        """Embed ``changes.todo`` and apply ``changes``. ``batches``: the files of
+        ``changes.todo`` already decoded and embedded (an ``embeddings`` entry each, in
+        ``changes.todo`` order), e.g. on several devices by
+        :func:`rareid.deploy.distributed_embed.update_on_devices`."""
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
@@ -285,12 +290,14 @@ class GalleryIndex:
         skipped: list[SkippedImage] = []
         vectors, names, sizes, stats = [], [], [], []
         level = self.num_levels
-        loader = DataLoader(
-            GalleryFiles(changes.todo, self.preprocess),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=collate_gallery,
-        )
+        loader = batches
+        if loader is None:
+            loader = DataLoader(
+                GalleryFiles(changes.todo, self.preprocess),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                collate_fn=collate_gallery,
+            )
         bar = tqdm(
             total=len(changes.todo), desc="embedding gallery", unit="img", disable=not progress
         )
@@ -305,7 +312,9 @@ class GalleryIndex:
                     changes.added -= 1
             if batch["names"]:
                 levels = torch.full((len(batch["names"]),), level, dtype=torch.long)
-                embedded = backend.embed(batch["images"], levels)
+                embedded = batch.get("embeddings")
+                if embedded is None:
+                    embedded = backend.embed(batch["images"], levels)
                 bad = ~torch.isfinite(embedded).all(1)
                 if bool(bad.any()):
                     first = [batch["paths"][i] for i in bad.nonzero().flatten().tolist()[:3]]

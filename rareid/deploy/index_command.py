@@ -60,13 +60,54 @@ def index_parser() -> argparse.ArgumentParser:
         help="storage of the gallery embeddings in the file (float16: half the size); "
         "default: float32, or the index's own with --add",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument(
-        "--num-workers", type=int, default=2, help="image-decoding worker processes (0: none)"
+        "--batch-size", type=int, default=64, help="images per forward pass (per device)"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: GPU if any)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="image-decoding worker processes (per device; 0: none)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="the device of a one-device run: cpu, cuda, cuda:1 ... (auto: GPU if any)",
+    )
+    add_device_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that spread the embedding over several devices and nodes."""
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="embed on N devices of this node through Lightning's predict loop (DDP), writing "
+        "the same index as one device; 1: one device, no Lightning (see --device)",
+    )
+    parser.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="nodes taking part, each running this same command with --devices N and its node "
+        "rank from the launcher (NODE_RANK, torchrun or SLURM); node 0 writes the index",
+    )
+    parser.add_argument(
+        "--accelerator",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="with --devices or --num-nodes above 1: the kind of device (auto: GPU if any)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("ddp",),
+        default="ddp",
+        help="with --devices or --num-nodes above 1: Lightning's strategy (ddp runs this "
+        "command once per device; its first process gathers the embeddings and writes)",
+    )
 
 
 def index_main(argv: Sequence[str]) -> int:
@@ -85,7 +126,29 @@ def index_main(argv: Sequence[str]) -> int:
         parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
     if args.onnx and not Path(args.onnx).is_file():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
+    _check_devices(parser, args)
     return _run(parser, args)
+
+
+def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--devices``, ``--num-nodes`` and the options that go with them."""
+    for flag, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        if value < 1:
+            parser.error(f"{flag}: expected a positive integer, got {value}")
+    if args.devices * args.num_nodes == 1:
+        if args.accelerator != "auto":
+            parser.error(
+                "--accelerator applies with --devices or --num-nodes above 1; pick the one "
+                "device with --device"
+            )
+        return
+    if args.backend == "onnx":
+        parser.error("--devices/--num-nodes embed with --ckpt (--backend torch); ONNX runs on one")
+    if args.device != "auto":
+        parser.error(
+            "--device picks the device of a one-device run; with --devices or --num-nodes "
+            "choose the kind with --accelerator cpu or gpu"
+        )
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -95,6 +158,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rareid.runs import UsageError
 
     out = Path(args.out)
+    layout = None
+    writer = True  # the process that locks and writes the index
+    if args.devices * args.num_nodes > 1:
+        from rareid.deploy.distributed_embed import DeviceLayout, is_rank_zero
+
+        layout = DeviceLayout(args.devices, args.num_nodes, args.accelerator, args.strategy)
+        writer = is_rank_zero()
     try:
         paths = list_images(args.gallery)
     except FileNotFoundError as error:
@@ -104,12 +174,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.add:
         if not out.is_file():
             parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")
-    elif out.exists():
+    elif out.exists() and writer:
         parser.error(f"--out: {str(out)!r} exists; pass --add to extend it or remove it first")
-    try:
-        lock = IndexLock(out).acquire()
-    except UsageError as error:
-        parser.error(str(error))
+    lock = None
+    if writer:
+        try:
+            lock = IndexLock(out).acquire()
+        except UsageError as error:
+            parser.error(str(error))
     try:
         summary = build_or_update(
             out,
@@ -125,11 +197,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             num_workers=args.num_workers,
             device=args.device,
             progress=not args.no_progress,
+            layout=layout,
         )
     except (GalleryIndexError, ValueError, OSError) as error:
         parser.error(str(error))
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
+    if summary is None:  # another rank than 0: rank 0 reports and writes
+        return 0
     for item in summary.skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     print(f"{out}: {summary.describe()}")

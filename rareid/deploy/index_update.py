@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rareid.deploy.backends import EmbeddingBackend, TorchBackend
 from rareid.deploy.index import (
@@ -18,6 +19,9 @@ from rareid.deploy.index import (
 )
 from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
 from rareid.runs import RunLock, UsageError
+
+if TYPE_CHECKING:
+    from rareid.deploy.distributed_embed import DeviceLayout
 
 
 class IndexLock(RunLock):
@@ -57,14 +61,23 @@ def build_or_update(
     num_workers: int = 0,
     device: str = "auto",
     progress: bool = False,
-) -> IndexChanges:
+    layout: DeviceLayout | None = None,
+) -> IndexChanges | None:
     """What ``rareid index`` does: build ``out`` from ``paths`` (or, with ``add``, bring it up to
     date with them), embedding with the checkpoint or the ONNX file, and write it atomically.
 
     The caller holds the index's :class:`IndexLock`. With ``add`` an existing approximate index
-    is rebuilt on the updated rows (``ann`` may ask for another kind).
+    is rebuilt on the updated rows (``ann`` may ask for another kind). With a ``layout`` of
+    several devices every rank calls it (rank 0 holding the lock); rank 0 writes the file and
+    the others return ``None`` (:mod:`rareid.deploy.distributed_embed`).
     """
     from rareid.deploy.backends import OnnxBackend
+
+    if layout is not None and onnx is not None:
+        raise GalleryIndexError(
+            "--devices: several devices embed with the checkpoint (--backend torch); an ONNX "
+            "model runs on one device"
+        )
 
     index = GalleryIndex.load(out) if add else None
     digest = file_sha256(checkpoint) if checkpoint else ""
@@ -84,16 +97,27 @@ def build_or_update(
     else:
         if checkpoint is None:
             raise GalleryIndexError("--ckpt: a checkpoint is needed (or --onnx MODEL.onnx)")
-        model, preprocess = load_model(checkpoint, resolve_device(device))
+        # several devices: the Trainer moves the model to each rank's device
+        model, preprocess = load_model(
+            checkpoint, resolve_device(device) if layout is None else "cpu"
+        )
         backend = TorchBackend(model)
         if index is None:
             index = GalleryIndex.empty(model, gallery, preprocess, checkpoint)
     previous_ann = index.ann.kind if index.ann is not None else None
     if dtype is not None:  # None: the loaded index keeps its own
         index.storage_dtype = dtype
-    changes = index.update(
-        backend, paths, batch_size=batch_size, progress=progress, num_workers=num_workers
-    )
+    if layout is not None:
+        from rareid.deploy.distributed_embed import update_on_devices
+
+        update = update_on_devices(index, model, paths, layout, batch_size, num_workers, progress)
+        if update is None:  # not rank 0: rank 0 writes the index
+            return None
+        changes = update
+    else:
+        changes = index.update(
+            backend, paths, batch_size=batch_size, progress=progress, num_workers=num_workers
+        )
     if len(index) == 0:
         unreadable = ", ".join(item.path for item in changes.skipped[:5])
         raise GalleryIndexError(
