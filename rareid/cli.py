@@ -99,11 +99,12 @@ HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
         "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
     ),
     "calibrate": _imported_on_call(
-        "rareid.deploy.calibrate:calibrate_main",
+        "rareid.deploy.calibrate_command:calibrate_main",
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
     "export": _imported_on_call(
-        "rareid.deploy.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
+        "rareid.deploy.export_command:export_main",
+        "Export a checkpoint to ONNX (checked against PyTorch).",
     ),
     "experiment": _imported_on_call(
         "rareid.experiment:experiment_main",

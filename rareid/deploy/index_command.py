@@ -85,6 +85,11 @@ def index_main(argv: Sequence[str]) -> int:
         parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
     if args.onnx and not Path(args.onnx).is_file():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
+    if args.backend == "torch":
+        from rareid.deploy.checks import device_problem
+
+        if problem := device_problem(args.device):
+            parser.error(problem)
     return _run(parser, args)
 
 
