@@ -8,6 +8,7 @@ whose docstring's first line is its help.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -47,6 +48,7 @@ def synth_main(argv: Sequence[str]) -> int:
     parser = OneLineArgumentParser(
         prog="rareid synth",
         description="Write the procedural synthetic pedestrian dataset (Market-1501 layout).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output folder, e.g. data/synthetic")
     parser.add_argument("--identities", type=int, default=100, help="number of identities")
