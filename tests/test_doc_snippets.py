@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import rareid.data.readers as readers
+from rareid.callbacks.progressive import ProgressiveMaskTraining
 from rareid.models.module import RAReIDModule
 from tests.helpers import RandomReIDDataModule, quiet_trainer_kwargs, tiny_module_kwargs
 
@@ -60,8 +61,12 @@ def snippet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a one-step checkpoint at ``CHECKPOINT`` and the crops of ``FILES``."""
     folder = tmp_path_factory.mktemp("snippets")
     L.seed_everything(0, verbose=False)
-    model = RAReIDModule(**tiny_module_kwargs(backbone="test_resnet", embedding_dim=32))
-    trainer = L.Trainer(**quiet_trainer_kwargs(folder / "fit", max_steps=1))
+    model = RAReIDModule(
+        **tiny_module_kwargs(backbone="test_resnet", embedding_dim=32, mask_schedule="end_to_end")
+    )
+    trainer = L.Trainer(
+        **quiet_trainer_kwargs(folder / "fit", max_steps=1), callbacks=[ProgressiveMaskTraining()]
+    )
     trainer.fit(model, datamodule=RandomReIDDataModule(size=4, batch_size=4))
     (folder / CHECKPOINT).parent.mkdir(parents=True)
     trainer.save_checkpoint(folder / CHECKPOINT)
@@ -75,6 +80,7 @@ def snippet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step`")
 @pytest.mark.parametrize(("where", "source"), BLOCKS, ids=[name for name, _ in BLOCKS])
 def test_python_block_runs_as_written(
     where: str, source: str, snippet_folder: Path, monkeypatch: pytest.MonkeyPatch
