@@ -8,6 +8,7 @@ whose docstring's first line is its help.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -47,6 +48,7 @@ def synth_main(argv: Sequence[str]) -> int:
     parser = OneLineArgumentParser(
         prog="rareid synth",
         description="Write the procedural synthetic pedestrian dataset (Market-1501 layout).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output folder, e.g. data/synthetic")
     parser.add_argument("--identities", type=int, default=100, help="number of identities")
@@ -99,11 +101,12 @@ HELPER_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
         "Rank an index's gallery for low-resolution query crops (CSV, JSON, rank sheet).",
     ),
     "calibrate": _imported_on_call(
-        "rareid.deploy.calibrate:calibrate_main",
+        "rareid.deploy.calibrate_command:calibrate_main",
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
     "export": _imported_on_call(
-        "rareid.deploy.export:export_main", "Export a checkpoint to ONNX (checked against PyTorch)."
+        "rareid.deploy.export_command:export_main",
+        "Export a checkpoint to ONNX (checked against PyTorch).",
     ),
     "experiment": _imported_on_call(
         "rareid.experiment:experiment_main",

@@ -6,27 +6,26 @@ accept far too many impostors at some levels and reject genuine pairs at others.
 level this module measures the genuine (same identity) and impostor distance distributions on
 the validation evaluation set, the ROC curve, and the thresholds at the requested false-accept
 rates (FAR) with the true-accept rate (TAR) there. ``rareid search`` turns a match distance into
-a verdict with the threshold of the query's level.
+a verdict with the threshold of the query's level. The command line is
+:mod:`rareid.deploy.calibrate_command`.
 
 Never calibrate on the test split: the thresholds would be tuned on the numbers they report.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from rareid.levels import Role
-from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
+    import torch
+
     from rareid.data.datamodule import ReIDDataModule
     from rareid.models.module import RAReIDModule
 
@@ -146,6 +145,7 @@ def collect_distances(
     (level m) against the first trial's; genuine pairs share a real identity
     (distractors, pid <= 0, are only ever impostors).
     """
+    import torch
     from torch.utils.data import DataLoader
 
     dataset = datamodule.eval_dataset(stage)
@@ -289,165 +289,3 @@ def datamodule_from_config(
     if root is not None:
         data["root"] = root
     return ReIDDataModule(**data)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="rareid calibrate",
-        description="Per-level 'same person?' thresholds at fixed FARs, either on your own "
-        "labelled crops (--index with --labels: the embeddings of the index, no dataset config) "
-        "or on the validation split of a training config (--ckpt with --config). Writes "
-        "calibration.json and calibration.png beside the index (or the checkpoint).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add = parser.add_argument
-    add("--index", help="index file (of `rareid index`) to store the thresholds in")
-    add(
-        "--labels",
-        help="CSV of 'path, person[, camera]' rows (paths relative to the CSV or the gallery) "
-        "or a folder with one sub-folder per person; every file must be in --index",
-    )
-    add("--ckpt", help="trained checkpoint (default with --labels: the index's checkpoint)")
-    add("--config", help="a training config whose validation split to calibrate on")
-    add("--root", help="override data.root of --config")
-    add("--out", help="JSON to write (default: calibration.json beside --index or --ckpt)")
-    add("--png", help="picture of the curves (default: beside --out, .png)")
-    add("--far", type=float, nargs="+", default=list(DEFAULT_FARS), help="false-accept rates")
-    add("--batch-size", type=int, default=64, help="images per embedding batch")
-    add("--device", default="auto", help="torch device (auto, cpu, cuda, ...)")
-    return parser
-
-
-def calibrate_main(argv: Sequence[str]) -> int:
-    """``rareid calibrate``: per-level thresholds from labelled crops or the validation split,
-    into an index and a JSON beside it, plus a PNG of the curves."""
-    parser = build_parser()
-    args = parser.parse_args(list(argv))
-
-    from rareid.deploy.checks import check_finite_model
-    from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
-    from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
-
-    for far in args.far:
-        if not 0 < far < 1:
-            parser.error(f"--far: expected rates in (0, 1), got {far}")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    if args.labels and args.config:
-        parser.error("--labels and --config both given: calibrate on one of them")
-    if args.labels and not args.index:
-        parser.error("--labels needs --index (the labelled images' embeddings are read from it)")
-    if not args.labels and not args.config:
-        parser.error("give --index with --labels (your own crops) or --ckpt with --config")
-    if args.config and not args.ckpt:
-        parser.error("--config needs --ckpt (the checkpoint to calibrate)")
-    if args.config and not Path(args.config).is_file():
-        parser.error(f"--config: {args.config!r} does not exist")
-    if args.ckpt and not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
-    index = None
-    if args.index:
-        try:
-            index = GalleryIndex.load(args.index)
-        except (FileNotFoundError, GalleryIndexError) as error:
-            parser.error(f"--index: {error}")
-    ckpt = args.ckpt or (index.checkpoint_path if index is not None else None)
-    if not ckpt or not Path(ckpt).is_file():
-        parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
-    digest = file_sha256(ckpt)
-    if index is not None and index.checkpoint_sha256 != digest:
-        parser.error(
-            f"--index: {args.index!r} was built with another checkpoint than {ckpt!r}; "
-            "thresholds of one model do not apply to another"
-        )
-    beside = Path(args.index if args.index else ckpt).parent
-    out = Path(args.out) if args.out else beside / "calibration.json"
-    png_path = Path(args.png) if args.png else out.with_suffix(".png")
-    try:
-        model, preprocess = load_model(ckpt, resolve_device(args.device))
-        check_finite_model(model, ckpt)
-        if args.labels:
-            from rareid.deploy.backends import TorchBackend
-            from rareid.deploy.labels import (
-                TRAINING_RECORD_KEY,
-                describe_shortage,
-                label_distances,
-                read_labels,
-                trained_identities,
-            )
-
-            assert index is not None
-            labels = read_labels(args.labels, index)
-            record = read_checkpoint(ckpt).get(TRAINING_RECORD_KEY)
-            seen = trained_identities(labels, index, record)
-            if seen:
-                parser.error(
-                    f"--labels: {len(seen)} of the {labels.identities} labelled identities "
-                    f"({', '.join(seen[:5])}) were in the training split of {ckpt!r}: calibrate "
-                    "on people the model never saw"
-                )
-            if labels.identities < 2:
-                parser.error(
-                    f"--labels: {labels.identities} identity in {args.labels!r}: impostor "
-                    "pairs need at least two people"
-                )
-            genuine, impostor = label_distances(index, labels, TorchBackend(model), args.batch_size)
-            split = f"labels {args.labels}"
-        else:
-            hparams = read_checkpoint(ckpt)["hyper_parameters"]
-            datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
-            genuine, impostor = collect_distances(model, datamodule, "val", args.batch_size)
-            split = "val"
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    if not any(values.size for values in genuine.values()):
-        parser.error(
-            f"{'--labels' if args.labels else '--config'}: no genuine pair to calibrate on"
-        )
-    calibration = calibrate_levels(genuine, impostor, args.far)
-    if stored_thresholds(calibration) == 0:
-        if args.labels:
-            parser.error(describe_shortage(labels, impostor, args.far))
-        parser.error(
-            "--config: the validation split gives too few impostor pairs for FAR "
-            f"{max(args.far):g} at every level: hold out more identities or ask a larger --far"
-        )
-    calibration.update(
-        metric=model.hparams.distance,
-        split=split,
-        checkpoint_sha256=digest,
-        rates=[float(r) for r in model.rates],
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(calibration, indent=1))
-    png = plot_calibration(genuine, impostor, calibration, png_path)
-    if index is not None:
-        index.calibration = calibration
-        index.save(args.index)
-    stored = []
-    for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
-        cells = [
-            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f})"
-            for key in entry["thresholds"]
-        ]
-        cells += [
-            f"FAR {float(key):g}: none stored, {why}" for key, why in entry["unresolved"].items()
-        ]
-        if entry["thresholds"]:
-            stored.append(level)
-        print(
-            f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} "
-            f"impostor pairs; {'; '.join(cells)}"
-        )
-    missing = [str(k) for k in range(1, len(model.rates) + 1) if str(k) not in stored]
-    print(
-        f"wrote {out} and {png}"
-        + (f"; {stored_thresholds(calibration)} thresholds stored in {args.index}" if index else "")
-        + f" (levels {', '.join(stored)})"
-        + (
-            f"; levels {', '.join(missing)} have none: their verdicts stay 'uncalibrated'"
-            if missing
-            else ""
-        )
-    )
-    return 0

@@ -127,6 +127,11 @@ def index_main(argv: Sequence[str]) -> int:
     if args.onnx and not Path(args.onnx).is_file():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     _check_devices(parser, args)
+    if args.backend == "torch" and args.devices * args.num_nodes == 1:
+        from rareid.deploy.checks import device_problem
+
+        if problem := device_problem(args.device):
+            parser.error(problem)
     return _run(parser, args)
 
 

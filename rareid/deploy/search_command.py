@@ -1,6 +1,11 @@
 """``rareid search``: rank a gallery index for query crops; CSV, JSON, rank sheets and a short
 console table. A thin wrapper over :mod:`rareid.deploy.search` (ranking),
-:mod:`rareid.deploy.verdicts` (verdicts, crop checks) and :mod:`rareid.deploy.sheet` (output)."""
+:mod:`rareid.deploy.verdicts` (verdicts, crop checks) and :mod:`rareid.deploy.sheet` (output).
+
+The parser imports nothing heavy (no torch, no Lightning), so ``rareid search --help`` and usage
+errors answer at once; the index, the model and the runtimes are imported after the arguments
+are read.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +14,25 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rareid.data.lowres import LEVEL_POLICIES
-from rareid.deploy.inference import list_images
-from rareid.deploy.search import query_level
-from rareid.deploy.sheet import (
-    QUERIES_PER_SHEET,
-    draw_rank_sheets,
-    sheet_name,
-    summary_table,
-    write_results,
-)
-from rareid.deploy.verdicts import (
-    MIN_CROP_HEIGHT,
-    MIN_CROP_WIDTH,
-    calibration_caption,
-    calibration_lines,
-    check_crop,
-    level_threshold,
-    verdict,
-)
+from rareid.deploy.verdicts import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
 from rareid.runs import OneLineArgumentParser
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from rareid.deploy.index import GalleryIndex
+    from rareid.deploy.search import SearchResult
 
 
 def _query_paths(spec: str) -> list[Path]:
+    from rareid.deploy.inference import list_images
+
     path = Path(spec)
     if path.is_dir():
         return list_images(path)
@@ -47,6 +42,7 @@ def _query_paths(spec: str) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``rareid search`` (built without importing torch)."""
     parser = OneLineArgumentParser(
         prog="rareid search",
         description="Rank a gallery index for query crops, each at the level its size implies. "
@@ -109,15 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def search_main(argv: Sequence[str]) -> int:
-    """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
-    parser = build_parser()
-    args = parser.parse_args(list(argv))
+@dataclass
+class _Queries:
+    """The readable query crops, their sizes, rates and levels, and the ones skipped."""
 
-    from rareid.deploy.backends import EmbeddingBackend, OnnxBackend, TorchBackend
-    from rareid.deploy.checks import check_finite_embeddings, check_finite_model
-    from rareid.deploy.index import GalleryIndex, GalleryIndexError, resolve_device
-    from rareid.deploy.inference import file_sha256, load_model
+    paths: list[Path] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    reference: float = 0.0
+    reference_width: float = 0.0
+
+
+def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse contradictory or out-of-range options before anything is loaded."""
+    from rareid.deploy.sheet import sheet_name
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
@@ -133,10 +135,26 @@ def search_main(argv: Sequence[str]) -> int:
         parser.error("--min-height / --min-width: expected positive sizes in pixels")
     if args.backend == "onnx" and not args.onnx:
         parser.error("--backend onnx needs --onnx FILE (written by `rareid export`)")
-    out_dir = Path(args.out)
     earlier = ("results.csv", "results.json", "rank_sheet.png", sheet_name(1))
+    out_dir = Path(args.out)
     if not args.overwrite and any((out_dir / name).exists() for name in earlier):
         parser.error(f"--out: {str(out_dir)!r} already holds search results; pass --overwrite")
+    if args.backend != "onnx":
+        from rareid.deploy.checks import device_problem
+
+        problem = device_problem(args.device)
+        if problem:
+            parser.error(problem)
+
+
+def _load_inputs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[GalleryIndex, list[Path], dict[str, Any] | None, str | None]:
+    """The index, the query files, the calibration and the checkpoint, each checked."""
+    from rareid.deploy.checks import check_finite_embeddings
+    from rareid.deploy.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.inference import file_sha256
+
     try:
         index = GalleryIndex.load(args.index)
         queries = _query_paths(args.query)
@@ -149,9 +167,10 @@ def search_main(argv: Sequence[str]) -> int:
         parser.error(f"--query: no jpg/png/bmp/webp image under {args.query!r}")
     if len(index) == 0:
         parser.error(f"--index: {args.index!r} holds no image")
-    num_levels = index.num_levels
-    if args.level is not None and not 1 <= args.level <= num_levels:
-        parser.error(f"--level: expected 1..{num_levels} (rates {index.rates}), got {args.level}")
+    if args.level is not None and not 1 <= args.level <= index.num_levels:
+        parser.error(
+            f"--level: expected 1..{index.num_levels} (rates {index.rates}), got {args.level}"
+        )
     calibration = index.calibration
     if args.calibration:
         try:
@@ -167,18 +186,32 @@ def search_main(argv: Sequence[str]) -> int:
                 f"--ckpt: {ckpt!r} is not the checkpoint the index was built with (SHA-256 "
                 "differs): search with that checkpoint or rebuild the index"
             )
+    return index, queries, calibration, ckpt
 
+
+def _read_queries(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    paths: list[Path],
+) -> _Queries:
+    """Decode the query crops and give each its rate and level (from its size or the options);
+    unreadable files are skipped with a word each."""
     import cv2
+    import numpy as np
+
+    from rareid.deploy.search import query_level
+    from rareid.deploy.verdicts import check_crop
 
     reference = args.reference_height or index.reference_height
     # the width of a rate-1 crop: the gallery's median width, scaled with --reference-height
     reference_width = float(np.median(index.sizes[:, 1])) * reference / index.reference_height
+    queries = _Queries(reference=reference, reference_width=reference_width)
     policy = args.level_policy or index.level_policy
-    readable, skipped, images, infos = [], [], [], []
-    for path in queries:
+    for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            skipped.append(path)
+            queries.skipped.append(path)
             continue
         height, width = (int(side) for side in image.shape[:2])
         if args.level is not None:
@@ -188,17 +221,36 @@ def search_main(argv: Sequence[str]) -> int:
                 height, index.rates, reference, policy, args.rate, width, reference_width
             )
         flags = str(check_crop(height, width, args.min_height, args.min_width))
-        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        readable.append(path)
-        infos.append(
+        queries.images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        queries.paths.append(path)
+        queries.infos.append(
             {"height": height, "width": width, "rate": rate, "level": level, "flags": flags}
         )
-    for path in skipped:
+    for path in queries.skipped:
         print(f"skipped query {path}: unreadable or not an image", file=sys.stderr)
-    if not images:
-        parser.error(f"--query: none of the {len(queries)} images could be read")
-    levels = torch.tensor([info["level"] for info in infos], dtype=torch.long)
-    tensors = index.preprocess(images)
+    if not queries.images:
+        parser.error(f"--query: none of the {len(paths)} images could be read")
+    return queries
+
+
+def _rank(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    ckpt: str | None,
+    queries: _Queries,
+) -> tuple[SearchResult, torch.Tensor]:
+    """Embed the queries at their levels and rank the gallery: the result (in the order shown)
+    and the prefix distances (Eq. 2) the verdicts are taken from."""
+    import torch
+
+    from rareid.deploy.backends import EmbeddingBackend, OnnxBackend, TorchBackend
+    from rareid.deploy.checks import check_finite_embeddings, check_finite_model
+    from rareid.deploy.index import resolve_device
+    from rareid.deploy.inference import load_model
+
+    levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
+    tensors = index.preprocess(queries.images)
     try:
         runtime: EmbeddingBackend
         if args.backend == "onnx":
@@ -211,28 +263,39 @@ def search_main(argv: Sequence[str]) -> int:
         embeddings = runtime.embed(tensors, levels)
         check_finite_embeddings(embeddings, "the query embeddings")
         rank_backend = "auto" if args.backend == "onnx" else args.backend
-        if args.rerank:
-            from rareid.deploy.rerank import rerank_search
-
-            result, original = rerank_search(
-                index,
-                embeddings,
-                levels,
-                args.top_k,
-                rank_backend,
-                k1=args.rerank_k1,
-                k2=args.rerank_k2,
-                lambda_value=args.rerank_lambda,
-            )
-        else:
+        if not args.rerank:
             result = index.search(embeddings, levels, args.top_k, rank_backend)
-            original = result.distances
+            return result, result.distances
+        from rareid.deploy.rerank import rerank_search
+
+        return rerank_search(
+            index,
+            embeddings,
+            levels,
+            args.top_k,
+            rank_backend,
+            k1=args.rerank_k1,
+            k2=args.rerank_k2,
+            lambda_value=args.rerank_lambda,
+        )
     except (ImportError, ValueError, OSError) as error:
         parser.error(str(error))
 
+
+def _result_rows(
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    calibration: dict[str, Any] | None,
+    queries: _Queries,
+    result: SearchResult,
+    original: torch.Tensor,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """One row per query x rank (CSV/JSON), and the queries and matches of the rank sheets."""
+    from rareid.deploy.verdicts import level_threshold, verdict
+
     rows: list[dict[str, Any]] = []
     sheet_queries, sheet_matches = [], []
-    for position, (path, info) in enumerate(zip(readable, infos, strict=True)):
+    for position, (path, info) in enumerate(zip(queries.paths, queries.infos, strict=True)):
         threshold, reason = level_threshold(calibration, info["level"], args.far)
         ranked = []
         for rank, (gallery_position, distance) in enumerate(
@@ -266,6 +329,28 @@ def search_main(argv: Sequence[str]) -> int:
             )
         sheet_queries.append({"path": path, "name": str(path), **info})
         sheet_matches.append(ranked)
+    return rows, sheet_queries, sheet_matches
+
+
+def _write_and_report(
+    args: argparse.Namespace,
+    num_levels: int,
+    calibration: dict[str, Any] | None,
+    queries: _Queries,
+    rows: list[dict[str, Any]],
+    sheet_queries: list[dict[str, Any]],
+    sheet_matches: list[list[dict[str, Any]]],
+) -> None:
+    """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
+    from rareid.deploy.sheet import (
+        QUERIES_PER_SHEET,
+        draw_rank_sheets,
+        summary_table,
+        write_results,
+    )
+    from rareid.deploy.verdicts import calibration_caption, calibration_lines
+
+    out_dir = Path(args.out)
     csv_path, json_path = write_results(rows, out_dir)
     title = "rank sheet, re-ranked (k-reciprocal)" if args.rerank else "rank sheet, plain ranking"
     title += f" of {Path(args.index).name}"
@@ -275,14 +360,14 @@ def search_main(argv: Sequence[str]) -> int:
     for line in summary_table(sheet_queries, sheet_matches, distance_label):
         print(line)
     per_level: dict[int, int] = {}
-    for info in infos:
+    for info in queries.infos:
         per_level[info["level"]] = per_level.get(info["level"], 0) + 1
-    flagged = sum(bool(info["flags"]) for info in infos)
+    flagged = sum(bool(info["flags"]) for info in queries.infos)
     print(
-        f"{len(readable)} queries ({len(skipped)} unreadable skipped, {flagged} flagged crops), "
-        "levels "
+        f"{len(queries.paths)} queries ({len(queries.skipped)} unreadable skipped, {flagged} "
+        "flagged crops), levels "
         + ", ".join(f"{level}: {count}" for level, count in sorted(per_level.items()))
-        + f"; reference size {reference:g}x{reference_width:.0f}px"
+        + f"; reference size {queries.reference:g}x{queries.reference_width:.0f}px"
     )
     for line in calibration_lines(calibration, num_levels, args.far):
         print(line)
@@ -293,4 +378,16 @@ def search_main(argv: Sequence[str]) -> int:
         f"wrote {csv_path}, {json_path} and {pages} in {out_dir} "
         f"({QUERIES_PER_SHEET} queries per sheet)"
     )
+
+
+def search_main(argv: Sequence[str]) -> int:
+    """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    _check_options(parser, args)
+    index, paths, calibration, ckpt = _load_inputs(parser, args)
+    queries = _read_queries(parser, args, index, paths)
+    result, original = _rank(parser, args, index, ckpt, queries)
+    tables = _result_rows(args, index, calibration, queries, result, original)
+    _write_and_report(args, index.num_levels, calibration, queries, *tables)
     return 0
