@@ -26,7 +26,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -150,6 +149,8 @@ class TrainTransform:
         self.hr_rate = float(hr_rate)
         self.normalize = Normalize(mean, std)
         height, width = self.input_size
+        import albumentations as A  # training only: embedding a crop does not pay its import
+
         self.augment = A.Compose(
             [
                 A.PadIfNeeded(

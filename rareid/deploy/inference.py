@@ -14,7 +14,6 @@ size, exactly like a real low-resolution query in evaluation; no synthetic degra
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import torch
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, read_image
 
 if TYPE_CHECKING:
-    from rareid.models.module import RAReIDModule
+    from rareid.models.embedding import EmbeddingModel, LevelEmbedding
 
 #: File suffixes (lower case) that ``list_images`` picks up.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -104,7 +103,7 @@ class Preprocess:
 
     @classmethod
     def from_model(
-        cls, model: RAReIDModule, checkpoint: dict[str, Any] | None = None
+        cls, model: LevelEmbedding, checkpoint: dict[str, Any] | None = None
     ) -> Preprocess:
         """From a model in memory; ``checkpoint`` adds the datamodule's normalisation if known."""
         if checkpoint is not None:
@@ -166,29 +165,26 @@ def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) ->
 
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[RAReIDModule, Preprocess]:
+) -> tuple[EmbeddingModel, Preprocess]:
     """An eval-mode model and its preprocessing from a checkpoint file.
 
-    Pretrained weights are never fetched (the checkpoint holds every weight), and the classifier
-    of the training identities is not needed to embed, so it is dropped.
+    The network comes back as a plain-torch :class:`~rareid.models.embedding.EmbeddingModel`
+    (no Lightning import): the losses, the metric and the classifier of the training identities
+    are not needed to embed. Pretrained weights are never fetched (the checkpoint holds every
+    weight).
     """
-    from rareid.models.module import RAReIDModule
+    from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
 
     checkpoint = read_checkpoint(path)
     check_finite_weights(checkpoint, path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)
-    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``): keep the
-    # constructor's own arguments only.
-    accepted = inspect.signature(RAReIDModule.__init__).parameters
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
-    hparams.update(pretrained=False, weights_path=None)
-    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("classifier.")}
-    num_classes = checkpoint["state_dict"].get("classifier.weight")
-    if num_classes is not None:
-        hparams["num_classes"] = int(num_classes.shape[0])
-    model = RAReIDModule(**hparams)
+    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``) and the
+    # training options sit beside the network's: keep the network's own.
+    options = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in EMBEDDING_OPTIONS}
+    options.update(pretrained=False, weights_path=None)
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIXES)}
+    model = EmbeddingModel(**options)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("classifier.")]
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {str(path)!r} does not match its own model options: missing "
@@ -198,7 +194,7 @@ def load_model(
 
 
 def embed_images(
-    model: RAReIDModule,
+    model: LevelEmbedding,
     preprocess: Preprocess,
     images: Sequence[ImageInput],
     levels: Sequence[int] | torch.Tensor,

@@ -10,32 +10,27 @@ import lightning as L
 import torch
 from torch import nn
 
-from rareid.evaluation import MLRMetric, level_distances
+from rareid.evaluation import MLRMetric
 from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
-from rareid.models.backbone import Backbone
 from rareid.models.checks import (
     OPTIMISATION_OPTIONS,
-    check_images,
     check_optimisation_options,
     check_query_subvectors,
     check_training_options,
-    level_index,
 )
+from rareid.models.embedding import LevelEmbedding
 from rareid.models.fit_statistics import FitStatistics
 from rareid.models.heads import (
-    EmbeddingHead,
     PrototypeClassifier,
     SplitMode,
     VerificationHead,
-    pad_by_level,
-    resolve_split_sizes,
 )
-from rareid.models.masks import MaskGranularity, MaskInit, ResolutionMasks, attach_masks
+from rareid.models.masks import MaskGranularity, MaskInit
 from rareid.models.schedules import LRSchedule, MaskPhaseSchedule, phase_step_factor
 
 
-class RAReIDModule(L.LightningModule):
+class RAReIDModule(LevelEmbedding, L.LightningModule):
     """Backbone with resolution masks + varying-length embedding + ID and verification losses.
 
     A switched-off loss has no head at all, so DDP never meets an unused parameter. Without
@@ -126,31 +121,8 @@ class RAReIDModule(L.LightningModule):
         self.save_hyperparameters()
         check_optimisation_options(**{name: self.hparams[name] for name in OPTIMISATION_OPTIONS})
         check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
-        self.rates = normalize_rates(rates)
-        self.num_levels = len(self.rates)
-        check_query_subvectors(query_subvectors, varying_length, self.num_levels)
-        self.split_sizes = resolve_split_sizes(embedding_dim, self.rates, split, split_sizes)
-        self.embedding_dim = embedding_dim
-
-        self.backbone = Backbone(
-            backbone,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            img_size=img_size,
-            last_stride=last_stride,
-            **(backbone_kwargs or {}),
-        )
-        self.masks: ResolutionMasks | None = None
-        if use_masks:
-            self.masks = attach_masks(
-                self.backbone,
-                self.num_levels,
-                mask_granularity,
-                mask_init_mean,
-                mask_init_std,
-                mask_init,
-            )
-        self.head = EmbeddingHead(self.backbone.num_features, embedding_dim, embedding_norm)
+        check_query_subvectors(query_subvectors, varying_length, len(normalize_rates(rates)))
+        self._build_network(self.hparams)
         self._build_loss_heads()
         self.fit_statistics = FitStatistics(self.num_levels)
         self.val_metric = self._make_metric()
@@ -181,109 +153,10 @@ class RAReIDModule(L.LightningModule):
             query_subvectors=self.hparams.get("query_subvectors"),
         )
 
-    @property
-    def distance_split_sizes(self) -> list[int]:
-        """Sub-vector sizes as seen by distances: one block when varying length is off."""
-        if self.hparams.varying_length:
-            return self.split_sizes
-        return [self.embedding_dim]
-
-    # ------------------------------------------------------------------ embedding
-    def _level_index(
-        self,
-        levels: torch.Tensor | Sequence[int],
-        count: int | None = None,
-        name: str = "levels",
-    ) -> torch.Tensor:
-        """Levels (1..m) as a long tensor of shape ``(count,)``; anything else is a ValueError."""
-        return level_index(levels, self.rates, self.device, count, name)
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        check_images(images, self.hparams.img_size)
-
-    def forward(self, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-        """Un-padded embedding ``v`` (N, d); masks pick each sample's level."""
-        levels = self._level_index(levels, images.shape[0])
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        if self.masks is None:
-            return self.head(self.backbone(images))
-        with self.masks.levels(levels - 1):
-            return self.head(self.backbone(images))
-
-    def embedding_levels(self, levels: torch.Tensor) -> torch.Tensor:
-        """Levels that decide the embedding length: all-``m`` when varying length is off."""
-        if self.hparams.varying_length:
-            return levels
-        return torch.full_like(levels, self.num_levels)
-
-    def pad(self, v: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-        if not self.hparams.varying_length:
-            return v
-        return pad_by_level(v, levels, self.split_sizes)
-
-    @torch.no_grad()
-    def embed(
-        self,
-        images: torch.Tensor,
-        levels: torch.Tensor | Sequence[int],
-        subvectors: torch.Tensor | Sequence[int] | None = None,
-    ) -> torch.Tensor:
-        """Zero-padded embeddings (N, d) of images at their resolution levels (1..m).
-
-        ``subvectors`` (1..m per image) keeps that many sub-vectors instead of the level's
-        (Table II's forced query length); the masks always follow ``levels``.
-        Always runs in eval mode (BatchNorm uses its running statistics and never updates
-        them, so a batch of one works) and restores every submodule's mode afterwards.
-        Float images of another precision (float16, float64) are converted to the model's
-        parameter dtype; the embeddings come back in that dtype, also under bf16 autocast.
-        """
-        self._check_images(images)
-        dtype = next(self.parameters()).dtype
-        images = images.to(self.device, dtype)
-        levels = self._level_index(levels, images.shape[0])
-        kept = levels if subvectors is None else self._level_index(subvectors, len(levels))
-        modes = {module: module.training for module in self.modules()}
-        self.eval()
-        try:
-            return self.pad(self(images, levels).to(dtype), kept)
-        finally:
-            for module, training in modes.items():
-                module.training = training
-
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> RAReIDModule:
         """Lightning's loader, returning the model in eval mode (ready for ``embed``)."""
         return super().load_from_checkpoint(*args, **kwargs).eval()
-
-    def distance(
-        self,
-        query: torch.Tensor,
-        query_levels: torch.Tensor | Sequence[int],
-        gallery: torch.Tensor,
-        gallery_levels: torch.Tensor | Sequence[int] | None = None,
-    ) -> torch.Tensor:
-        """(Q, G) distances over the first ``min(k_q, k_g)`` sub-vectors (Eq. 2).
-
-        ``gallery_levels=None`` means an HR gallery (level m).
-        """
-        q_levels = self._level_index(query_levels, query.shape[0], "query_levels")
-        g_levels = (
-            None
-            if gallery_levels is None
-            else self._level_index(gallery_levels, gallery.shape[0], "gallery_levels")
-        )
-        if not self.hparams.varying_length:
-            # One block of sub-vector sizes: every level uses the whole embedding.
-            q_levels, g_levels = torch.ones_like(q_levels), None
-        return level_distances(
-            query,
-            q_levels,
-            gallery,
-            g_levels,
-            self.distance_split_sizes,
-            metric=self.hparams.distance,
-        )
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -100,3 +100,44 @@ def test_embed_images_batches_without_touching_batchnorm(trained_checkpoint) -> 
         assert torch.equal(value, state[key]), key
     with pytest.raises(ValueError, match="one level per image"):
         embed_images(model, preprocess, images, [1, 2])
+
+
+def test_the_inference_model_embeds_as_the_training_module_without_lightning(
+    tmp_path, trained_checkpoint
+) -> None:
+    import subprocess
+    import sys
+
+    from rareid.models.embedding import EmbeddingModel
+    from rareid.models.module import RAReIDModule
+
+    model, _ = load_model(trained_checkpoint)
+    assert isinstance(model, EmbeddingModel) and not model.training
+    module = RAReIDModule.load_from_checkpoint(trained_checkpoint, map_location="cpu")
+    images = torch.randn(5, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    levels = [1, 2, 3, 4, 2]
+    torch.testing.assert_close(model.embed(images, levels), module.embed(images, levels))
+    gallery = module.embed(images, [4] * 5)
+    torch.testing.assert_close(
+        model.distance(gallery, levels, gallery), module.distance(gallery, levels, gallery)
+    )
+    # matching crops never pays Lightning's import (it is most of a one-query start-up)
+    probe = (
+        "import sys; from rareid.deploy.inference import load_model; "
+        f"load_model({str(trained_checkpoint)!r}); "
+        "print(sorted(m for m in ('lightning', 'torchmetrics', 'albumentations') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "[]"
+
+
+def test_the_inference_options_have_the_training_module_defaults() -> None:
+    import inspect
+
+    from rareid.models.embedding import EMBEDDING_OPTIONS
+    from rareid.models.module import RAReIDModule
+
+    parameters = inspect.signature(RAReIDModule.__init__).parameters
+    assert {name: parameters[name].default for name in EMBEDDING_OPTIONS} == EMBEDDING_OPTIONS
