@@ -33,6 +33,17 @@ def require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def require_onnxruntime() -> Any:
+    """onnxruntime alone: running an exported file does not need the ``onnx`` package."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(
+            "running an ONNX model needs onnxruntime: pip install 'rareid[deploy]'"
+        ) from None
+    return onnxruntime
+
+
 class EmbeddingBackend(ABC):
     """A runtime that embeds crops at their levels.
 
@@ -70,14 +81,19 @@ class OnnxBackend(EmbeddingBackend):
     """An exported ONNX file run by onnxruntime (CPU, or CUDA when available)."""
 
     def __init__(self, path: str | Path, expected_sha256: str | None = None) -> None:
-        onnx, onnxruntime = require_onnx()
+        onnxruntime = require_onnxruntime()
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
                 f"ONNX model {str(path)!r} does not exist; write it with `rareid export`"
             )
-        proto = onnx.load(str(path), load_external_data=False)
-        self.metadata = {entry.key: entry.value for entry in proto.metadata_props}
+        providers = [
+            p
+            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in onnxruntime.get_available_providers()
+        ]
+        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         digest = self.metadata.get("rareid_checkpoint_sha256", "")
         if expected_sha256 and digest and digest != expected_sha256:
             raise ValueError(
@@ -89,12 +105,6 @@ class OnnxBackend(EmbeddingBackend):
         self.rates = [float(r) for r in rates] or None
         self.split_sizes = [int(s) for s in sizes] or None
         self.num_levels = len(rates) or None
-        providers = [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in onnxruntime.get_available_providers()
-        ]
-        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
 
     def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
         levels = torch.as_tensor(levels).long().reshape(-1)
