@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ READABLE_VERSIONS = (1, 2)
 Metric = Literal["euclidean", "cosine"]
 Backend = Literal["auto", "torch", "faiss"]
 StorageDtype = Literal["float32", "float16"]
+#: The arrays every index file holds (``stats`` and the approximate index's are optional).
+INDEX_ARRAYS = ("meta", "embeddings", "paths", "sizes", "levels")
 
 
 class GalleryIndexError(ValueError):
@@ -422,26 +425,69 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GalleryIndex:
-        """Read an index written by :meth:`save` (no pickle involved)."""
+        """Read an index written by :meth:`save` (no pickle involved). A file that is cut short,
+        is not an archive, or lacks the arrays and metadata of an index is refused with one
+        :class:`GalleryIndexError` naming it."""
         path = Path(path)
+        if path.is_dir():
+            raise GalleryIndexError(
+                f"index {str(path)!r} is a folder: pass the .npz file written by `rareid index`"
+            )
         if not path.is_file():
             raise FileNotFoundError(
                 f"index {str(path)!r} does not exist; build it with `rareid index`"
             )
         try:
-            with np.load(path, allow_pickle=False) as data:
+            archive = np.load(path, allow_pickle=False)
+            if not hasattr(archive, "files"):
+                raise ValueError("a single NumPy array, not an archive of arrays")
+            with archive as data:
+                missing = [key for key in INDEX_ARRAYS if key not in data.files]
+                if missing:
+                    raise ValueError(f"no {', '.join(missing)} array(s) in the archive")
                 meta = json.loads(str(data["meta"]))
                 arrays = {key: data[key] for key in data.files if key != "meta"}
-        except (OSError, ValueError, KeyError) as error:
-            raise GalleryIndexError(f"{str(path)!r} is not a rareid index file: {error}") from None
-        if meta.get("format") != "rareid-gallery-index":
-            raise GalleryIndexError(f"{str(path)!r} is not a rareid index file")
-        if meta.get("version") not in READABLE_VERSIONS:
+            if not isinstance(meta, dict) or meta.get("format") != "rareid-gallery-index":
+                raise ValueError("its metadata is not the one of an index")
+            if meta.get("version") not in READABLE_VERSIONS:
+                raise GalleryIndexError(
+                    f"{str(path)!r} has index format version {meta.get('version')}, this rareid "
+                    f"reads version {FORMAT_VERSION}: rebuild it with `rareid index`"
+                )
+            return cls._from_file(meta, arrays, path)
+        except PermissionError as error:
             raise GalleryIndexError(
-                f"{str(path)!r} has index format version {meta.get('version')}, this rareid "
-                f"reads version {FORMAT_VERSION}: rebuild it with `rareid index`"
-            )
+                f"index {str(path)!r} cannot be read: {error.strerror}"
+            ) from None
+        except GalleryIndexError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+            reason = f"no {error} entry" if isinstance(error, KeyError) else str(error)
+            reason = " ".join(reason.split()) or type(error).__name__
+            raise GalleryIndexError(
+                f"{str(path)!r} is not a readable rareid index file (damaged, cut short or "
+                f"another file: {reason}): rebuild it with `rareid index`"
+            ) from None
+
+    @classmethod
+    def _from_file(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
+    ) -> GalleryIndex:
+        """The index of a file's metadata and arrays, once their shapes agree."""
+        split_sizes = [int(s) for s in meta["split_sizes"]]
         embeddings = arrays["embeddings"].astype(np.float32)
+        count = len(arrays["paths"])
+        shapes_agree = (
+            embeddings.ndim == 2
+            and embeddings.shape == (count, sum(split_sizes))
+            and arrays["sizes"].size == 2 * count
+            and arrays["levels"].size == count
+        )
+        if not shapes_agree:
+            raise ValueError(
+                f"arrays of different lengths or widths (embeddings {embeddings.shape}, "
+                f"{count} paths, sub-vectors {split_sizes})"
+            )
         if not np.isfinite(embeddings).all():
             raise GalleryIndexError(
                 f"{str(path)!r} holds NaN or infinite embeddings: rebuild it with `rareid index`"
@@ -456,10 +502,10 @@ class GalleryIndex:
             embeddings=torch.from_numpy(embeddings),
             paths=[str(p) for p in arrays["paths"].tolist()],
             sizes=arrays["sizes"].astype(np.int64).reshape(-1, 2),
-            levels=torch.from_numpy(arrays["levels"].astype(np.int64)),
+            levels=torch.from_numpy(arrays["levels"].astype(np.int64).reshape(-1)),
             root=meta["root"],
             rates=[float(r) for r in meta["rates"]],
-            split_sizes=[int(s) for s in meta["split_sizes"]],
+            split_sizes=split_sizes,
             metric=meta["metric"],
             preprocess=Preprocess(tuple(meta["img_size"]), tuple(meta["mean"]), tuple(meta["std"])),
             checkpoint_sha256=meta["checkpoint_sha256"],
