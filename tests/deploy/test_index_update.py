@@ -61,7 +61,7 @@ def test_add_counts_deleted_and_changed_files(tmp_path, trained_checkpoint, gall
     printed = capsys.readouterr().out
     assert (
         "6 images (1 added, 1 changed and re-embedded, 1 deleted from the gallery and dropped, "
-        "4 already indexed, 1 unreadable skipped)" in printed
+        "4 already indexed, 1 unreadable skipped, 0 flagged crops)" in printed
     )
     after = GalleryIndex.load(out)
     assert GALLERY_NAMES[0] not in after.paths and "new one.png" in after.paths
