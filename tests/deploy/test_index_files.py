@@ -16,6 +16,7 @@ import torch
 from rareid.cli import main
 from rareid.deploy.index import GalleryIndex, GalleryIndexError
 from rareid.deploy.inference import Preprocess
+from tests.helpers import one_error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,14 +107,6 @@ def test_damaged_index_is_one_error_naming_the_file(damaged) -> None:
     assert "rebuild it with `rareid index`" in message
 
 
-def _one_error_line(err: str, subcommand: str) -> str:
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
-    assert errors[0].startswith(f"rareid {subcommand}: error: "), errors[0]
-    return errors[0]
-
-
 def _run(argv: list[str]) -> int:
     try:
         return main(argv)
@@ -147,6 +140,6 @@ def test_commands_reading_a_damaged_index_say_so_in_one_line(damaged, tmp_path, 
     for subcommand, args in commands.items():
         capsys.readouterr()
         assert _run([subcommand, *args]) == 2, subcommand
-        line = _one_error_line(capsys.readouterr().err, subcommand)
+        line = one_error_line(capsys.readouterr().err, subcommand)
         assert str(damaged) in line and "rebuild it with `rareid index`" in line, line
     assert damaged.read_bytes() == before  # nothing overwritten

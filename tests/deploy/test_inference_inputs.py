@@ -12,6 +12,7 @@ import torch
 from rareid.cli import main
 from rareid.deploy.inference import Preprocess, embed_images, load_model, read_checkpoint
 from tests.deploy.conftest import make_model
+from tests.helpers import one_error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,11 +42,8 @@ def test_commands_refuse_a_folder_as_checkpoint_in_one_line(tmp_path, capsys) ->
     argv = ["index", "--ckpt", str(tmp_path), "--gallery", str(gallery)]
     argv += ["--out", str(tmp_path / "g.npz"), "--no-progress"]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and errors[0].startswith("rareid index: error: --ckpt")
-    assert str(tmp_path) in errors[0]
+    line = one_error_line(capsys.readouterr().err, "index")
+    assert line.startswith("rareid index: error: --ckpt") and str(tmp_path) in line
     assert not (tmp_path / "g.npz").exists()
 
 
