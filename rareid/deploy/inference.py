@@ -152,11 +152,9 @@ class Preprocess:
         return torch.stack(tensors)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint file as a dict, on the CPU, with ``weights_only`` (no code runs).
-
-    A folder (a run directory, say) is a ``ValueError`` that names the ``.ckpt`` files in it.
-    """
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` once it is a file: a folder (a run directory, say) is a ``ValueError`` that
+    names the ``.ckpt`` files in it, a missing file a ``FileNotFoundError``."""
     path = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("*.ckpt"))[:3]
@@ -164,7 +162,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"checkpoint {str(path)!r} is a folder: pass a .ckpt file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file (:func:`checkpoint_file`) as a dict, on the CPU, with ``weights_only``
+    (no code runs)."""
+    return torch.load(checkpoint_file(path), map_location="cpu", weights_only=True)
 
 
 def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

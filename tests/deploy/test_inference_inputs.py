@@ -70,3 +70,14 @@ def test_embed_images_takes_one_image_with_one_level() -> None:
     one = embed_images(model, preprocess, image, [2])
     assert one.shape == (1, model.embedding_dim)
     torch.testing.assert_close(one, embed_images(model, preprocess, [image], [2]))
+
+
+def test_building_an_index_from_a_folder_as_checkpoint_says_what_to_pass(tmp_path) -> None:
+    from rareid.deploy.index_update import build_or_update
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    cv2.imwrite(str(gallery / "a.png"), np.zeros((32, 16, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"is a folder: pass a \.ckpt file"):
+        build_or_update(tmp_path / "g.npz", [gallery / "a.png"], gallery, checkpoint=tmp_path)
+    assert not (tmp_path / "g.npz").exists()
