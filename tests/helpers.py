@@ -144,3 +144,12 @@ def tiny_run_args(data: Path, run: Path, options: Mapping[str, Any] | None = Non
     settings = {**TINY_RUN, "data.root": str(data), "trainer.default_root_dir": str(run)}
     quickstart = Path(__file__).resolve().parents[1] / "conf" / "quickstart.yaml"
     return [f"--config={quickstart}", *override_args({**settings, **(options or {})})]
+
+
+def one_error_line(err: str, subcommand: str) -> str:
+    """The single ``rareid <subcommand>: error:`` line of ``err`` (and no traceback)."""
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"rareid {subcommand}: error: "), errors[0]
+    return errors[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rareid.cli import main
-from tests.helpers import tiny_run_args
+from tests.helpers import one_error_line, tiny_run_args
 
 
 def _run_args(data: Path, run: Path, options: dict | None = None) -> list[str]:
@@ -25,15 +25,6 @@ def _run_args(data: Path, run: Path, options: dict | None = None) -> list[str]:
         **(options or {}),
     }
     return tiny_run_args(data, run, settings)
-
-
-def _one_error_line(err: str, subcommand: str) -> str:
-    """The single ``rareid <subcommand>: error:`` line of ``err`` (and no traceback)."""
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
-    assert errors[0].startswith(f"rareid {subcommand}: error: "), errors[0]
-    return errors[0]
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -88,7 +79,7 @@ def test_overwrite_checks_everything_before_deleting(
     before = _tree_digest(earlier_run)
     status = main(["fit", *_run_args(data, earlier_run, options), "--overwrite"])
     assert status == 2
-    assert message in _one_error_line(capsys.readouterr().err, "fit")
+    assert message in one_error_line(capsys.readouterr().err, "fit")
     assert _tree_digest(earlier_run) == before  # checkpoints and config.yaml untouched
 
 
@@ -98,7 +89,7 @@ def test_overwrite_with_resume_is_a_usage_error(
     before = _tree_digest(earlier_run)
     status = main(["fit", *_run_args(data, earlier_run), "--overwrite", "--ckpt_path", "last"])
     assert status == 2
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert "--overwrite" in line and "--ckpt_path" in line
     assert _tree_digest(earlier_run) == before
 
@@ -196,7 +187,7 @@ def test_foreign_checkpoints_are_named_in_one_line(
     status = main(["test", *_run_args(data, tmp_path / "run"), "--ckpt_path", str(path)])
     captured = capsys.readouterr()
     assert status == 2
-    line = _one_error_line(captured.err, "test")
+    line = one_error_line(captured.err, "test")
     assert f"checkpoint '{path}' {message}" in line
     assert "weights_only" not in captured.err and "this must never run" not in captured.out
 
@@ -229,7 +220,7 @@ def test_options_equal_to_their_default_still_contradict_the_checkpoint(
     ckpt = fitted / "checkpoints" / "last.ckpt"
     args = ["test", *_run_args(data, tmp_path / "t"), *option, "--ckpt_path", str(ckpt)]
     assert main(args) == 2
-    assert message in _one_error_line(capsys.readouterr().err, "test")
+    assert message in one_error_line(capsys.readouterr().err, "test")
 
 
 def test_options_not_given_come_from_the_checkpoint(
@@ -285,7 +276,7 @@ def test_bad_learning_rates_and_weights_are_usage_errors(
 ) -> None:
     status = main(["fit", *_run_args(data, tmp_path / "run"), f"--model.{option}={value}"])
     assert status == 2
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert option in line and shown in line
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -298,7 +289,7 @@ def test_rates_without_one_need_the_explicit_option(
 
     status = main(["fit", *_run_args(data, tmp_path / "run", {"data.rates": [2, 3, 4]})])
     assert status == 2
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert "rates: [2.0, 3.0, 4.0] has no rate 1" in line and "rates_without_hr" in line
     datamodule = ReIDDataModule(root=str(data), rates=[2, 3, 4], rates_without_hr=True)
     assert datamodule.rates == (2.0, 3.0, 4.0)
@@ -315,7 +306,7 @@ def test_test_keeps_earlier_results_unless_overwrite(
     ckpt = str(fitted / "checkpoints" / "last.ckpt")
     args = ["test", *_run_args(data, out), "--ckpt_path", ckpt]
     assert main(args) == 2
-    line = _one_error_line(capsys.readouterr().err, "test")
+    line = one_error_line(capsys.readouterr().err, "test")
     assert str(results) in line and "--report.overwrite true" in line
     assert "another.ckpt" in results.read_text()
     assert main([*args, "--report.overwrite", "true"]) == 0
@@ -327,7 +318,7 @@ def test_rank_list_queries_zero_is_a_usage_error(
 ) -> None:
     status = main(["fit", *_run_args(data, tmp_path / "run", {"report.rank_list_queries": 0})])
     assert status == 2
-    assert "report.rank_list_queries" in _one_error_line(capsys.readouterr().err, "fit")
+    assert "report.rank_list_queries" in one_error_line(capsys.readouterr().err, "fit")
 
 
 # --------------------------------------------------------------------- 5: a loss that turns NaN
@@ -352,7 +343,7 @@ def test_nan_loss_stops_the_fit_and_keeps_the_good_checkpoint(
     good = last.read_bytes()
     args = _run_args(data, earlier_run, {"trainer.max_epochs": 3})
     assert main(["fit", *args, "--ckpt_path", "last"]) == 1  # resumes at step 2
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert "the training loss is nan at step 3" in line
     assert last.read_bytes() == good  # the NaN weights were never saved
 
@@ -379,7 +370,7 @@ def test_full_disk_during_a_save_is_one_line_and_keeps_old_checkpoints(
     good = last.read_bytes()
     args = _run_args(data, earlier_run, {"trainer.max_epochs": 2})
     assert main(["fit", *args, "--ckpt_path", "last"]) == 1
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert f"no space left to write {last}" in line
     assert last.read_bytes() == good
     assert not [p for p in last.parent.iterdir() if p.name.startswith(".tmp-")]
@@ -395,7 +386,7 @@ def test_predict_refuses_an_existing_output_in_one_line(
     target.write_bytes(b"earlier")
     ckpt = str(fitted / "checkpoints" / "last.ckpt")
     assert main(["predict", *_run_args(data, out), "--ckpt_path", ckpt]) == 2
-    line = _one_error_line(capsys.readouterr().err, "predict")
+    line = one_error_line(capsys.readouterr().err, "predict")
     assert str(target) in line and "--predict_writer.overwrite true" in line
     assert target.read_bytes() == b"earlier"
 
@@ -417,7 +408,7 @@ def test_unknown_dataset_option_is_one_line(
 ) -> None:
     options = {"data.dataset_options": {"bogus_key": 1}}
     assert main(["fit", *_run_args(data, tmp_path / "run", options)]) == 2
-    line = _one_error_line(capsys.readouterr().err, "fit")
+    line = one_error_line(capsys.readouterr().err, "fit")
     assert "'bogus_key'" in line and "valid options are" in line
 
 

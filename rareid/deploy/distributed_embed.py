@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from rareid.deploy.backends import TorchBackend
-from rareid.deploy.gallery_files import GalleryFiles, IndexChanges, collate_gallery
+from rareid.deploy.gallery_files import GalleryFiles, IndexChanges, collate_gallery, plan_changes
 from rareid.deploy.index import GalleryIndexError
 from rareid.deploy.inference import Preprocess
 
@@ -238,12 +238,13 @@ def update_on_devices(
     updated as one device would update it; the other ranks get ``None`` and leave the index
     alone (rank 0 writes it).
     """
-    changes = index._plan(paths, drop_missing=True)
+    changes = plan_changes(paths, index.paths, index.stats, index.root, drop_missing=True)
     index.check_model(TorchBackend(model))
     if not changes.todo:  # nothing to embed: no process group, no other rank started
         if not is_rank_zero():
             return None
         changes.skipped = index._apply(model, changes, batch_size, False, 0, batches=[])
+        changes.flagged = index.flagged_crops()
         return changes
     embedder = GalleryEmbedder(
         model, changes.todo, index.preprocess, index.num_levels, batch_size, num_workers
@@ -266,4 +267,5 @@ def update_on_devices(
     assert embedder.gathered is not None  # set on rank 0 by on_predict_epoch_end
     batch = merge_rank_outputs(embedder.gathered, len(changes.todo))
     changes.skipped = index._apply(model, changes, batch_size, False, 0, batches=[batch])
+    changes.flagged = index.flagged_crops()
     return changes

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,29 +26,36 @@ import numpy as np
 import torch
 
 from rareid.deploy.backends import EmbeddingBackend, TorchBackend, as_backend
-from rareid.deploy.gallery_files import GalleryFiles, IndexChanges, SkippedImage, collate_gallery
+from rareid.deploy.gallery_files import (
+    FlaggedCrop,
+    GalleryFiles,
+    IndexChanges,
+    SkippedImage,
+    collate_gallery,
+    plan_changes,
+)
+from rareid.deploy.index_file import (
+    FORMAT_VERSION,
+    GalleryIndexError,
+    read_index_file,
+    write_index_file,
+)
 from rareid.deploy.inference import (
     ImageInput,
     Preprocess,
     file_sha256,
     read_checkpoint,
 )
+from rareid.deploy.verdicts import MIN_CROP_HEIGHT, MIN_CROP_WIDTH, check_crop
 
 if TYPE_CHECKING:
     from rareid.deploy.ann import AnnIndex
     from rareid.deploy.search import SearchResult
     from rareid.models.module import RAReIDModule
 
-FORMAT_VERSION = 2
-#: Older formats this rareid still reads (version 1: no file sizes and times).
-READABLE_VERSIONS = (1, 2)
 Metric = Literal["euclidean", "cosine"]
 Backend = Literal["auto", "torch", "faiss"]
 StorageDtype = Literal["float32", "float16"]
-
-
-class GalleryIndexError(ValueError):
-    """An index file or an index operation that cannot go on (named so, not a traceback)."""
 
 
 @dataclass
@@ -219,9 +225,8 @@ class GalleryIndex:
         are decoded by a DataLoader with ``num_workers`` processes. Embeddings holding NaN or
         infinity are refused (nothing is added).
         """
-        changes = self._plan(paths, drop_missing=False)
-        skipped = self._apply(model, changes, batch_size, progress, num_workers)
-        return changes.added + changes.updated, changes.unchanged, skipped
+        changes = self._sync(model, paths, batch_size, progress, num_workers, drop_missing=False)
+        return changes.added + changes.updated, changes.unchanged, changes.skipped
 
     def update(
         self,
@@ -233,41 +238,35 @@ class GalleryIndex:
     ) -> IndexChanges:
         """Make the index match ``paths`` (a whole gallery folder): embed new files, re-embed
         changed ones (size or modification time), drop the indexed files not in ``paths``."""
-        changes = self._plan(paths, drop_missing=True)
+        return self._sync(model, paths, batch_size, progress, num_workers, drop_missing=True)
+
+    def _sync(
+        self,
+        model: RAReIDModule | EmbeddingBackend,
+        paths: Sequence[str | os.PathLike],
+        batch_size: int,
+        progress: bool,
+        num_workers: int,
+        drop_missing: bool,
+    ) -> IndexChanges:
+        """:meth:`add` (``drop_missing=False``) or :meth:`update`; the changes name the skipped
+        files and the degenerate crops the index holds afterwards."""
+        changes = plan_changes(paths, self.paths, self.stats, self.root, drop_missing)
         changes.skipped = self._apply(model, changes, batch_size, progress, num_workers)
+        changes.flagged = self.flagged_crops()
         return changes
 
-    def _plan(self, paths: Sequence[str | os.PathLike], drop_missing: bool) -> IndexChanges:
-        """Which of ``paths`` are new, changed or unchanged, and which indexed rows go."""
-        position_of = {name: position for position, name in enumerate(self.paths)}
-        changes = IndexChanges()
-        seen: set[str] = set()
-        for path in paths:
-            relative = Path(os.path.relpath(Path(path).resolve(), self.root)).as_posix()
-            if relative in seen:
-                continue
-            seen.add(relative)
-            position = position_of.get(relative)
-            try:
-                stat = Path(path).stat()
-                current = (int(stat.st_size), int(stat.st_mtime_ns))
-            except OSError:
-                current = (-1, -1)
-            if position is None:
-                changes.todo.append((relative, Path(path)))
-                changes.added += 1
-            elif tuple(int(v) for v in self.stats[position]) != current or current[0] < 0:
-                changes.todo.append((relative, Path(path)))
-                changes.changed.add(relative)
-                changes.drop.append(position)
-                changes.updated += 1
-            else:
-                changes.unchanged += 1
-        if drop_missing:
-            gone = [position for name, position in position_of.items() if name not in seen]
-            changes.drop += gone
-            changes.removed = len(gone)
-        return changes
+    def flagged_crops(
+        self, min_height: int = MIN_CROP_HEIGHT, min_width: int = MIN_CROP_WIDTH
+    ) -> list[FlaggedCrop]:
+        """The indexed images too small or not of a person's shape, by the rule of the query
+        crops (:func:`~rareid.deploy.verdicts.check_crop`), sorted by name."""
+        flagged = []
+        for name, (height, width) in zip(self.paths, self.sizes.tolist(), strict=True):
+            check = check_crop(int(height), int(width), min_height, min_width)
+            if check.flags:
+                flagged.append(FlaggedCrop(name, str(check)))
+        return sorted(flagged, key=lambda item: item.path)
 
     def _apply(
         self,
@@ -406,10 +405,9 @@ class GalleryIndex:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        embeddings = self.embeddings.detach().cpu().float().numpy()
         arrays = {
-            "embeddings": self.embeddings.detach().cpu().float().numpy().astype(self.storage_dtype),
+            "embeddings": embeddings.astype(self.storage_dtype),
             "stats": np.asarray(self.stats, dtype=np.int64).reshape(-1, 2),
             "sizes": np.asarray(self.sizes, dtype=np.int64).reshape(-1, 2),
             "levels": self.levels.cpu().numpy().astype(np.int64),
@@ -417,44 +415,16 @@ class GalleryIndex:
             "meta": np.asarray(json.dumps(self._meta())),
             **(self.ann.to_arrays() if self.ann is not None else {}),
         }
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return write_index_file(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GalleryIndex:
-        """Read an index written by :meth:`save` (no pickle involved)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"index {str(path)!r} does not exist; build it with `rareid index`"
-            )
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                arrays = {key: data[key] for key in data.files if key != "meta"}
-        except (OSError, ValueError, KeyError) as error:
-            raise GalleryIndexError(f"{str(path)!r} is not a rareid index file: {error}") from None
-        if meta.get("format") != "rareid-gallery-index":
-            raise GalleryIndexError(f"{str(path)!r} is not a rareid index file")
-        if meta.get("version") not in READABLE_VERSIONS:
-            raise GalleryIndexError(
-                f"{str(path)!r} has index format version {meta.get('version')}, this rareid "
-                f"reads version {FORMAT_VERSION}: rebuild it with `rareid index`"
-            )
-        embeddings = arrays["embeddings"].astype(np.float32)
-        if not np.isfinite(embeddings).all():
-            raise GalleryIndexError(
-                f"{str(path)!r} holds NaN or infinite embeddings: rebuild it with `rareid index`"
-            )
+        """Read an index written by :meth:`save` (no pickle involved); a damaged file is one
+        :class:`GalleryIndexError` naming it (:func:`~rareid.deploy.index_file.read_index_file`)."""
+        return read_index_file(path, cls._from_file)
+
+    @classmethod
+    def _from_file(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GalleryIndex:
         ann = None
         if meta.get("ann"):
             from rareid.deploy.ann import AnnIndex
@@ -462,10 +432,10 @@ class GalleryIndex:
             ann = AnnIndex.from_arrays(meta["ann"], arrays)
         stats = arrays.get("stats")
         return cls(
-            embeddings=torch.from_numpy(embeddings),
+            embeddings=torch.from_numpy(arrays["embeddings"].astype(np.float32)),
             paths=[str(p) for p in arrays["paths"].tolist()],
             sizes=arrays["sizes"].astype(np.int64).reshape(-1, 2),
-            levels=torch.from_numpy(arrays["levels"].astype(np.int64)),
+            levels=torch.from_numpy(arrays["levels"].astype(np.int64).reshape(-1)),
             root=meta["root"],
             rates=[float(r) for r in meta["rates"]],
             split_sizes=[int(s) for s in meta["split_sizes"]],

@@ -17,7 +17,12 @@ from rareid.deploy.index import (
     StorageDtype,
     resolve_device,
 )
-from rareid.deploy.inference import file_sha256, load_model, read_checkpoint
+from rareid.deploy.inference import (
+    checkpoint_file,
+    file_sha256,
+    load_model,
+    read_checkpoint,
+)
 from rareid.runs import RunLock, UsageError
 
 if TYPE_CHECKING:
@@ -80,7 +85,7 @@ def build_or_update(
         )
 
     index = GalleryIndex.load(out) if add else None
-    digest = file_sha256(checkpoint) if checkpoint else ""
+    digest = file_sha256(checkpoint_file(checkpoint)) if checkpoint else ""
     if index is not None and checkpoint and digest != index.checkpoint_sha256:
         raise GalleryIndexError(
             f"--ckpt: {str(checkpoint)!r} is not the checkpoint the index {str(out)!r} was built "

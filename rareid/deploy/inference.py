@@ -63,9 +63,22 @@ def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, 
     return mean, std
 
 
+def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
+    """``images`` as a list; one image (a path, or an array that is not a 4-D batch) is a list
+    of one, not iterated over (its rows would be taken for images)."""
+    if isinstance(images, str | os.PathLike) or (
+        isinstance(images, np.ndarray) and images.ndim != 4
+    ):
+        return [images]
+    return list(images)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Turns image files or uint8 HxWx3 RGB arrays into the (N, 3, H, W) tensors ``embed`` takes.
+
+    Call it on a list of images (or an (N, H, W, 3) array); one path or one HxWx3 array is a
+    batch of one.
 
     Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
     normalisation are the ones the model was trained with.
@@ -129,20 +142,32 @@ class Preprocess:
             raise ValueError(f"expected a uint8 HxWx3 RGB image array or a file path, got {got}")
         return EvalTransform(self.img_size, self.mean, self.std)(array)
 
-    def __call__(self, images: Iterable[ImageInput]) -> torch.Tensor:
-        """Several images -> one (N, 3, H, W) batch."""
-        tensors = [self.image(image) for image in images]
+    def __call__(self, images: ImageInput | Iterable[ImageInput]) -> torch.Tensor:
+        """Several images -> one (N, 3, H, W) batch; one image (a path or an HxWx3 array) is a
+        batch of one."""
+        tensors = [self.image(image) for image in image_list(images)]
         if not tensors:
             return torch.empty(0, 3, *self.img_size)
         return torch.stack(tensors)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint file as a dict, on the CPU, with ``weights_only`` (no code runs)."""
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` once it is a file: a folder (a run directory, say) is a ``ValueError`` that
+    names the ``.ckpt`` files in it, a missing file a ``FileNotFoundError``."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.rglob("*.ckpt"))[:3]
+        hint = f", e.g. {', '.join(str(file) for file in found)}" if found else ""
+        raise ValueError(f"checkpoint {str(path)!r} is a folder: pass a .ckpt file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file (:func:`checkpoint_file`) as a dict, on the CPU, with ``weights_only``
+    (no code runs)."""
+    return torch.load(checkpoint_file(path), map_location="cpu", weights_only=True)
 
 
 def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
@@ -196,11 +221,13 @@ def load_model(
 def embed_images(
     model: LevelEmbedding,
     preprocess: Preprocess,
-    images: Sequence[ImageInput],
+    images: ImageInput | Sequence[ImageInput],
     levels: Sequence[int] | torch.Tensor,
     batch_size: int = 64,
 ) -> torch.Tensor:
-    """Zero-padded embeddings (N, d) on the CPU of ``images`` at their levels, in batches."""
+    """Zero-padded embeddings (N, d) on the CPU of ``images`` (or of one image) at their levels,
+    in batches."""
+    images = image_list(images)
     levels = torch.as_tensor(levels).long().reshape(-1)
     if levels.numel() != len(images):
         raise ValueError(f"expected one level per image ({len(images)}), got {levels.numel()}")

@@ -4,8 +4,9 @@ A pure function of tensors, used by the MLR metric (``rerank=True``) and, over a
 by :func:`rareid.deploy.rerank.rerank_search`; it imports nothing above ``evaluation``.
 
 Level-aware: every distance it starts from is the prefix distance of Eq. 2, over the first
-``min(k_a, k_b)`` sub-vectors of the two images (query-query pairs included), so a blurry query
-is never compared on dimensions it does not have.
+``min(k_a, k_b)`` sub-vectors of the two images (query-query pairs included; the matrices come
+from :func:`rareid.evaluation.distances.level_distances`), so a blurry query is never compared
+on dimensions it does not have.
 
 Memory-bounded: the published algorithm fills a dense ``(Q+G)^2`` distance matrix. Only each
 image's ``k1 + 1`` nearest neighbours, its largest distance (the row normaliser) and the
@@ -25,44 +26,10 @@ s)`` with ``s = sum_l min(V[q, l], V[g, l])``; result ``(1 - lambda) d_J + lambd
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 
-Metric = Literal["euclidean", "cosine"]
-
-
-def _blocks(vectors: torch.Tensor, split_sizes: Sequence[int]) -> list[torch.Tensor]:
-    return list(torch.split(vectors, [int(s) for s in split_sizes], dim=1))
-
-
-def level_pair_distances(
-    first: torch.Tensor,
-    first_levels: torch.Tensor,
-    second: torch.Tensor,
-    second_levels: torch.Tensor,
-    split_sizes: Sequence[int],
-    metric: Metric = "euclidean",
-) -> torch.Tensor:
-    """(A, B) distances over the first ``min(k_a, k_b)`` sub-vectors of every pair."""
-    common = torch.minimum(first_levels[:, None], second_levels[None, :])  # (A, B)
-    dots = torch.zeros(first.shape[0], second.shape[0], dtype=first.dtype)
-    first_sq = torch.zeros(first.shape[0], dtype=first.dtype)
-    second_sq = torch.zeros(second.shape[0], dtype=first.dtype)
-    out = torch.zeros_like(dots)
-    for level, (first_block, second_block) in enumerate(
-        zip(_blocks(first, split_sizes), _blocks(second, split_sizes), strict=True), start=1
-    ):
-        dots = dots + first_block @ second_block.T
-        first_sq = first_sq + (first_block * first_block).sum(1)
-        second_sq = second_sq + (second_block * second_block).sum(1)
-        if metric == "cosine":
-            norms = (first_sq.sqrt()[:, None] * second_sq.sqrt()[None, :]).clamp_min(1e-12)
-            value = 1 - dots / norms
-        else:
-            value = first_sq[:, None] + second_sq[None, :] - 2 * dots
-        out = torch.where(common == level, value, out)
-    return out.clamp_min(0)
+from rareid.evaluation.distances import Distance, level_distances
 
 
 def paired_distances(
@@ -71,7 +38,7 @@ def paired_distances(
     second: torch.Tensor,
     second_levels: torch.Tensor,
     split_sizes: Sequence[int],
-    metric: Metric = "euclidean",
+    metric: Distance = "euclidean",
 ) -> torch.Tensor:
     """(P,) distances of row ``p`` of ``first`` to row ``p`` of ``second`` (prefix of the lower level)."""
     bounds = torch.tensor([int(s) for s in split_sizes]).cumsum(0)
@@ -89,7 +56,7 @@ def neighbourhoods(
     levels: torch.Tensor,
     split_sizes: Sequence[int],
     count: int,
-    metric: Metric = "euclidean",
+    metric: Distance = "euclidean",
     chunk_rows: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``count`` nearest images of every image (itself included) and its largest distance.
@@ -103,9 +70,7 @@ def neighbourhoods(
     largest = torch.empty(total, dtype=vectors.dtype)
     for start in range(0, total, chunk_rows):
         rows = slice(start, start + chunk_rows)
-        dist = level_pair_distances(
-            vectors[rows], levels[rows], vectors, levels, split_sizes, metric
-        )
+        dist = level_distances(vectors[rows], levels[rows], vectors, levels, split_sizes, metric)
         positions = torch.arange(start, min(start + chunk_rows, total))
         dist[torch.arange(positions.numel()), positions] = -1.0  # itself first, always
         order = torch.argsort(dist, dim=1, stable=True)[:, :count]
@@ -133,7 +98,7 @@ def reciprocal_weights(
     nearest: torch.Tensor,
     largest: torch.Tensor,
     k1: int,
-    metric: Metric = "euclidean",
+    metric: Distance = "euclidean",
 ) -> torch.Tensor:
     """Sparse (N, N) ``V``: Gaussian weights on each image's expanded k-reciprocal set."""
     total = vectors.shape[0]
@@ -231,7 +196,7 @@ def k_reciprocal_distances(
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
-    metric: Metric = "euclidean",
+    metric: Distance = "euclidean",
     chunk_rows: int = 1024,
 ) -> torch.Tensor:
     """(Q, G) re-ranked distances of zero-padded embeddings at their levels.
@@ -262,7 +227,7 @@ def k_reciprocal_distances(
     weights = reciprocal_weights(vectors, levels, split_sizes, nearest, largest, k1, metric)
     weights = query_expansion(weights, nearest, k2)
     jaccard = jaccard_distances(weights, num_query)
-    original = level_pair_distances(
+    original = level_distances(
         vectors[:num_query],
         levels[:num_query],
         vectors[num_query:],

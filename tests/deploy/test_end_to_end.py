@@ -80,7 +80,7 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     assert code == 0
     assert (
         "6 images (6 added, 0 changed and re-embedded, 0 deleted from the gallery and dropped, "
-        "0 already indexed, 1 unreadable skipped)"
+        "0 already indexed, 1 unreadable skipped, 0 flagged crops)"
     ) in captured.out
     assert "broken.jpg" in captured.err
     index = GalleryIndex.load(index_path)
@@ -189,7 +189,7 @@ def test_add_appends_new_images_only_and_refuses_another_checkpoint(
     assert run([*base, "--add"]) == 0
     assert (
         "6 images (3 added, 0 changed and re-embedded, 0 deleted from the gallery and dropped, "
-        "3 already indexed, 1 unreadable skipped)" in capsys.readouterr().out
+        "3 already indexed, 1 unreadable skipped, 0 flagged crops)" in capsys.readouterr().out
     )
     after = GalleryIndex.load(index_path)
     assert after.paths[:3] == before.paths

@@ -14,6 +14,7 @@ import torch
 from rareid.deploy.backends import EmbeddingBackend
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.inference import Preprocess, list_images
+from rareid.deploy.verdicts import check_crop
 
 
 class MeanColour(EmbeddingBackend):
@@ -69,3 +70,31 @@ def test_update_counts_new_changed_deleted_and_unreadable_files(tmp_path) -> Non
     saved = GalleryIndex.load(index.save(tmp_path / "i.npz"))
     third = saved.update(MeanColour(), list_images(root), num_workers=0)
     assert (third.added, third.updated, third.removed, third.unchanged) == (0, 0, 0, 4)
+
+
+def test_degenerate_gallery_crops_are_indexed_named_and_counted(tmp_path) -> None:
+    root = tmp_path / "g"
+    write(root / "person.png", 40)  # 16x8: a person's shape, at the minimum size
+    root.mkdir(exist_ok=True)
+    cv2.imwrite(str(root / "tiny.png"), np.full((10, 5, 3), 90, dtype=np.uint8))
+    cv2.imwrite(str(root / "sideways.png"), np.full((20, 60, 3), 150, dtype=np.uint8))
+    index = empty_index(root)
+    changes = index.update(MeanColour(), list_images(root), num_workers=0)
+    assert sorted(index.paths) == ["person.png", "sideways.png", "tiny.png"]  # all indexed
+    flagged = {item.path: item.flags for item in changes.flagged}
+    assert sorted(flagged) == ["sideways.png", "tiny.png"]
+    # the rule and the words of the query crops
+    assert flagged["tiny.png"] == str(check_crop(10, 5))
+    assert flagged["sideways.png"] == str(check_crop(20, 60))
+    line = changes.describe()
+    assert "\n" not in line and "2 flagged crops" in line
+    assert "tiny.png [tiny (10x5 px" in line and "sideways.png [aspect 0.33" in line
+
+    # the summary of a later update counts the flagged crops the index holds, old ones too
+    saved = GalleryIndex.load(index.save(tmp_path / "i.npz"))
+    again = saved.update(MeanColour(), list_images(root), num_workers=0)
+    assert again.unchanged == 3 and [item.path for item in again.flagged] == [
+        "sideways.png",
+        "tiny.png",
+    ]
+    assert "2 flagged crops" in again.describe()

@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -61,7 +62,7 @@ def test_add_counts_deleted_and_changed_files(tmp_path, trained_checkpoint, gall
     printed = capsys.readouterr().out
     assert (
         "6 images (1 added, 1 changed and re-embedded, 1 deleted from the gallery and dropped, "
-        "4 already indexed, 1 unreadable skipped)" in printed
+        "4 already indexed, 1 unreadable skipped, 0 flagged crops)" in printed
     )
     after = GalleryIndex.load(out)
     assert GALLERY_NAMES[0] not in after.paths and "new one.png" in after.paths
@@ -183,3 +184,19 @@ def test_onnx_backend_builds_the_index_without_a_checkpoint_and_half_weights_agr
     assert [row.level for row in report] == [1, 2, 3, 4]
     for row in report:
         assert 0 < row.max_difference < 5e-2 and row.top_k_agreement >= 0.9
+
+
+def test_degenerate_gallery_crops_are_named_in_the_summary(
+    tmp_path, trained_checkpoint, gallery_dir, capsys
+) -> None:
+    folder = tmp_path / "gallery"
+    shutil.copytree(gallery_dir, folder)
+    image = cv2.imread(str(folder / GALLERY_NAMES[0]))
+    cv2.imwrite(str(folder / "sliver.png"), image[:, :8])  # 128x8: no person is this thin
+    out = tmp_path / "g.npz"
+    assert run(index_args(trained_checkpoint, folder, out)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "flagged" in line]
+    assert len(lines) == 1
+    assert "1 unreadable skipped, 1 flagged crops)" in lines[0]
+    assert "sliver.png [aspect 16.00" in lines[0]
+    assert "sliver.png" in GalleryIndex.load(out).paths  # indexed all the same

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.evaluation.rerank import k_reciprocal_distances, level_pair_distances
+from rareid.evaluation.distances import level_distances
+from rareid.evaluation.rerank import k_reciprocal_distances
 
 SPLIT = [3, 5, 4, 4]
 
@@ -95,13 +96,14 @@ def test_memory_bounded_rerank_equals_dense_reference(k1, k2, lam, metric) -> No
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
-def test_level_pair_distances_match_the_pairwise_definition() -> None:
+def test_the_distances_re_ranking_starts_from_match_the_pairwise_definition() -> None:
+    """All images against all (the neighbourhoods' case): levels on both sides vary."""
     query, q_levels, gallery, g_levels = random_set(seed=1)
     vectors = np.concatenate([query, gallery])
     levels = np.concatenate([q_levels, g_levels])
     for metric in ("euclidean", "cosine"):
         expected = dense_prefix_distances(vectors, levels, SPLIT, metric)
-        got = level_pair_distances(
+        got = level_distances(
             torch.from_numpy(vectors),
             torch.from_numpy(levels),
             torch.from_numpy(vectors),
