@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rareid.deploy.arguments import checkpoint_problem
 from rareid.deploy.calibrate import DEFAULT_FARS
 from rareid.runs import OneLineArgumentParser
 
@@ -72,8 +73,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--config needs --ckpt (the checkpoint to calibrate)")
     if args.config and not Path(args.config).is_file():
         parser.error(f"--config: {args.config!r} does not exist")
-    if args.ckpt and not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
+    if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
+        parser.error(problem)
     from rareid.deploy.checks import device_problem
 
     if problem := device_problem(args.device):
@@ -94,8 +95,10 @@ def _load_index(
         except (FileNotFoundError, GalleryIndexError) as error:
             parser.error(f"--index: {error}")
     ckpt = args.ckpt or (index.checkpoint_path if index is not None else None)
-    if not ckpt or not Path(ckpt).is_file():
+    if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
         parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
+    if problem := checkpoint_problem(ckpt):
+        parser.error(problem)
     digest = file_sha256(ckpt)
     if index is not None and index.checkpoint_sha256 != digest:
         parser.error(

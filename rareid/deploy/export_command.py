@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from rareid.deploy.arguments import checkpoint_problem
 from rareid.runs import OneLineArgumentParser
 
 
@@ -50,8 +51,8 @@ def export_main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
 
-    if not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
+    if problem := checkpoint_problem(args.ckpt):
+        parser.error(problem)
     suffix = ".onnx" if args.format == "onnx" else ".pt2"
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(suffix)
     if out.is_dir():

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rareid.deploy.arguments import checkpoint_problem
 from rareid.runs import OneLineArgumentParser
 
 #: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.ann`.
@@ -122,8 +123,8 @@ def index_main(argv: Sequence[str]) -> int:
         parser.error("--backend onnx needs --onnx MODEL.onnx (written by `rareid export`)")
     if args.backend == "torch" and not args.ckpt:
         parser.error("--ckpt: a checkpoint is needed (or --backend onnx --onnx MODEL.onnx)")
-    if args.ckpt and not Path(args.ckpt).is_file():
-        parser.error(f"--ckpt: checkpoint {args.ckpt!r} does not exist")
+    if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
+        parser.error(problem)
     if args.onnx and not Path(args.onnx).is_file():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     _check_devices(parser, args)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.data.lowres import LEVEL_POLICIES
+from rareid.deploy.arguments import checkpoint_problem
 from rareid.deploy.verdicts import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
 from rareid.runs import OneLineArgumentParser
 
@@ -179,8 +180,10 @@ def _load_inputs(
             parser.error(f"--calibration: cannot read {args.calibration!r}: {error}")
     ckpt = args.ckpt or index.checkpoint_path
     if args.backend != "onnx":
-        if not ckpt or not Path(ckpt).is_file():
+        if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
             parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
+        if problem := checkpoint_problem(ckpt):
+            parser.error(problem)
         if file_sha256(ckpt) != index.checkpoint_sha256:
             parser.error(
                 f"--ckpt: {ckpt!r} is not the checkpoint the index was built with (SHA-256 "

@@ -44,7 +44,10 @@ def test_commands_refuse_a_folder_as_checkpoint_in_one_line(tmp_path, capsys) ->
     assert main(argv) == 2
     line = one_error_line(capsys.readouterr().err, "index")
     assert line.startswith("rareid index: error: --ckpt") and str(tmp_path) in line
+    assert "is a folder: pass a .ckpt file" in line
     assert not (tmp_path / "g.npz").exists()
+    assert main(["export", "--ckpt", str(tmp_path), "--out", str(tmp_path / "model.onnx")]) == 2
+    assert "is a folder: pass a .ckpt file" in one_error_line(capsys.readouterr().err, "export")
 
 
 def test_one_image_array_or_path_is_one_image(tmp_path) -> None:

@@ -1,0 +1,20 @@
+"""Checks of command-line paths that run before any heavy import, so that a usage error costs
+no torch start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def checkpoint_problem(path: str | None, option: str = "--ckpt") -> str | None:
+    """One line saying why ``path`` is not a checkpoint file, or ``None`` when it is one."""
+    if not path:
+        return f"{option}: no checkpoint given; pass {option} PATH"
+    file = Path(path)
+    if file.is_dir():
+        found = sorted(file.rglob("*.ckpt"))[:3]
+        hint = f", e.g. {', '.join(str(item) for item in found)}" if found else ""
+        return f"{option}: {path!r} is a folder: pass a .ckpt file{hint}"
+    if not file.is_file():
+        return f"{option}: checkpoint {path!r} does not exist"
+    return None
