@@ -18,7 +18,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from rareid.runs import TEMP_PREFIX, RunFailure, UsageError
+from rareid.runs import RunFailure, UsageError, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +66,8 @@ EVALUATION_OPTIONS = frozenset(
 
 
 def atomic_torch_save(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    # The rename itself is durable only once the folder's entry is on disk.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """``torch.save`` through :func:`rareid.runs.atomic_write` (never a half-written file)."""
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

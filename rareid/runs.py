@@ -14,9 +14,9 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import BinaryIO, Literal, NoReturn
 
 LOCK_NAME = ".rareid.lock"
 CHECKPOINT_DIR = "checkpoints"
@@ -159,3 +159,35 @@ def resolve_checkpoint(
 
 def describe(paths: Iterable[Path]) -> str:
     return ", ".join(path.name for path in paths)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, fsync it, rename it over ``path`` and
+    fsync the folder: a reader sees the old file or the new one, never half of one, even after
+    a crash. The temporary file (``TEMP_PREFIX``) goes away on any failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
+    try:
+        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the folder's entry is on disk.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+from rareid.runs import atomic_write
 
 FORMAT_VERSION = 2
 #: Older formats this rareid still reads (version 1: no file sizes and times).
@@ -27,20 +28,8 @@ class GalleryIndexError(ValueError):
 
 
 def write_index_file(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``arrays`` atomically (:func:`rareid.runs.atomic_write`)."""
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def read_index_file(

@@ -166,3 +166,30 @@ def query_truth(gallery_dir, query_dir) -> dict[str, str]:
         for number, name in enumerate(GALLERY_NAMES)
         for height in QUERY_HEIGHTS
     }
+
+
+def run_cli(argv: list[str]) -> int:
+    """``rareid`` in this process: its exit status, also when it exits through SystemExit."""
+    from rareid.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code)
+
+
+def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[str]:
+    """``rareid index`` of ``folder`` into ``out``, quiet and in-process (no workers)."""
+    return [
+        "index",
+        "--ckpt",
+        str(checkpoint),
+        "--gallery",
+        str(folder),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--num-workers",
+        "0",
+        *extra,
+    ]

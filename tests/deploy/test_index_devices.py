@@ -16,37 +16,20 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.cli import main
 from rareid.deploy.distributed_embed import is_rank_zero, merge_rank_outputs, plan_digest
 from rareid.deploy.index import GalleryIndex, GalleryIndexError
-from tests.deploy.conftest import GALLERY_NAMES
+from tests.deploy.conftest import GALLERY_NAMES, run_cli
+from tests.deploy.conftest import index_args as gallery_index_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
+run = run_cli
 
 
 def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "index",
-        "--ckpt",
-        str(checkpoint),
-        "--gallery",
-        str(folder),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--num-workers",
-        "0",
-        "--batch-size",
-        "2",  # several batches per rank, the last one short
-        *extra,
-    ]
+    # several batches per rank, the last one short
+    return gallery_index_args(checkpoint, folder, out, "--batch-size", "2", *extra)
 
 
 def run_two_processes(argv: list[str]) -> subprocess.CompletedProcess:

@@ -13,35 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.cli import main
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.index_update import IndexLock
-from tests.deploy.conftest import GALLERY_NAMES
+from tests.deploy.conftest import GALLERY_NAMES, index_args, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
 
 
-def run(argv):
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
-
-
-def index_args(checkpoint, folder, out, *extra):
-    return [
-        "index",
-        "--ckpt",
-        str(checkpoint),
-        "--gallery",
-        str(folder),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--num-workers",
-        "0",
-        *extra,
-    ]
+run = run_cli
 
 
 def test_add_counts_deleted_and_changed_files(tmp_path, trained_checkpoint, gallery_dir, capsys):
