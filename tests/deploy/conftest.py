@@ -4,6 +4,9 @@ folder of their crops under arbitrary file names, and degraded query crops of un
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -193,3 +196,14 @@ def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[s
         "0",
         *extra,
     ]
+
+
+def delete_change_and_add(folder: Path) -> None:
+    """One of each change ``rareid index --add`` must notice: the first gallery file deleted, the
+    second replaced by another person's picture (a later time), a new file added."""
+    (folder / GALLERY_NAMES[0]).unlink()
+    changed = folder / GALLERY_NAMES[1]
+    shutil.copyfile(folder / GALLERY_NAMES[2], changed)
+    later = time.time() + 5
+    os.utime(changed, (later, later))
+    shutil.copyfile(folder / GALLERY_NAMES[3], folder / "new one.png")

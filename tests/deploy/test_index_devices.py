@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 
 from rareid.deploy.distributed_embed import is_rank_zero, merge_rank_outputs, plan_digest
 from rareid.deploy.index import GalleryIndex, GalleryIndexError
-from tests.deploy.conftest import GALLERY_NAMES, run_cli
+from tests.deploy.conftest import GALLERY_NAMES, delete_change_and_add, run_cli
 from tests.deploy.conftest import index_args as gallery_index_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,12 +75,7 @@ def test_two_cpu_processes_write_the_one_process_index(
     assert result.stderr.count("skipped") == 1 and "broken.jpg" in result.stderr
     assert not (tmp_path / ".two.npz.lock").exists()
 
-    (folder / GALLERY_NAMES[0]).unlink()  # deleted
-    changed = folder / GALLERY_NAMES[1]
-    shutil.copyfile(folder / GALLERY_NAMES[2], changed)  # another person's picture now
-    later = time.time() + 5
-    os.utime(changed, (later, later))
-    shutil.copyfile(folder / GALLERY_NAMES[3], folder / "new one.png")  # added
+    delete_change_and_add(folder)
     assert run(index_args(trained_checkpoint, folder, one, "--add")) == 0
     single = capsys.readouterr().out
     result = run_two_processes(index_args(trained_checkpoint, folder, two, "--add"))

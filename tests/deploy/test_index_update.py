@@ -4,9 +4,7 @@ float16 storage, an ONNX-only build, and images decoded by DataLoader workers.""
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
 
 import cv2
 import numpy as np
@@ -15,7 +13,7 @@ import torch
 
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.index_update import IndexLock
-from tests.deploy.conftest import GALLERY_NAMES, index_args, run_cli
+from tests.deploy.conftest import GALLERY_NAMES, delete_change_and_add, index_args, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -31,12 +29,7 @@ def test_add_counts_deleted_and_changed_files(tmp_path, trained_checkpoint, gall
     before = GalleryIndex.load(out)
     capsys.readouterr()
 
-    (folder / GALLERY_NAMES[0]).unlink()  # deleted
-    changed = folder / GALLERY_NAMES[1]
-    shutil.copyfile(folder / GALLERY_NAMES[2], changed)  # another person's picture now
-    later = time.time() + 5
-    os.utime(changed, (later, later))
-    shutil.copyfile(folder / GALLERY_NAMES[3], folder / "new one.png")  # added
+    delete_change_and_add(folder)
     assert run(index_args(trained_checkpoint, folder, out, "--add")) == 0
     printed = capsys.readouterr().out
     assert (
