@@ -82,10 +82,7 @@ def draw_rank_sheets(
     """PNG pages, one row per query: its crop at its own size (name, level, size, flags), then
     its ranked matches, each named, with the ordering distance and the verdict."""
     import cv2
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pages = max(1, -(-len(queries) // per_sheet))
@@ -95,9 +92,8 @@ def draw_rank_sheets(
         page_queries, page_matches = queries[part], matches[part]
         columns = 1 + min(max((len(ranked) for ranked in page_matches), default=0), max_matches)
         rows = max(len(page_queries), 1)
-        figure, axes = plt.subplots(
-            rows, columns, figsize=(1.9 * columns, 3.3 * rows + 0.7), squeeze=False
-        )
+        figure = Figure(figsize=(1.9 * columns, 3.3 * rows + 0.7))
+        axes = figure.subplots(rows, columns, squeeze=False)
         for axis in axes.flat:
             axis.axis("off")
         for row, (query, ranked) in enumerate(zip(page_queries, page_matches, strict=True)):
@@ -126,7 +122,6 @@ def draw_rank_sheets(
         figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
         path = out_dir / sheet_name(page + 1)
         figure.savefig(path, dpi=SHEET_DPI)
-        plt.close(figure)
         written.append(path)
     return written
 
