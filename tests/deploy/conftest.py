@@ -207,3 +207,34 @@ def delete_change_and_add(folder: Path) -> None:
     later = time.time() + 5
     os.utime(changed, (later, later))
     shutil.copyfile(folder / GALLERY_NAMES[3], folder / "new one.png")
+
+
+def vectors_index(vectors: torch.Tensor, split: list[int], metric: str = "euclidean"):
+    """An HR index of ready-made ``vectors`` (no files, no model) for search tests."""
+    from rareid.deploy.index import GalleryIndex
+    from rareid.deploy.inference import Preprocess
+
+    size = vectors.shape[0]
+    return GalleryIndex(
+        embeddings=vectors,
+        paths=[f"g{i}.jpg" for i in range(size)],
+        sizes=np.full((size, 2), (128, 64)),
+        levels=torch.full((size,), len(split)),
+        root="/nowhere",
+        rates=[1.0, 2.0, 3.0, 4.0],
+        split_sizes=split,
+        metric=metric,
+        preprocess=Preprocess((64, 32)),
+    )
+
+
+def save_folder_index(checkpoint: Path, folder: Path, out: Path) -> Path:
+    """``rareid index`` of ``folder`` through the Python API, saved to ``out``."""
+    from rareid.deploy.index import GalleryIndex
+    from rareid.deploy.inference import list_images, load_model
+
+    model, preprocess = load_model(checkpoint)
+    index = GalleryIndex.build(
+        model, list_images(folder), root=folder, preprocess=preprocess, checkpoint_path=checkpoint
+    )
+    return index.save(out)

@@ -9,8 +9,8 @@ import torch
 
 from rareid.deploy.ann import AnnIndex, factory_string
 from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import Preprocess
 from rareid.deploy.search import prefix_search
+from tests.deploy.conftest import vectors_index
 
 pytest.importorskip("faiss")
 
@@ -35,17 +35,7 @@ def clustered_index(size: int = 2000, seed: int = 0, metric: str = "euclidean") 
     centres = torch.randn(PEOPLE, sum(SPLIT), generator=generator)
     owner = torch.randint(0, PEOPLE, (size,), generator=generator)
     vectors = centres[owner] + 0.3 * torch.randn(size, sum(SPLIT), generator=generator)
-    return GalleryIndex(
-        embeddings=vectors,
-        paths=[f"g{i}.jpg" for i in range(size)],
-        sizes=np.full((size, 2), (128, 64)),
-        levels=torch.full((size,), len(SPLIT)),
-        root="/nowhere",
-        rates=[1.0, 2.0, 3.0, 4.0],
-        split_sizes=SPLIT,
-        metric=metric,
-        preprocess=Preprocess((64, 32)),
-    )
+    return vectors_index(vectors, SPLIT, metric)
 
 
 def queries_near(index: GalleryIndex, count: int = 60, seed: int = 1):

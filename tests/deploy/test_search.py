@@ -3,12 +3,10 @@ distance (Eq. 2), whatever the chunking; one stored copy serves every level."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import Preprocess
 from rareid.deploy.search import (
     FaissPrefixIndex,
     prefix_search,
@@ -19,23 +17,14 @@ from rareid.deploy.search import (
     verdict,
 )
 from rareid.evaluation.distances import level_distances
+from tests.deploy.conftest import vectors_index
 
 SPLIT = [8, 8, 8, 8]
 
 
 def random_index(size: int = 3000, seed: int = 0, metric: str = "euclidean") -> GalleryIndex:
     generator = torch.Generator().manual_seed(seed)
-    return GalleryIndex(
-        embeddings=torch.randn(size, sum(SPLIT), generator=generator),
-        paths=[f"g{i}.jpg" for i in range(size)],
-        sizes=np.full((size, 2), (128, 64)),
-        levels=torch.full((size,), len(SPLIT)),
-        root="/nowhere",
-        rates=[1.0, 2.0, 3.0, 4.0],
-        split_sizes=SPLIT,
-        metric=metric,
-        preprocess=Preprocess((64, 32)),
-    )
+    return vectors_index(torch.randn(size, sum(SPLIT), generator=generator), SPLIT, metric)
 
 
 def random_queries(count: int = 40, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

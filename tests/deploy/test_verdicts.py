@@ -13,8 +13,9 @@ import pytest
 from rareid.cli import main
 from rareid.deploy.calibrate import calibrate_levels
 from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import file_sha256, list_images, load_model
+from rareid.deploy.inference import file_sha256
 from rareid.deploy.search import level_threshold
+from tests.deploy.conftest import save_folder_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -43,15 +44,7 @@ def unresolvable_calibration() -> dict:
 
 @pytest.fixture
 def small_index(tmp_path, trained_checkpoint, gallery_dir) -> Path:
-    model, preprocess = load_model(trained_checkpoint)
-    index = GalleryIndex.build(
-        model,
-        list_images(gallery_dir),
-        root=gallery_dir,
-        preprocess=preprocess,
-        checkpoint_path=trained_checkpoint,
-    )
-    return index.save(tmp_path / "gallery.npz")
+    return save_folder_index(trained_checkpoint, gallery_dir, tmp_path / "gallery.npz")
 
 
 def test_unresolvable_thresholds_give_no_same_or_different_verdict(
@@ -124,15 +117,7 @@ def labelled_index(tmp_path, trained_checkpoint, world, people) -> tuple[Path, P
             rows.append(f"{name},id{number},c{camera}")
     labels = folder / "labels.csv"
     labels.write_text("\n".join(rows) + "\n")
-    model, preprocess = load_model(trained_checkpoint)
-    index = GalleryIndex.build(
-        model,
-        list_images(folder),
-        root=folder,
-        preprocess=preprocess,
-        checkpoint_path=trained_checkpoint,
-    )
-    return index.save(tmp_path / "mine" / "gallery.npz"), labels
+    return save_folder_index(trained_checkpoint, folder, tmp_path / "mine" / "gallery.npz"), labels
 
 
 def test_calibrate_on_labels_writes_beside_the_index(
