@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from rareid.cli import main
 from rareid.data.synthetic import write_synthetic_dataset
 from rareid.deploy.calibrate import calibrate_levels, roc_curve, threshold_at_far
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.inference import list_images, load_model
+from tests.deploy.conftest import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run(argv):
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
 
 
 def test_threshold_accepts_at_most_the_far_share_of_impostors() -> None:

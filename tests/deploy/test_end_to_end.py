@@ -12,25 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.cli import main
 from rareid.data.lowres import assign_level, estimate_rate
 from rareid.deploy.calibrate import calibrate_levels
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.inference import load_model
 from tests.deploy.conftest import GALLERY_NAMES
+from tests.deploy.conftest import run_cli as run
 
 pytestmark = [
     pytest.mark.e2e,  # trains a tiny model for seconds, runs the commands
     pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no"),
 ]
-
-
-def run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
 
 
 def calibrate_on_other_frames(index_path: Path, checkpoint: Path, world, people) -> dict:

@@ -10,20 +10,13 @@ import sys
 import pytest
 import torch
 
-from rareid.cli import main
 from rareid.deploy.backends import OnnxBackend
 from rareid.deploy.export import OnnxEmbedder, export_torch
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.inference import list_images, load_model
+from tests.deploy.conftest import run_cli as run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
-
-
-def run(argv):
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
 
 
 def test_onnx_export_is_checked_on_every_level_and_serves_search(

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.cli import main
 from rareid.deploy.index import GalleryIndex, GalleryIndexError
 from rareid.deploy.inference import Preprocess
+from tests.deploy.conftest import run_cli as _run
 from tests.helpers import one_error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,13 +105,6 @@ def test_damaged_index_is_one_error_naming_the_file(damaged) -> None:
     assert "\n" not in message
     assert str(damaged) in message
     assert "rebuild it with `rareid index`" in message
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
 
 
 def test_commands_reading_a_damaged_index_say_so_in_one_line(damaged, tmp_path, capsys) -> None:

@@ -10,21 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rareid.cli import main
 from rareid.deploy.calibrate import calibrate_levels
 from rareid.deploy.index import GalleryIndex
 from rareid.deploy.inference import file_sha256
 from rareid.deploy.search import level_threshold
+from tests.deploy.conftest import run_cli as run
 from tests.deploy.conftest import save_folder_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
-
-
-def run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
 
 
 def unresolvable_calibration() -> dict:
