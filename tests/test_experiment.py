@@ -475,7 +475,7 @@ def test_paper_base_gets_its_own_folders_and_no_benchmark_warm_start(
     out = capsys.readouterr().out
     assert code == 0
     commands = [line for line in out.splitlines() if line.startswith("rareid ")]
-    assert len(commands) == 10  # 5 fits + 5 tests
+    assert len(commands) == 12  # 6 fits + 6 tests
     for command in commands:
         assert "--config=conf/market1501/resnet50.yaml" in command
         assert "weights_path" not in command and "conf/benchmark" not in command

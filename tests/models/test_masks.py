@@ -284,3 +284,25 @@ def test_masks_deep_copy_and_pickle_with_their_module() -> None:
     restored = pickle.loads(pickle.dumps(model))
     with torch.no_grad(), restored["masks"].levels(levels):
         assert torch.equal(restored["backbone"](images), before)
+
+
+def test_block_masks_equal_stage_masks_when_every_stage_is_one_block() -> None:
+    """resnet10t holds one residual block per stage: the two readings are the same model."""
+    from rareid.models.module import RAReIDModule
+    from tests.helpers import tiny_module_kwargs
+
+    kwargs = tiny_module_kwargs(backbone="resnet10t", mask_init="gaussian")
+    modules = []
+    for granularity in ("stage", "block"):
+        torch.manual_seed(0)
+        module = RAReIDModule(**kwargs, mask_granularity=granularity).eval()
+        for stage in range(len(module.masks)):
+            module.masks.set_active(stage, True)
+        modules.append(module)
+    stage_masks, block_masks = modules
+    assert block_masks.masks.block_names == [["layer1.0"], ["layer2.0"], ["layer3.0"], ["layer4.0"]]
+    images, levels = torch.randn(4, 3, 64, 32), [1, 2, 3, 4]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            block_masks.embed(images, levels), stage_masks.embed(images, levels)
+        )
