@@ -14,6 +14,7 @@ one process with the allocator setting ``rareid fit`` uses on the CPU.
 
     .venv/bin/python benchmarks/training_speed.py                         # resnet10t, 128x64
     .venv/bin/python benchmarks/training_speed.py --backbone resnet50 --size 256 128 --batch 16
+    .venv/bin/python benchmarks/training_speed.py --device cuda --iterations 20   # on a GPU
 
 Targets: rareid <= 1.15x the plain timm step at the same precision; bf16 >= 1.6x faster than
 fp32 for rareid. Ratios, not times, so they hold on any machine; a CPU without native bf16
@@ -46,13 +47,14 @@ TARGETS = {"rareid / timm": 1.15, "fp32 / bf16": 1.6}
 def batch_for(args: argparse.Namespace, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """A P x K training dict: ``--batch`` HR and ``--batch`` LR images, LR levels 1..3."""
     size = (args.batch, 3, *args.size)
-    return {
+    batch = {
         "hr": torch.randn(size, generator=generator),
         "lr": torch.randn(size, generator=generator),
         "lr_level": torch.randint(1, 4, (args.batch,), generator=generator),
         "pid": torch.arange(args.batch) // 4 % args.num_classes,
         "camid": torch.zeros(args.batch, dtype=torch.long),
     }
+    return {key: value.to(args.device) for key, value in batch.items()}
 
 
 def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict], None]:
@@ -62,7 +64,7 @@ def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict
         embedding_dim=args.embedding_dim,
         img_size=tuple(args.size),
         channels_last=channels_last,
-    )
+    ).to(args.device)
     for mask in model.masks.masks:
         mask.active.fill_(True)  # every stage masked: the most expensive phase
     model.train()
@@ -81,6 +83,7 @@ def timm_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict],
     # The same timm network rareid builds (last stride included), without masks or heads.
     backbone = Backbone(args.backbone, img_size=tuple(args.size))
     model = nn.Sequential(backbone, nn.Linear(backbone.num_features, args.num_classes))
+    model = model.to(args.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -100,11 +103,14 @@ def timm_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict],
     return step
 
 
-def timed(step: Callable[[dict], None], batch: dict, bf16: bool) -> float:
-    context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+def timed(step: Callable[[dict], None], batch: dict, bf16: bool, device: torch.device) -> float:
+    context = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    synchronize()  # a GPU step is timed from an idle device to its last kernel
     start = time.perf_counter()
     with context:
         step(batch)
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true", help="both models channels-last")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--device", type=torch.device, default="cpu", help="cpu, cuda, cuda:1")
     args = parser.parse_args(argv)
     keep_freed_memory()
     if args.threads:
@@ -133,14 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
     for key, step in variants.items():
         for _ in range(args.warmup):
-            timed(step, batch, key[1] == "bf16")
+            timed(step, batch, key[1] == "bf16", args.device)
     for _ in tqdm(range(args.iterations), desc="interleaved steps", unit="round"):
         for key, step in variants.items():
-            times[key].append(timed(step, batch, key[1] == "bf16"))
+            times[key].append(timed(step, batch, key[1] == "bf16", args.device))
     median = {key: statistics.median(values) for key, values in times.items()}
     print(
         f"\n{args.backbone} at {args.size[0]}x{args.size[1]}, {args.batch} HR + {args.batch} LR "
-        f"images a step, channels-last {args.channels_last}, {torch.get_num_threads()} threads, "
+        f"images a step on {args.device}, channels-last {args.channels_last}, "
+        f"{torch.get_num_threads()} threads, "
         f"median of {args.iterations} steps\n"
     )
     print("| step | fp32 (s) | bf16 (s) | fp32 / bf16 |")

@@ -7,6 +7,7 @@ Lightning or timm: :func:`rareid.cli.run_cli` imports this module only for a Lig
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -53,15 +54,22 @@ from rareid.runtime import cpu_malloc_wanted, keep_freed_memory
 
 
 def default_loggers(root: str | os.PathLike) -> list[Logger]:
-    """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode."""
+    """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode.
+
+    Without wandb installed (a minimal GPU image, say) the run logs CSV only and says so,
+    rather than failing before it trains."""
     root = Path(root)
+    csv_logger = CSVLogger(save_dir=root, name="csv")
+    if importlib.util.find_spec("wandb") is None:
+        print("rareid: wandb is not installed; logging CSV metrics only", file=sys.stderr)
+        return [csv_logger]
     wandb_logger = WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True)
     # Lightning's WandbLogger always passes anonymous=None (lightning/pytorch/loggers/wandb.py)
     # and wandb warns "The anonymous setting has no effect" for any value but unset.
     init = getattr(wandb_logger, "_wandb_init", {})
     if init.get("anonymous", "") is None:
         del init["anonymous"]
-    return [CSVLogger(save_dir=root, name="csv"), wandb_logger]
+    return [csv_logger, wandb_logger]
 
 
 #: The logger of Lightning's rank-zero messages (its tips among them).

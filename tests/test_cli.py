@@ -362,3 +362,20 @@ def test_third_party_noise_is_silenced_by_name(
     assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "off"
     wandb_logger = cli_module.default_loggers(tmp_path)[1]
     assert "anonymous" not in wandb_logger._wandb_init
+
+
+def test_default_loggers_without_wandb_log_csv_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A minimal image without wandb trains with CSV metrics instead of failing at start."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    real_find_spec = lightning_cli.importlib.util.find_spec
+    monkeypatch.setattr(
+        lightning_cli.importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "wandb" else real_find_spec(name, *rest),
+    )
+    loggers = lightning_cli.default_loggers(tmp_path)
+    assert [type(logger) for logger in loggers] == [CSVLogger]
+    assert "wandb is not installed" in capsys.readouterr().err

@@ -25,19 +25,21 @@ class FitStatistics:
 
     def reset(self) -> None:
         # Rows: level 1..m; columns: correct, seen, aligned, LR pairs.
-        self.counts = torch.zeros(self.num_levels, 4, dtype=torch.float64)
+        self.counts = torch.zeros(self.num_levels, 4, dtype=torch.long)
 
     def _add(self, column: int, levels: torch.Tensor, values: torch.Tensor) -> None:
-        sums = torch.zeros(self.num_levels, dtype=torch.float64)
-        sums.index_add_(0, levels.cpu() - 1, values.cpu().double())
-        self.counts[:, column] += sums
+        # The counts follow the training views' device, so a GPU step never waits on a copy to
+        # the host; they are read once an epoch, in ``compute``.
+        if self.counts.device != values.device:
+            self.counts = self.counts.to(values.device)
+        self.counts[:, column].index_add_(0, levels.long() - 1, values.long())
 
     @torch.no_grad()
     def update_accuracy(
         self, logits: torch.Tensor, pids: torch.Tensor, levels: torch.Tensor
     ) -> None:
         """``logits`` (N, C) of training views at ``levels`` (1..m) with identities ``pids``."""
-        correct = (logits.argmax(dim=1) == pids).double()
+        correct = logits.argmax(dim=1) == pids
         self._add(0, levels, correct)
         self._add(1, levels, torch.ones_like(correct))
 
@@ -52,7 +54,7 @@ class FitStatistics:
         """``distances`` (N, N): LR view ``i`` to HR view ``j``; view ``i``'s own HR view is ``j = i``."""
         own = distances.diagonal()
         other = distances.masked_fill(lr_pids[:, None] == hr_pids[None, :], float("inf"))
-        aligned = (own < other.min(dim=1).values).double()
+        aligned = own < other.min(dim=1).values
         self._add(2, lr_levels, aligned)
         self._add(3, lr_levels, torch.ones_like(aligned))
 
