@@ -135,12 +135,14 @@ def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
         quiet_third_party_noise,
     )
     from rareid.models.module import RAReIDModule
+    from rareid.trainer import RAReIDTrainer
 
     os.environ.setdefault("WANDB_SILENT", "true")
     quiet_third_party_noise()
     return RAReIDCLI(
         RAReIDModule,
         ReIDDataModule,
+        trainer_class=RAReIDTrainer,
         args=None if args is None else list(args),  # None: LightningCLI reads sys.argv itself
         parser_class=RAReIDArgumentParser,
         save_config_kwargs={"overwrite": True},

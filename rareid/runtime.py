@@ -7,7 +7,14 @@ import logging
 import os
 import sys
 
-__all__ = ["CPU_MALLOC_ENV", "cpu_malloc_wanted", "keep_freed_memory"]
+__all__ = [
+    "BF16_CPU_FLAGS",
+    "CPU_MALLOC_ENV",
+    "cpu_bf16_flags",
+    "cpu_malloc_wanted",
+    "keep_freed_memory",
+    "resolve_precision",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +71,43 @@ def keep_freed_memory() -> bool:
 def cpu_malloc_wanted() -> bool:
     """False when the user opted out with ``RAREID_CPU_MALLOC=0``."""
     return os.environ.get(CPU_MALLOC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+#: CPU flags (``/proc/cpuinfo``) whose bf16 instructions make bf16 autocast pay on the CPU.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The bf16 flags this CPU advertises (empty where it has none, or off Linux).
+
+    Without them PyTorch emulates bf16 on the CPU, many times slower than float32.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return []
+    words = set(cpuinfo.split())
+    return [flag for flag in BF16_CPU_FLAGS if flag in words]
+
+
+def resolve_precision(
+    accelerator: str | None, cuda_bf16: bool = False, cpuinfo: str | None = None
+) -> tuple[str, str]:
+    """What ``trainer.precision: auto`` means on this machine, and why (one phrase).
+
+    bf16-mixed on a GPU with bf16 support, or on a CPU with AMX or AVX512-BF16; float32
+    everywhere else, where bf16 would be emulated or unsupported.
+    """
+    device = (accelerator or "auto").lower()
+    if device in ("gpu", "cuda") or (device == "auto" and cuda_bf16):
+        if cuda_bf16:
+            return "bf16-mixed", "the GPU supports bf16"
+        return "32-true", "the GPU has no bf16 support"
+    if device not in ("cpu", "auto"):
+        return "32-true", f"accelerator {accelerator!r}"
+    flags = cpu_bf16_flags(cpuinfo)
+    if flags:
+        return "bf16-mixed", f"the CPU has {' and '.join(flags)}"
+    return "32-true", "the CPU has neither AMX nor AVX512-BF16 (bf16 would be emulated)"

@@ -10,7 +10,15 @@ import torch
 
 MASK_SCHEDULES = ("progressive", "end_to_end")
 #: The learning rates and weights :func:`check_optimisation_options` checks.
-OPTIMISATION_OPTIONS = ("lr", "mask_lr", "weight_decay", "gamma", "verif_weight", "label_smoothing")
+OPTIMISATION_OPTIONS = (
+    "lr",
+    "mask_lr",
+    "weight_decay",
+    "gamma",
+    "verif_weight",
+    "label_smoothing",
+    "warmup_epochs",
+)
 
 
 def check_training_options(mask_schedule: str, use_cls_loss: bool, use_verif_loss: bool) -> None:
@@ -47,6 +55,7 @@ def check_optimisation_options(**options: float | None) -> None:
         "gamma": (0.0, False, None),
         "verif_weight": (0.0, True, None),
         "label_smoothing": (0.0, True, 1.0),
+        "warmup_epochs": (0.0, True, None),
     }
     for name, value in options.items():
         if value is None:  # mask_lr: follows lr

@@ -27,7 +27,12 @@ from rareid.models.heads import (
     VerificationHead,
 )
 from rareid.models.masks import MaskGranularity, MaskInit
-from rareid.models.schedules import LRSchedule, MaskPhaseSchedule, phase_step_factor
+from rareid.models.schedules import (
+    LRSchedule,
+    MaskPhaseSchedule,
+    phase_step_factor,
+    warmup_cosine_factor,
+)
 
 
 class RAReIDModule(LevelEmbedding, L.LightningModule):
@@ -63,7 +68,10 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
         lr / weight_decay / milestones / gamma: Adam with step decay (epochs).
         lr_schedule: ``step`` decays by ``gamma`` at ``milestones`` over the whole fit (the
             paper's wording); ``per_phase`` restarts at ``lr`` at every mask phase start and
-            counts ``milestones`` from there, so every stage's masks train at full rate.
+            counts ``milestones`` from there, so every stage's masks train at full rate;
+            ``cosine`` warms up linearly for ``warmup_epochs`` and then follows one cosine
+            to 0 at the last step, per step (``milestones`` and ``gamma`` are unused).
+        warmup_epochs: the cosine schedule's linear warm-up (may be fractional).
         mask_lr: learning rate of the mask logits (default ``lr``); decays with the same
             schedule. Logits start with a spread of ``mask_init_std`` while Adam moves them
             by about ``mask_lr`` per step, so at ``lr`` they barely leave their initialisation.
@@ -107,6 +115,7 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
         milestones: Sequence[int] = (40, 70),
         gamma: float = 0.1,
         lr_schedule: LRSchedule = "step",
+        warmup_epochs: float = 0.0,
         mask_lr: float | None = None,
         distance: str = "euclidean",
         max_rank: int = 20,
@@ -310,7 +319,10 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr)
         milestones = [int(milestone) for milestone in self.hparams.milestones]
-        if self.hparams.get("lr_schedule", "step") == "per_phase":
+        schedule = self.hparams.get("lr_schedule", "step")
+        if schedule == "cosine":
+            return {"optimizer": optimizer, "lr_scheduler": self._cosine_schedule(optimizer)}
+        if schedule == "per_phase":
             factor = functools.partial(
                 phase_step_factor,
                 phase_starts=self.mask_phase_starts(),
@@ -326,6 +338,16 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def _cosine_schedule(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Warm-up + cosine, stepped every optimiser step over the whole fit."""
+        trainer = self._trainer
+        total = int(trainer.estimated_stepping_batches) if trainer is not None else 1
+        epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs else 1
+        warmup = round(float(self.hparams.get("warmup_epochs", 0.0)) * total / max(epochs, 1))
+        factor = functools.partial(warmup_cosine_factor, total_steps=total, warmup_steps=warmup)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"scheduler": scheduler, "interval": "step"}
 
     def mask_phase_starts(self) -> list[int]:
         """First epoch of each progressive mask phase (``[0]``: one phase, nothing to restart)."""

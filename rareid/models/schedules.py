@@ -9,10 +9,11 @@ within the phase, so each stage gets the same budget (Algorithm 1: T iterations 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
-LRSchedule = Literal["step", "per_phase"]
+LRSchedule = Literal["step", "per_phase", "cosine"]
 
 
 class MaskPhaseSchedule:
@@ -40,3 +41,18 @@ def phase_step_factor(
     current_start = max((start for start in phase_starts if start <= epoch), default=0)
     offset = epoch - current_start
     return float(gamma) ** sum(1 for milestone in milestones if milestone <= offset)
+
+
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier at optimiser ``step``: a linear warm-up, then one cosine to 0.
+
+    Unlike a step decay late in the fit, the rate falls all along, so a short budget ends at a
+    low rate (where the fit settles) without waiting for a milestone; the warm-up keeps the
+    first steps of a higher peak rate from wrecking a warm-started backbone.
+    """
+    total = max(int(total_steps), 1)
+    warmup = min(max(int(warmup_steps), 0), total - 1)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
