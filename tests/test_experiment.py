@@ -559,3 +559,41 @@ def test_kill_9_of_the_runner_takes_its_running_fit_with_it(tmp_path: Path) -> N
     for pid in alive:  # do not leave it running if the assertion fails
         os.kill(pid, 9)
     assert not alive, "the fit outlived its runner"
+
+
+def test_warm_start_is_keyed_by_its_recipe(tmp_path: Path) -> None:
+    """Same recipe, same folder (shared by grids and the demo); any change, a new one."""
+    from rareid.experiment.runners import warm_start_folder
+
+    layer = tmp_path / "warm.yaml"
+    layer.write_text("trainer:\n  max_epochs: 8\n")
+
+    def folder(overrides: str = "{}", sets: dict | None = None) -> Path:
+        grid = load_grid(
+            write_grid(
+                tmp_path,
+                f"warm_start: {{configs: [{layer}], overrides: {overrides}, out: {tmp_path}/w}}\n"
+                "variants: [{name: a}]\n",
+            )
+        )
+        return warm_start_folder(grid, [], sets or {})
+
+    first = folder()
+    assert first.parent == tmp_path / "w" and folder() == first
+    assert folder("{trainer.max_epochs: 2}") != first
+    assert folder(sets={"trainer.accelerator": "gpu"}) != first
+    layer.write_text("trainer:\n  max_epochs: 9\n")
+    assert folder() != first
+
+
+def test_side_by_side_judges_the_lowest_level_too() -> None:
+    def cells(rank1: float, trial_std: float) -> dict[str, Cell]:
+        return {"rank1": Cell(rank1, math.nan, trial_std, 1), "mAP": Cell(rank1, math.nan, 0, 1)}
+
+    table = {
+        "base": {"r=2": cells(0.5, 0.01), "r=4": cells(0.20, 0.02), "all LR": cells(0.4, 0.01)},
+        "ours": {"r=2": cells(0.5, 0.01), "r=4": cells(0.30, 0.02), "all LR": cells(0.42, 0.01)},
+    }
+    lines = side_by_side(["r=2", "r=4", "all LR"], table, "base", "ours").splitlines()
+    assert "r=4, rank-1: ours - base = +10.0 points; 2 x spread = 4.0 -> a clear gain" in lines
+    assert lines[-1].startswith("LR queries, rank-1: ours - base = +2.0 points")

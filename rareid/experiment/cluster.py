@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 from rareid.experiment.grid import Grid
 from rareid.experiment.plan import Run
-from rareid.experiment.runners import Runner, pending, run_one, train_warm_start
+from rareid.experiment.runners import (
+    Runner,
+    pending,
+    run_one,
+    train_warm_start,
+    warm_start_folder,
+)
 
 Cluster = Literal["slurm", "local"]
 
@@ -110,8 +116,7 @@ class SubmititRunner(Runner):
 
     def warm_start(self, grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
         """The warm-start fit is a job too (the launching machine trains nothing)."""
-        folder = Path(grid.warm_start.get("out") or grid.output / "warm_start")  # type: ignore[union-attr]
-        if (folder / "backbone.pth").is_file():
+        if (warm_start_folder(grid, base, sets) / "backbone.pth").is_file():
             return train_warm_start(grid, base, sets)  # says it is reused
         job = self.executor().submit(train_warm_start, grid, base, sets)
         print(f"warm start: job {job.job_id} submitted to {self.cluster}", flush=True)

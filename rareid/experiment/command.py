@@ -13,7 +13,7 @@ from rareid.experiment.grid import Grid, GridError, load_grid, parse_sets
 from rareid.experiment.plan import Run, plan_runs, runs_made_otherwise
 from rareid.experiment.preflight import preflight
 from rareid.experiment.report import report
-from rareid.experiment.runners import LocalRunner, Runner, _duration
+from rareid.experiment.runners import LocalRunner, Runner, _duration, warm_start_folder
 from rareid.runs import OneLineArgumentParser
 
 #: Options of the submitit launcher, refused with ``--launcher local``.
@@ -176,7 +176,7 @@ def experiment_main(argv: Sequence[str]) -> int:
                 print(error, file=sys.stderr)
                 return 1
         elif grid.warm_start is not None:
-            warm = Path(grid.warm_start.get("out") or grid.output / "warm_start") / "backbone.pth"
+            warm = warm_start_folder(grid, base, sets) / "backbone.pth"
         runs = plan_runs(grid, seeds, base, sets, warm)
         stale = runs_made_otherwise(runs)
         if stale:

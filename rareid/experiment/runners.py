@@ -3,6 +3,7 @@ with its output in the run's ``log.txt``; the shared warm-start backbone."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -65,16 +66,40 @@ def _fit(run: Run, log: Path) -> int:
     return status
 
 
+def warm_start_recipe(
+    grid: Grid, base: Sequence[str], sets: Mapping[str, Any]
+) -> tuple[list[str], str]:
+    """The warm start's fit arguments and a key of everything that shapes it: the arguments,
+    the text of each config layer, and the options of its synthetic data."""
+    assert grid.warm_start is not None
+    configs = [*base, *grid.warm_start["configs"]]
+    args = [f"--config={c}" for c in configs]
+    args += override_args({**grid.warm_start["overrides"], **sets})
+    digest = hashlib.sha256()
+    for part in [*args, json.dumps(grid.warm_start.get("synth") or {}, sort_keys=True)]:
+        digest.update(part.encode() + b"\0")
+    for config in configs:
+        path = Path(config)
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+    return args, digest.hexdigest()[:12]
+
+
+def warm_start_folder(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
+    """``<out>/<recipe key>``: grids and the demo that share a recipe share one warm start,
+    and a changed recipe (a config layer, an override, its data) trains a new one."""
+    assert grid.warm_start is not None
+    root = Path(grid.warm_start.get("out") or grid.output / "warm_start")
+    return root / warm_start_recipe(grid, base, sets)[1]
+
+
 def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
     """Fit the grid's warm-start recipe once and save its backbone as a timm state dict."""
-    assert grid.warm_start is not None
-    folder = Path(grid.warm_start.get("out") or grid.output / "warm_start")
+    folder = warm_start_folder(grid, base, sets)
     weights = folder / "backbone.pth"
     if weights.is_file():
-        print(f"warm start: {weights} exists, reused", flush=True)
+        print(f"warm start: {weights} (same recipe) exists, reused", flush=True)
         return weights
-    args = [f"--config={c}" for c in [*base, *grid.warm_start["configs"]]]
-    args += override_args({**grid.warm_start["overrides"], **sets})
+    args, _ = warm_start_recipe(grid, base, sets)
     args += [f"--trainer.default_root_dir={folder}"]
     print(f"warm start: training the shared backbone in {folder} ...", flush=True)
     start = time.perf_counter()

@@ -224,7 +224,8 @@ def side_by_side(
     method: str,
 ) -> str:
     """Per query level: the baseline, the method and the difference (rank-1 / mAP, %), and
-    whether the mean LR-query rank-1 gain exceeds twice the spread."""
+    whether the rank-1 gain at the lowest level and over all LR queries exceeds twice the
+    spread."""
     lines = [
         f"| queries | {baseline} rank-1 / mAP | {method} rank-1 / mAP | difference |",
         "|---|---:|---:|---:|",
@@ -239,10 +240,15 @@ def side_by_side(
             f"{100 * ours[0]:.1f} / {100 * ours[1]:.1f} | "
             f"{100 * (ours[0] - base[0]):+.1f} / {100 * (ours[1] - base[1]):+.1f} |"
         )
-    lr = [table.get(name, {}).get("all LR", {}).get("rank1") for name in (baseline, method)]
-    if all(lr):
-        gain = lr[1].mean - lr[0].mean
-        spreads = [_spread(cell) for cell in lr]
+    levels = [label for label in columns if label not in ("HR", "all LR")]
+    verdicts = [(label, label) for label in levels[-1:]] + [("all LR", "LR queries")]
+    said = False
+    for label, wording in verdicts:
+        pair = [table.get(name, {}).get(label, {}).get("rank1") for name in (baseline, method)]
+        if not all(pair):
+            continue
+        gain = pair[1].mean - pair[0].mean
+        spreads = [_spread(cell) for cell in pair]
         spread = max((value for value in spreads if not math.isnan(value)), default=0.0)
         if gain > 2 * spread:
             verdict = "a clear gain"
@@ -250,9 +256,10 @@ def side_by_side(
             verdict = "a clear loss"
         else:
             verdict = "within the spread (no clear difference)"
-        lines += [
-            "",
-            f"LR queries, rank-1: {method} - {baseline} = {100 * gain:+.1f} points; "
-            f"2 x spread = {200 * spread:.1f} -> {verdict}",
-        ]
+        lines += [""] if not said else []
+        said = True
+        lines.append(
+            f"{wording}, rank-1: {method} - {baseline} = {100 * gain:+.1f} points; "
+            f"2 x spread = {200 * spread:.1f} -> {verdict}"
+        )
     return "\n".join(lines)
