@@ -597,3 +597,28 @@ def test_side_by_side_judges_the_lowest_level_too() -> None:
     lines = side_by_side(["r=2", "r=4", "all LR"], table, "base", "ours").splitlines()
     assert "r=4, rank-1: ours - base = +10.0 points; 2 x spread = 4.0 -> a clear gain" in lines
     assert lines[-1].startswith("LR queries, rank-1: ours - base = +2.0 points")
+
+
+def test_paired_differences_give_a_student_t_interval_and_a_verdict() -> None:
+    from rareid.experiment.tables import paired_differences, paired_interval
+
+    mean, low, high = paired_interval([1.0, 2.0, 3.0])
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - 4.303 / 3**0.5, 2.0 + 4.303 / 3**0.5))
+
+    def cell(per_seed: dict[int, float]) -> Cell:
+        values = list(per_seed.values())
+        return Cell(sum(values) / len(values), math.nan, math.nan, len(values), per_seed)
+
+    base = {0: 0.30, 1: 0.40, 2: 0.50, 3: 0.20}
+    table = {
+        "base": {"all LR": {"rank1": cell(base), "mAP": cell(base)}},
+        # seed 3 only in the baseline: not paired, left out
+        "ours": {"all LR": {"rank1": cell({0: 0.35, 1: 0.46, 2: 0.57}), "mAP": cell({0: 0.3})}},
+    }
+    text = paired_differences(["all LR"], table, "base", "ours")
+    row = next(line for line in text.splitlines() if line.startswith("| all LR"))
+    assert "+6.0 [+3.5, +8.5]; 3/3" in row and "measurably better" in row
+    assert "+0.0; 0/1" in row  # one paired seed: no interval
+    table["ours"]["all LR"]["rank1"] = cell({0: 0.31, 1: 0.42, 2: 0.47})
+    row = paired_differences(["all LR"], table, "base", "ours").splitlines()[-1]
+    assert "not measurably different" in row

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 from rareid.experiment.charts import plot_experiment, plot_learning_curves, stack_rank_lists
 from rareid.experiment.grid import Grid, slugify
-from rareid.experiment.tables import aggregate, format_experiment_table, sanity_check, side_by_side
+from rareid.experiment.tables import (
+    aggregate,
+    format_experiment_table,
+    paired_differences,
+    sanity_check,
+    side_by_side,
+)
 
 
 def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
@@ -25,6 +31,8 @@ def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
     if grid.compare is not None:
         baseline, method = grid.compare
         text += "\n\n" + side_by_side(columns, table, baseline, method)
+        if len(seeds) > 1:
+            text += "\n\n" + paired_differences(columns, table, baseline, method)
         seed = seeds[0]
         stacked = stack_rank_lists(
             *(
@@ -38,7 +46,10 @@ def report(grid: Grid, seeds: Sequence[int]) -> tuple[str, bool]:
             text += f"\n\nrank lists, same queries, {baseline} left, {method} right: {stacked}"
     (grid.output / "table.md").write_text(text + "\n")
     serialisable = {
-        row: {c: {m: vars(cell) for m, cell in cells.items()} for c, cells in by_col.items()}
+        row: {
+            c: {m: {**vars(cell), "per_seed": dict(cell.per_seed)} for m, cell in cells.items()}
+            for c, cells in by_col.items()
+        }
         for row, by_col in table.items()
     }
     (grid.output / "table.json").write_text(

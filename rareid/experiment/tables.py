@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +62,20 @@ class Cell:
     seed_std: float
     trial_std: float
     seeds: int
+    #: ``{seed: value}``: what paired comparisons between rows are computed from.
+    per_seed: Mapping[int, float] = field(default_factory=dict)
 
 
-def _cell(values: Sequence[float], trial_stds: Sequence[float]) -> Cell:
+def _cell(values: Sequence[float], trial_stds: Sequence[float], seeds: Sequence[int] = ()) -> Cell:
     array = np.asarray(values, dtype=np.float64)
     seed_std = float(array.std(ddof=1)) if array.size > 1 else float("nan")
     trial = [t for t in trial_stds if not math.isnan(t)]
     return Cell(
-        float(array.mean()), seed_std, float(np.mean(trial)) if trial else math.nan, len(array)
+        float(array.mean()),
+        seed_std,
+        float(np.mean(trial)) if trial else math.nan,
+        len(array),
+        dict(zip(seeds, (float(v) for v in values), strict=False)),
     )
 
 
@@ -120,7 +126,7 @@ def aggregate(
             prefix = columns[label]
             row[label] = {}
             for metric in METRICS:
-                values, trial_stds = [], []
+                values, trial_stds, found_seeds = [], [], []
                 for seed in seeds:
                     key = f"{prefix}{metric}"
                     found = [
@@ -130,12 +136,13 @@ def aggregate(
                     ]
                     if not found:
                         continue
+                    found_seeds.append(seed)
                     values.append(np.mean([_number(results[key]) for results in found]))
                     trial_stds.append(
                         float(np.mean([_number(results.get(f"{key}_std")) for results in found]))
                     )
                 if values:
-                    row[label][metric] = _cell(values, trial_stds)
+                    row[label][metric] = _cell(values, trial_stds, found_seeds)
         table[row_name] = row
     return ordered, table, missing
 
@@ -262,4 +269,65 @@ def side_by_side(
             f"{wording}, rank-1: {method} - {baseline} = {100 * gain:+.1f} points; "
             f"2 x spread = {200 * spread:.1f} -> {verdict}"
         )
+    return "\n".join(lines)
+
+
+#: Two-sided 95 % quantiles of Student's t by degrees of freedom (beyond 30: the normal's).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def paired_interval(differences: Sequence[float]) -> tuple[float, float, float]:
+    """Mean of paired per-seed differences and its 95 % confidence interval (Student's t)."""
+    array = np.asarray(differences, dtype=np.float64)
+    mean = float(array.mean())
+    if array.size < 2:
+        return mean, math.nan, math.nan
+    dof = array.size - 1
+    half = (_T95[dof - 1] if dof <= len(_T95) else 1.96) * array.std(ddof=1) / math.sqrt(array.size)
+    return mean, mean - half, mean + half
+
+
+def paired_differences(
+    columns: Sequence[str],
+    table: Mapping[str, Mapping[str, Mapping[str, Cell]]],
+    baseline: str,
+    method: str,
+) -> str:
+    """Per query level, ``method - baseline`` over the seeds both ran (paired), with its 95 %
+    confidence interval: "measurably better" only where the interval excludes zero."""
+    lines = [
+        f"Paired over seeds, {method} - {baseline} (points, mean [95 % CI]; seeds ahead):",
+        "",
+        "| queries | rank-1 | mAP | verdict (rank-1) |",
+        "|---|---:|---:|---|",
+    ]
+    for label in columns:
+        cells = []
+        verdict = "–"
+        for metric in METRICS:
+            pair = [table.get(name, {}).get(label, {}).get(metric) for name in (baseline, method)]
+            if not all(pair):
+                cells.append("–")
+                continue
+            base, ours = pair[0].per_seed, pair[1].per_seed
+            shared = sorted(set(base) & set(ours))
+            differences = [100 * (ours[seed] - base[seed]) for seed in shared]
+            if not differences:
+                cells.append("–")
+                continue
+            mean, low, high = paired_interval(differences)
+            ahead = sum(difference > 0 for difference in differences)
+            interval = "" if math.isnan(low) else f" [{low:+.1f}, {high:+.1f}]"
+            cells.append(f"{mean:+.1f}{interval}; {ahead}/{len(differences)}")
+            if metric == "rank1" and not math.isnan(low):
+                verdict = (
+                    "measurably better"
+                    if low > 0
+                    else "measurably worse"
+                    if high < 0
+                    else "not measurably different"
+                )
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {verdict} |")
     return "\n".join(lines)
