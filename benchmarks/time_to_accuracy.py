@@ -10,7 +10,8 @@ anchor's time over the recipe's, in wall and in CPU seconds (CPU seconds stay st
 processes share the cores). The fitted (last) checkpoints' test results follow.
 
     python benchmarks/time_to_accuracy.py --seeds 0
-    python benchmarks/time_to_accuracy.py --seeds 0 1 2 --report-only --out docs/time_to_accuracy.png
+    python benchmarks/time_to_accuracy.py --report-only --grid \
+        conf/experiments/time_to_accuracy.yaml conf/experiments/time_to_accuracy_strong.yaml
 """
 
 from __future__ import annotations
@@ -216,7 +217,13 @@ def _plot(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", type=Path, default=Path("conf/experiments/time_to_accuracy.yaml"))
+    parser.add_argument(
+        "--grid",
+        type=Path,
+        nargs="+",
+        default=[Path("conf/experiments/time_to_accuracy.yaml")],
+        help="grids whose runs share one run folder (the first names the output)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--anchor", default="40 ep step", help="the recipe the target comes from")
     parser.add_argument("--metric", default="mAP", choices=["mAP", "rank1"])
@@ -233,16 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.fraction <= 1:
         print(f"time_to_accuracy: error: --fraction must be in (0, 1], got {args.fraction}")
         return 2
-    grid = load_grid(args.grid)
+    grids = [load_grid(path) for path in args.grid]
     if not args.report_only:
         seeds = [str(seed) for seed in args.seeds]
-        command = [sys.executable, "-m", "rareid", "experiment", str(args.grid), "--seeds", *seeds]
-        status = subprocess.run(command).returncode
-        if status != 0:
-            return status
-    names = [variant.name for variant in grid.variants]
+        for path in args.grid:
+            command = [sys.executable, "-m", "rareid", "experiment", str(path), "--seeds", *seeds]
+            status = subprocess.run(command).returncode
+            if status != 0:
+                return status
+    grid = grids[0]
+    names = [variant.name for each in grids for variant in each.variants]
     if not any(name.endswith(f"{SEPARATOR}{args.anchor}") for name in names):
-        print(f"time_to_accuracy: error: no variant of {args.grid} ends in '· {args.anchor}'")
+        print(f"time_to_accuracy: error: no variant of {args.grid[0]} ends in '· {args.anchor}'")
         return 2
     chart = args.out or Path(grid.output) / "time_to_accuracy.png"
     runs_root = Path(grid.runs or grid.output)

@@ -199,3 +199,28 @@ def test_too_few_training_identities_names_the_hold_out(tmp_path):
     dm = make_dm(str(tmp_path), p=4, val_identities=1)
     with pytest.raises(ValueError, match=r"only 3.*held out for validation: val_identities=1"):
         dm.train_dataloader()
+
+
+def test_val_distractors_join_every_validation_gallery(root, tmp_path):
+    import cv2
+
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"other_{index}.jpg"), np.full((32, 16, 3), 40 * index, np.uint8))
+    dm = make_dm(root, val_identities=5, val_trials=2, val_distractors=str(folder))
+    table = dm.eval_dataset("val").table
+    distractors = (table.role == Role.GALLERY) & (table.pid == 0)
+    assert distractors.sum() == 3
+    assert ((table.gallery_trials[distractors] & 0b11) == 0b11).all()  # in every trial
+    plain = make_dm(root, val_identities=5, val_trials=2).eval_dataset("val").table
+    assert (plain.pid == 0).sum() == 0 and len(table.pid) == len(plain.pid) + 3
+    assert "val_distractors" in dm.protocol_options()
+    assert "val_distractors" not in make_dm(root).protocol_options()
+
+
+def test_val_distractors_must_be_a_folder_of_images(root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="val_distractors: .* is not a folder"):
+        _ = make_dm(root, val_identities=5, val_distractors=str(tmp_path / "nope")).fit_split
+    with pytest.raises(ValueError, match="val_distractors: no .jpg/.png images"):
+        _ = make_dm(root, val_identities=5, val_distractors=str(tmp_path)).fit_split
