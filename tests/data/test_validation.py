@@ -220,7 +220,7 @@ def test_val_distractors_join_every_validation_gallery(root, tmp_path):
 
 
 def test_val_distractors_must_be_a_folder_of_images(root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="val_distractors: .* is not a folder"):
+    with pytest.raises(FileNotFoundError, match=r"val_distractors: .* is not a folder"):
         _ = make_dm(root, val_identities=5, val_distractors=str(tmp_path / "nope")).fit_split
-    with pytest.raises(ValueError, match="val_distractors: no .jpg/.png images"):
+    with pytest.raises(ValueError, match=r"val_distractors: no \.jpg/\.png images"):
         _ = make_dm(root, val_identities=5, val_distractors=str(tmp_path)).fit_split
