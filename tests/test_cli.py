@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -287,8 +288,11 @@ def test_helper_commands_return_their_status(tmp_path: Path) -> None:
         calls.append(list(argv))
         return 3
 
-    table = {**cli_module.HELPER_COMMANDS, "probe": helper}
+    probe = types.ModuleType("rareid_probe_command")
+    probe.main = helper  # type: ignore[attr-defined]
+    table = {**cli_module.HELPER_COMMANDS, "probe": (probe.__name__, "A helper for the test.")}
     with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, probe.__name__, probe)
         patch.setattr(cli_module, "HELPER_COMMANDS", table)
         assert main(["probe", "--x", "1"]) == 3
         last_line = cli_module.helper_commands_help().splitlines()[-1]
@@ -339,7 +343,7 @@ def test_third_party_noise_is_silenced_by_name(
         def emit(self, record: logging.LogRecord) -> None:
             messages.append(record.getMessage())
 
-    lightning_logger = logging.getLogger(cli_module.LIGHTNING_INFO_LOGGER)
+    lightning_logger = logging.getLogger(lightning_cli.LIGHTNING_INFO_LOGGER)
     for old in list(lightning_logger.filters):
         lightning_logger.removeFilter(old)
     collect = Collect(level=logging.INFO)
@@ -352,7 +356,7 @@ def test_third_party_noise_is_silenced_by_name(
         monkeypatch.delenv("JSONARGPARSE_DEPRECATION_WARNINGS", raising=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cli_module.quiet_third_party_noise()
+            lightning_cli.quiet_third_party_noise()
             LeafSpec()
             Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
     finally:
@@ -360,7 +364,7 @@ def test_third_party_noise_is_silenced_by_name(
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     assert messages and not any("litlogger" in m for m in messages)
     assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "off"
-    wandb_logger = cli_module.default_loggers(tmp_path)[1]
+    wandb_logger = lightning_cli.default_loggers(tmp_path)[1]
     assert "anonymous" not in wandb_logger._wandb_init
 
 

@@ -148,7 +148,8 @@ def _read(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
     return data
 
 
-def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
+def build_parser(prog: str = "rareid aggregate") -> argparse.ArgumentParser:
+    """The options of ``rareid aggregate``."""
     parser = OneLineArgumentParser(
         prog=prog,
         description="Aggregate the results.json of several rareid test runs (one per split): "
@@ -158,6 +159,12 @@ def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
     parser.add_argument(
         "--out", type=Path, help="folder for aggregate.md and aggregate.json (default: print only)"
     )
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
+    """Mean and spread over splits and over trials of several rareid test results."""
+    parser = build_parser(prog)
     args = parser.parse_args(list(argv))
     files = [str(path) for path in args.results]
     if len(set(files)) != len(files):

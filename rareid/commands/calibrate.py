@@ -1,4 +1,4 @@
-"""``rareid calibrate``: the command line of :mod:`rareid.deploy.calibrate`.
+"""``rareid calibrate``: the command line of :mod:`rareid.deploy.verify.calibrate`.
 
 The parser imports nothing heavy (no torch, no Lightning), so ``rareid calibrate --help`` and
 usage errors answer at once; the index, the model and the dataset are imported after the
@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rareid.deploy.arguments import checkpoint_problem
-from rareid.deploy.calibrate import DEFAULT_FARS
+from rareid.commands.arguments import checkpoint_problem
+from rareid.deploy.verify.calibrate import DEFAULT_FARS
 from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from rareid.deploy.index import GalleryIndex
-    from rareid.deploy.labels import Labels
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.verify.labels import Labels
     from rareid.models.module import RAReIDModule
 
 #: Genuine and impostor distances per query level.
@@ -75,7 +75,7 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"--config: {args.config!r} does not exist")
     if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
         parser.error(problem)
-    from rareid.deploy.checks import device_problem
+    from rareid.deploy.model.checks import device_problem
 
     if problem := device_problem(args.device):
         parser.error(problem)
@@ -85,8 +85,8 @@ def _load_index(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> tuple[GalleryIndex | None, str, str]:
     """The index (if any), the checkpoint to calibrate and its SHA-256, each checked."""
-    from rareid.deploy.index import GalleryIndex, GalleryIndexError
-    from rareid.deploy.inference import file_sha256
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.model.inference import file_sha256
 
     index = None
     if args.index:
@@ -117,9 +117,9 @@ def _label_distances(
 ) -> tuple[Distances, Labels]:
     """Distances between the labelled crops of the index; people the model was trained on and
     a single identity are refused."""
-    from rareid.deploy.backends import TorchBackend
-    from rareid.deploy.inference import read_checkpoint
-    from rareid.deploy.labels import (
+    from rareid.deploy.model.backends import TorchBackend
+    from rareid.deploy.model.inference import read_checkpoint
+    from rareid.deploy.verify.labels import (
         TRAINING_RECORD_KEY,
         label_distances,
         read_labels,
@@ -151,15 +151,13 @@ def _distances(
 ) -> tuple[RAReIDModule, Distances, str, Labels | None]:
     """The model, the genuine and impostor distances per level, the split's name and the
     labels (with --labels)."""
-    from rareid.deploy.calibrate import collect_distances, datamodule_from_config
-    from rareid.deploy.checks import check_finite_model
-    from rareid.deploy.index import resolve_device
-    from rareid.deploy.inference import load_model, read_checkpoint
+    from rareid.deploy.gallery.index import resolve_device
+    from rareid.deploy.model.inference import load_model, read_checkpoint
+    from rareid.deploy.verify.calibrate import collect_distances, datamodule_from_config
 
     labels = None
     try:
         model, preprocess = load_model(ckpt, resolve_device(args.device))
-        check_finite_model(model, ckpt)
         if args.labels:
             assert index is not None
             distances, labels = _label_distances(parser, args, index, model, ckpt)
@@ -186,7 +184,7 @@ def _report(
     num_levels: int,
 ) -> None:
     """One line per level (thresholds, TAR, or why none) and what was written where."""
-    from rareid.deploy.calibrate import stored_thresholds
+    from rareid.deploy.verify.calibrate import stored_thresholds
 
     stored = []
     for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
@@ -220,10 +218,10 @@ def _report(
     )
 
 
-def calibrate_main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     """``rareid calibrate``: per-level thresholds from labelled crops or the validation split,
     into an index and a JSON beside it, plus a PNG of the curves."""
-    from rareid.deploy.calibrate import calibrate_levels, plot_calibration, stored_thresholds
+    from rareid.deploy.verify.calibrate import calibrate_levels, plot_calibration, stored_thresholds
 
     parser = build_parser()
     args = parser.parse_args(list(argv))
@@ -235,7 +233,7 @@ def calibrate_main(argv: Sequence[str]) -> int:
     calibration = calibrate_levels(genuine, impostor, args.far)
     if stored_thresholds(calibration) == 0:
         if labels is not None:
-            from rareid.deploy.labels import describe_shortage
+            from rareid.deploy.verify.labels import describe_shortage
 
             parser.error(describe_shortage(labels, impostor, args.far))
         parser.error(

@@ -142,7 +142,7 @@ def print_commands(runs: Sequence[Run]) -> None:
         print(shlex.join(["rareid", "test", *run.test_args]))
 
 
-def experiment_main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     """``rareid experiment GRID.yaml --seeds 0 1 2``: run a grid and print its table."""
     parser = build_parser()
     args = parser.parse_args(list(argv))

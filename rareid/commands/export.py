@@ -1,4 +1,4 @@
-"""``rareid export``: the command line of :mod:`rareid.deploy.export`.
+"""``rareid export``: the command line of :mod:`rareid.deploy.model.export`.
 
 The parser imports nothing heavy (no torch, no Lightning), so ``rareid export --help`` and usage
 errors answer at once; the model and the exporters are imported after the arguments are read.
@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from rareid.deploy.arguments import checkpoint_problem
+from rareid.commands.arguments import checkpoint_problem
 from rareid.runs import OneLineArgumentParser
 
 
@@ -46,7 +46,7 @@ def unwritable_folder(folder: Path) -> str | None:
     return None
 
 
-def export_main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     """``rareid export``: ONNX (checked against PyTorch on every level) or torch.export."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
@@ -65,22 +65,20 @@ def export_main(argv: Sequence[str]) -> int:
     if problem:
         parser.error(f"--out: cannot write {str(out)!r}: {problem}")
 
-    from rareid.deploy.backends import require_onnx
-    from rareid.deploy.checks import check_finite_model
-    from rareid.deploy.export import (
+    from rareid.deploy.model.backends import require_onnx
+    from rareid.deploy.model.export import (
         ONNX_TOLERANCE,
         check_onnx,
         export_metadata,
         export_onnx,
         export_torch,
     )
-    from rareid.deploy.inference import file_sha256, load_model
+    from rareid.deploy.model.inference import file_sha256, load_model
 
     try:
         if args.format == "onnx":
             require_onnx()
         model, preprocess = load_model(args.ckpt, "cpu")
-        check_finite_model(model, args.ckpt)
         if args.format == "torch-export":
             export_torch(model, out)
             print(f"wrote {out} (torch.export.load(path).module()(images, levels))")

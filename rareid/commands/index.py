@@ -1,4 +1,4 @@
-"""``rareid index``: the command line of :class:`rareid.deploy.index.GalleryIndex`.
+"""``rareid index``: the command line of :class:`rareid.deploy.gallery.index.GalleryIndex`.
 
 The parser imports nothing heavy (no torch, no Lightning), so ``rareid index --help`` and usage
 errors answer at once; the index, the model and the runtimes are imported after the arguments
@@ -13,14 +13,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rareid.deploy.arguments import checkpoint_problem
+from rareid.commands.arguments import checkpoint_problem
 from rareid.runs import OneLineArgumentParser
 
-#: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.ann`.
+#: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.gallery.ann`.
 ANN_KINDS = ("ivf-flat", "hnsw", "ivf-pq")
 
 
-def index_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The arguments of ``rareid index`` (built without importing torch)."""
     parser = OneLineArgumentParser(
         prog="rareid index",
@@ -111,9 +111,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def index_main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     """``rareid index``: embed a gallery folder into an index file (or ``--add`` to one)."""
-    parser = index_parser()
+    parser = build_parser()
     args = parser.parse_args(list(argv))
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -129,7 +129,7 @@ def index_main(argv: Sequence[str]) -> int:
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     _check_devices(parser, args)
     if args.backend == "torch" and args.devices * args.num_nodes == 1:
-        from rareid.deploy.checks import device_problem
+        from rareid.deploy.model.checks import device_problem
 
         if problem := device_problem(args.device):
             parser.error(problem)
@@ -158,16 +158,16 @@ def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rareid.deploy.index import GalleryIndexError
-    from rareid.deploy.index_update import IndexLock, build_or_update
-    from rareid.deploy.inference import list_images
+    from rareid.deploy.gallery.index import GalleryIndexError
+    from rareid.deploy.gallery.update import IndexLock, build_or_update
+    from rareid.deploy.model.inference import list_images
     from rareid.runs import UsageError
 
     out = Path(args.out)
     layout = None
     writer = True  # the process that locks and writes the index
     if args.devices * args.num_nodes > 1:
-        from rareid.deploy.distributed_embed import DeviceLayout, is_rank_zero
+        from rareid.deploy.gallery.distributed import DeviceLayout, is_rank_zero
 
         layout = DeviceLayout(args.devices, args.num_nodes, args.accelerator, args.strategy)
         writer = is_rank_zero()

@@ -1,6 +1,6 @@
 """``rareid search``: rank a gallery index for query crops; CSV, JSON, rank sheets and a short
-console table. A thin wrapper over :mod:`rareid.deploy.search` (ranking),
-:mod:`rareid.deploy.verdicts` (verdicts, crop checks) and :mod:`rareid.deploy.sheet` (output).
+console table. A thin wrapper over :mod:`rareid.deploy.search.exact` (ranking),
+:mod:`rareid.deploy.verify.verdicts` (verdicts, crop checks) and :mod:`rareid.commands.search_sheet` (output).
 
 The parser imports nothing heavy (no torch, no Lightning), so ``rareid search --help`` and usage
 errors answer at once; the index, the model and the runtimes are imported after the arguments
@@ -18,21 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rareid.data.lowres import LEVEL_POLICIES
-from rareid.deploy.arguments import checkpoint_problem
-from rareid.deploy.verdicts import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
+from rareid.commands.arguments import checkpoint_problem
+from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
+from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from rareid.deploy.index import GalleryIndex
-    from rareid.deploy.search import SearchResult
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.search.exact import SearchResult
 
 
 def _query_paths(spec: str) -> list[Path]:
-    from rareid.deploy.inference import list_images
+    from rareid.deploy.model.inference import list_images
 
     path = Path(spec)
     if path.is_dir():
@@ -120,7 +120,7 @@ class _Queries:
 
 def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse contradictory or out-of-range options before anything is loaded."""
-    from rareid.deploy.sheet import sheet_name
+    from rareid.commands.search_sheet import sheet_name
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
@@ -141,7 +141,7 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if not args.overwrite and any((out_dir / name).exists() for name in earlier):
         parser.error(f"--out: {str(out_dir)!r} already holds search results; pass --overwrite")
     if args.backend != "onnx":
-        from rareid.deploy.checks import device_problem
+        from rareid.deploy.model.checks import device_problem
 
         problem = device_problem(args.device)
         if problem:
@@ -152,9 +152,9 @@ def _load_inputs(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> tuple[GalleryIndex, list[Path], dict[str, Any] | None, str | None]:
     """The index, the query files, the calibration and the checkpoint, each checked."""
-    from rareid.deploy.checks import check_finite_embeddings
-    from rareid.deploy.index import GalleryIndex, GalleryIndexError
-    from rareid.deploy.inference import file_sha256
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.model.checks import check_finite_embeddings
+    from rareid.deploy.model.inference import file_sha256
 
     try:
         index = GalleryIndex.load(args.index)
@@ -203,8 +203,8 @@ def _read_queries(
     import cv2
     import numpy as np
 
-    from rareid.deploy.search import query_level
-    from rareid.deploy.verdicts import check_crop
+    from rareid.deploy.crops import check_crop
+    from rareid.levels import query_level
 
     reference = args.reference_height or index.reference_height
     # the width of a rate-1 crop: the gallery's median width, scaled with --reference-height
@@ -247,10 +247,11 @@ def _rank(
     and the prefix distances (Eq. 2) the verdicts are taken from."""
     import torch
 
-    from rareid.deploy.backends import EmbeddingBackend, OnnxBackend, TorchBackend
-    from rareid.deploy.checks import check_finite_embeddings, check_finite_model
-    from rareid.deploy.index import resolve_device
-    from rareid.deploy.inference import load_model
+    from rareid.deploy.gallery.index import resolve_device
+    from rareid.deploy.model.backends import EmbeddingBackend, OnnxBackend, TorchBackend
+    from rareid.deploy.model.checks import check_finite_embeddings
+    from rareid.deploy.model.inference import load_model
+    from rareid.deploy.search.exact import Searcher
 
     levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
     tensors = index.preprocess(queries.images)
@@ -260,23 +261,21 @@ def _rank(
             runtime = OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256)
         else:
             model = load_model(ckpt, resolve_device(args.device))[0]
-            check_finite_model(model, ckpt)
             runtime = TorchBackend(model)
         index.check_model(runtime)
         embeddings = runtime.embed(tensors, levels)
         check_finite_embeddings(embeddings, "the query embeddings")
-        rank_backend = "auto" if args.backend == "onnx" else args.backend
+        engine = "auto" if args.backend == "onnx" else args.backend
         if not args.rerank:
-            result = index.search(embeddings, levels, args.top_k, rank_backend)
+            result = Searcher(index).search(embeddings, levels, args.top_k, engine)
             return result, result.distances
-        from rareid.deploy.rerank import rerank_search
+        from rareid.deploy.search.rerank import rerank_search
 
         return rerank_search(
             index,
             embeddings,
             levels,
             args.top_k,
-            rank_backend,
             k1=args.rerank_k1,
             k2=args.rerank_k2,
             lambda_value=args.rerank_lambda,
@@ -294,7 +293,7 @@ def _result_rows(
     original: torch.Tensor,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """One row per query x rank (CSV/JSON), and the queries and matches of the rank sheets."""
-    from rareid.deploy.verdicts import level_threshold, verdict
+    from rareid.deploy.verify.verdicts import level_threshold, verdict
 
     rows: list[dict[str, Any]] = []
     sheet_queries, sheet_matches = [], []
@@ -345,13 +344,13 @@ def _write_and_report(
     sheet_matches: list[list[dict[str, Any]]],
 ) -> None:
     """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
-    from rareid.deploy.sheet import (
+    from rareid.commands.search_sheet import (
         QUERIES_PER_SHEET,
         draw_rank_sheets,
         summary_table,
         write_results,
     )
-    from rareid.deploy.verdicts import calibration_caption, calibration_lines
+    from rareid.deploy.verify.verdicts import calibration_caption, calibration_lines
 
     out_dir = Path(args.out)
     csv_path, json_path = write_results(rows, out_dir)
@@ -383,7 +382,7 @@ def _write_and_report(
     )
 
 
-def search_main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
     parser = build_parser()
     args = parser.parse_args(list(argv))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,8 @@ from typing import Any
 from rareid.runs import OneLineArgumentParser
 
 
-def splits_main(argv: Sequence[str]) -> int:
-    """``rareid splits --config CONF.yaml --out FILE.json``: write the frozen MLR split."""
-    import yaml
-    from jsonargparse import ArgumentParser as TypedParser
-
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``rareid splits``."""
     parser = OneLineArgumentParser(
         prog="rareid splits",
         description="Write the exact MLR evaluation set of a config's data section to a file.",
@@ -22,6 +20,15 @@ def splits_main(argv: Sequence[str]) -> int:
     parser.add_argument("--config", required=True, action="append", help="a rareid config")
     parser.add_argument("--out", required=True, help="output file, e.g. splits/market.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``rareid splits --config CONF.yaml --out FILE.json``: write the frozen MLR split."""
+    import yaml
+    from jsonargparse import ArgumentParser as TypedParser
+
+    parser = build_parser()
     args = parser.parse_args(list(argv))
     # Imported once the arguments are read: --help and usage errors need no Lightning.
     from rareid.data.datamodule import ReIDDataModule

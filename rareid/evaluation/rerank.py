@@ -1,7 +1,7 @@
 """k-reciprocal re-ranking (Zhong et al., CVPR 2017) of embeddings, level-aware and memory-bounded.
 
 A pure function of tensors, used by the MLR metric (``rerank=True``) and, over a gallery index,
-by :func:`rareid.deploy.rerank.rerank_search`; it imports nothing above ``evaluation``.
+by :func:`rareid.deploy.search.rerank.rerank_search`; it imports nothing above ``evaluation``.
 
 Level-aware: every distance it starts from is the prefix distance of Eq. 2, over the first
 ``min(k_a, k_b)`` sub-vectors of the two images (query-query pairs included; the matrices come

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rareid.aggregate import aggregate, format_markdown
 from rareid.cli import main
+from rareid.commands.aggregate import aggregate, format_markdown
 
 
 def _write(path: Path, data: dict) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rareid.cli import HELPER_COMMANDS, main
-from rareid.deploy.checks import device_problem
+from rareid.deploy.model.checks import device_problem
 
 DEPLOY_HELPERS = ("index", "search", "calibrate", "export")
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from rareid.cli import main
-from rareid.deploy.search import query_level
-from rareid.deploy.sheet import draw_rank_sheets, shorten, summary_table, wrap_name
-from rareid.deploy.verdicts import check_crop
-from tests.deploy.test_search import random_index
+from rareid.commands.search_sheet import draw_rank_sheets, shorten, summary_table, wrap_name
+from rareid.deploy.crops import check_crop
+from rareid.levels import query_level
+from tests.deploy.conftest import random_index
 
 
 def test_long_names_are_wrapped_whole_and_shortened_in_the_middle() -> None:

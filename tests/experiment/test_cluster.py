@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.test_experiment import _experiment, write_grid
 
 from rareid.cli import main
+from rareid.commands.experiment import build_parser, make_runner
 from rareid.experiment import LocalRunner, Runner
 from rareid.experiment.cluster import SubmititRunner, fit_and_test
-from rareid.experiment.command import build_parser, make_runner
 from rareid.experiment.grid import GridError, load_grid
-from tests.test_experiment import _experiment, write_grid
 
 
 def test_the_launcher_names_the_runner(tmp_path: Path) -> None:

@@ -28,13 +28,13 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from rareid.deploy.backends import TorchBackend
-from rareid.deploy.gallery_files import GalleryFiles, IndexChanges, collate_gallery, plan_changes
-from rareid.deploy.index import GalleryIndexError
-from rareid.deploy.inference import Preprocess
+from rareid.deploy.gallery.files import GalleryFiles, IndexChanges, collate_gallery, plan_changes
+from rareid.deploy.gallery.index import GalleryIndexError
+from rareid.deploy.model.backends import TorchBackend
+from rareid.deploy.model.inference import Preprocess
 
 if TYPE_CHECKING:
-    from rareid.deploy.index import GalleryIndex
+    from rareid.deploy.gallery.index import GalleryIndex
     from rareid.models.module import RAReIDModule
 
 Accelerator = Literal["auto", "cpu", "gpu"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rareid.data.readers.base import header_problem
-from rareid.deploy.inference import Preprocess
+from rareid.deploy.model.inference import Preprocess
 
 
 @dataclass
@@ -28,7 +28,7 @@ class SkippedImage:
 @dataclass
 class FlaggedCrop:
     """An indexed image whose size or shape is not a person's (the query crops' rule,
-    :func:`rareid.deploy.verdicts.check_crop`): kept in the index, but named."""
+    :func:`rareid.deploy.crops.check_crop`): kept in the index, but named."""
 
     path: str
     flags: str

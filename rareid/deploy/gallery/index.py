@@ -9,7 +9,7 @@ that a query is embedded by the same model and compared on the right prefix. One
 every query level: a level-``k`` query is ranked on the first ``k`` sub-vectors of the same
 stored vectors (Eq. 2), no per-level copy is made.
 
-``rareid index`` (:func:`rareid.deploy.index_command.index_main`) is a thin command-line wrapper
+``rareid index`` (:func:`rareid.commands.index.main`) is a thin command-line wrapper
 around this class.
 """
 
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from rareid.deploy.backends import EmbeddingBackend, TorchBackend, as_backend
-from rareid.deploy.gallery_files import (
+from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH, check_crop
+from rareid.deploy.gallery.files import (
     FlaggedCrop,
     GalleryFiles,
     IndexChanges,
@@ -34,33 +34,38 @@ from rareid.deploy.gallery_files import (
     collate_gallery,
     plan_changes,
 )
-from rareid.deploy.index_file import (
+from rareid.deploy.gallery.index_file import (
     FORMAT_VERSION,
     GalleryIndexError,
     read_index_file,
     write_index_file,
 )
-from rareid.deploy.inference import (
-    ImageInput,
+from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.model.inference import (
     Preprocess,
     file_sha256,
     read_checkpoint,
 )
-from rareid.deploy.verdicts import MIN_CROP_HEIGHT, MIN_CROP_WIDTH, check_crop
 
 if TYPE_CHECKING:
-    from rareid.deploy.ann import AnnIndex
-    from rareid.deploy.search import SearchResult
+    from rareid.deploy.gallery.ann import AnnIndex
     from rareid.models.module import RAReIDModule
 
 Metric = Literal["euclidean", "cosine"]
-Backend = Literal["auto", "torch", "faiss"]
 StorageDtype = Literal["float32", "float16"]
 
 
 @dataclass
 class GalleryIndex:
-    """HR gallery embeddings with their file names, sizes and the model that made them."""
+    """HR gallery embeddings with their file names, sizes and the model that made them.
+
+    Examples::
+
+        model, preprocess = load_model("last.ckpt")
+        index = GalleryIndex.build(model, "gallery/", checkpoint_path="last.ckpt")
+        index.save("gallery.npz")
+        index = GalleryIndex.load("gallery.npz")  # no pickle: opening it runs no code
+    """
 
     embeddings: torch.Tensor  # (N, d) float32, zero-padded, on the CPU
     paths: list[str]  # relative to ``root`` (POSIX separators)
@@ -80,7 +85,7 @@ class GalleryIndex:
     stats: np.ndarray | None = None
     #: How the embeddings are stored in the file (in memory they are always float32).
     storage_dtype: StorageDtype = "float32"
-    #: Approximate-search index over the embeddings (:mod:`rareid.deploy.ann`), if built.
+    #: Approximate-search index over the embeddings (:mod:`rareid.deploy.gallery.ann`), if built.
     ann: AnnIndex | None = None
 
     def __post_init__(self) -> None:
@@ -141,7 +146,7 @@ class GalleryIndex:
         root: str | os.PathLike,
         metric: Metric | None = None,
     ) -> GalleryIndex:
-        """An empty index for an ONNX model (:class:`~rareid.deploy.backends.OnnxBackend`):
+        """An empty index for an ONNX model (:class:`~rareid.deploy.model.backends.OnnxBackend`):
         rates, sub-vectors, preprocessing and checkpoint hash come from the file's metadata."""
         meta = getattr(backend, "metadata", {})
         needed = ("rareid_rates", "rareid_split_sizes", "rareid_img_size", "rareid_mean")
@@ -260,7 +265,7 @@ class GalleryIndex:
         self, min_height: int = MIN_CROP_HEIGHT, min_width: int = MIN_CROP_WIDTH
     ) -> list[FlaggedCrop]:
         """The indexed images too small or not of a person's shape, by the rule of the query
-        crops (:func:`~rareid.deploy.verdicts.check_crop`), sorted by name."""
+        crops (:func:`~rareid.deploy.crops.check_crop`), sorted by name."""
         flagged = []
         for name, (height, width) in zip(self.paths, self.sizes.tolist(), strict=True):
             check = check_crop(int(height), int(width), min_height, min_width)
@@ -280,7 +285,7 @@ class GalleryIndex:
         """Embed ``changes.todo`` and apply ``changes``. ``batches``: the files of
         ``changes.todo`` already decoded and embedded (an ``embeddings`` entry each, in
         ``changes.todo`` order), e.g. on several devices by
-        :func:`rareid.deploy.distributed_embed.update_on_devices`."""
+        :func:`rareid.deploy.gallery.distributed.update_on_devices`."""
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
@@ -355,34 +360,6 @@ class GalleryIndex:
         self.stats = self.stats[keep]
         self.paths = [name for name, kept in zip(self.paths, keep, strict=True) if kept]
 
-    # ------------------------------------------------------------------ searching
-    def search(
-        self,
-        queries: torch.Tensor,
-        levels: torch.Tensor | Sequence[int],
-        k: int = 10,
-        backend: Backend = "auto",
-    ) -> SearchResult:
-        """Top-``k`` gallery matches of zero-padded query embeddings at their levels."""
-        from rareid.deploy.search import prefix_search
-
-        return prefix_search(self, queries, levels, k, backend)
-
-    def search_images(
-        self,
-        model: RAReIDModule | EmbeddingBackend,
-        images: Sequence[ImageInput],
-        levels: Sequence[int] | torch.Tensor,
-        k: int = 10,
-        backend: Backend = "auto",
-    ) -> SearchResult:
-        """Embed ``images`` at ``levels`` with ``model`` (this index's, or a backend running
-        it) and search."""
-        runtime = as_backend(model)
-        self.check_model(runtime)
-        levels = torch.as_tensor(levels).long().reshape(-1)
-        return self.search(runtime.embed(self.preprocess(images), levels), levels, k, backend)
-
     # ------------------------------------------------------------------ files
     def _meta(self) -> dict[str, Any]:
         return {
@@ -420,14 +397,14 @@ class GalleryIndex:
     @classmethod
     def load(cls, path: str | os.PathLike) -> GalleryIndex:
         """Read an index written by :meth:`save` (no pickle involved); a damaged file is one
-        :class:`GalleryIndexError` naming it (:func:`~rareid.deploy.index_file.read_index_file`)."""
+        :class:`GalleryIndexError` naming it (:func:`~rareid.deploy.gallery.index_file.read_index_file`)."""
         return read_index_file(path, cls._from_file)
 
     @classmethod
     def _from_file(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GalleryIndex:
         ann = None
         if meta.get("ann"):
-            from rareid.deploy.ann import AnnIndex
+            from rareid.deploy.gallery.ann import AnnIndex
 
             ann = AnnIndex.from_arrays(meta["ann"], arrays)
         stats = arrays.get("stats")

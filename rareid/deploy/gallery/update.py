@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rareid.deploy.backends import EmbeddingBackend, TorchBackend
-from rareid.deploy.index import (
+from rareid.deploy.gallery.index import (
     GalleryIndex,
     GalleryIndexError,
     IndexChanges,
@@ -17,7 +16,8 @@ from rareid.deploy.index import (
     StorageDtype,
     resolve_device,
 )
-from rareid.deploy.inference import (
+from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend
+from rareid.deploy.model.inference import (
     checkpoint_file,
     file_sha256,
     load_model,
@@ -26,7 +26,7 @@ from rareid.deploy.inference import (
 from rareid.runs import RunLock, UsageError
 
 if TYPE_CHECKING:
-    from rareid.deploy.distributed_embed import DeviceLayout
+    from rareid.deploy.gallery.distributed import DeviceLayout
 
 
 class IndexLock(RunLock):
@@ -74,9 +74,9 @@ def build_or_update(
     The caller holds the index's :class:`IndexLock`. With ``add`` an existing approximate index
     is rebuilt on the updated rows (``ann`` may ask for another kind). With a ``layout`` of
     several devices every rank calls it (rank 0 holding the lock); rank 0 writes the file and
-    the others return ``None`` (:mod:`rareid.deploy.distributed_embed`).
+    the others return ``None`` (:mod:`rareid.deploy.gallery.distributed`).
     """
-    from rareid.deploy.backends import OnnxBackend
+    from rareid.deploy.model.backends import OnnxBackend
 
     if layout is not None and onnx is not None:
         raise GalleryIndexError(
@@ -113,7 +113,7 @@ def build_or_update(
     if dtype is not None:  # None: the loaded index keeps its own
         index.storage_dtype = dtype
     if layout is not None:
-        from rareid.deploy.distributed_embed import update_on_devices
+        from rareid.deploy.gallery.distributed import update_on_devices
 
         update = update_on_devices(index, model, paths, layout, batch_size, num_workers, progress)
         if update is None:  # not rank 0: rank 0 writes the index
@@ -132,7 +132,7 @@ def build_or_update(
     changes.total = len(index)
     kind = ann or previous_ann
     if kind is not None and (index.ann is None or index.ann.kind != kind):
-        from rareid.deploy.ann import AnnIndex
+        from rareid.deploy.gallery.ann import AnnIndex
 
         index.ann = AnnIndex.build(index.embeddings, index.split_sizes, index.metric, kind)
     index.save(out)

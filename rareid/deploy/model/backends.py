@@ -60,7 +60,13 @@ class EmbeddingBackend(ABC):
 
 
 class TorchBackend(EmbeddingBackend):
-    """A PyTorch model, run in eval mode (its BatchNorm statistics untouched)."""
+    """A PyTorch model, run in eval mode (its BatchNorm statistics untouched).
+
+    Examples::
+
+        model, preprocess = load_model("last.ckpt")
+        embeddings = TorchBackend(model).embed(preprocess(["a.jpg", "b.jpg"]), [4, 1])
+    """
 
     def __init__(self, model: RAReIDModule) -> None:
         self.model = model
@@ -78,7 +84,13 @@ class TorchBackend(EmbeddingBackend):
 
 
 class OnnxBackend(EmbeddingBackend):
-    """An exported ONNX file run by onnxruntime (CPU, or CUDA when available)."""
+    """An exported ONNX file run by onnxruntime (CPU, or CUDA when available).
+
+    Examples::
+
+        backend = OnnxBackend("model.onnx")  # written by `rareid export`
+        index = GalleryIndex.from_onnx(backend, "gallery/")
+    """
 
     def __init__(self, path: str | Path, expected_sha256: str | None = None) -> None:
         onnxruntime = require_onnxruntime()

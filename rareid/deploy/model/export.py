@@ -6,7 +6,7 @@ sample's level and the padding are inside the graph, so a serving stack needs no
 rareid. Levels outside 1..m are checked by :class:`OnnxEmbedder` before the graph runs (the
 graph itself has no error path). The checkpoint's SHA-256, rates, sub-vector sizes, input size
 and normalisation are stored as ONNX metadata. The command line is
-:mod:`rareid.deploy.export_command`.
+:mod:`rareid.commands.export`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from rareid.deploy.backends import OnnxBackend, require_onnx
+from rareid.deploy.model.backends import OnnxBackend, require_onnx
 
 if TYPE_CHECKING:
-    from rareid.deploy.inference import Preprocess
+    from rareid.deploy.model.inference import Preprocess
     from rareid.models.module import RAReIDModule
 
 ExportFormat = Literal["onnx", "torch-export"]
 #: Agreement required between onnxruntime and PyTorch in float32.
 ONNX_TOLERANCE = 1e-4
-#: The ONNX runtime of :mod:`rareid.deploy.backends`, under the name it had before.
+#: The ONNX runtime of :mod:`rareid.deploy.model.backends`, under the name it had before.
 OnnxEmbedder = OnnxBackend
 
 
@@ -76,7 +76,14 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
     opset: int = 18,
 ) -> Path:
-    """Write the model (eval mode, dynamic batch) as one ONNX file."""
+    """Write the model (eval mode, dynamic batch) as one ONNX file.
+
+    Examples::
+
+        model, preprocess = load_model("last.ckpt")
+        metadata = export_metadata(model, preprocess, file_sha256("last.ckpt"))
+        export_onnx(model, "model.onnx", metadata)
+    """
     onnx, _ = require_onnx()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

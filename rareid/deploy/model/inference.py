@@ -82,6 +82,13 @@ class Preprocess:
 
     Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
     normalisation are the ones the model was trained with.
+
+    Examples::
+
+        >>> import numpy as np
+        >>> preprocess = Preprocess((128, 64))
+        >>> preprocess(np.zeros((100, 40, 3), dtype=np.uint8)).shape
+        torch.Size([1, 3, 128, 64])
     """
 
     img_size: tuple[int, int]
@@ -196,7 +203,13 @@ def load_model(
     The network comes back as a plain-torch :class:`~rareid.models.embedding.EmbeddingModel`
     (no Lightning import): the losses, the metric and the classifier of the training identities
     are not needed to embed. Pretrained weights are never fetched (the checkpoint holds every
-    weight).
+    weight). A checkpoint whose weights hold NaN or infinity (a diverged training) is refused
+    here, once, for every command that loads one.
+
+    Examples::
+
+        model, preprocess = load_model("runs/market1501/checkpoints/last.ckpt")
+        embeddings = model.embed(preprocess(["query/0001_c1.jpg"]), [2])  # a level-2 query
     """
     from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
 

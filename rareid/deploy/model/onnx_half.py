@@ -7,7 +7,7 @@ the only change to the embeddings is the rounding of the weights. :func:`compare
 the same crops through both files at every level and reports the largest difference and the
 top-k agreement of the rankings they give, which is what a deployment acts on.
 
-    python -m rareid.deploy.onnx_half --onnx model.onnx --out model-fp16.onnx
+    python -m rareid.deploy.model.onnx_half --onnx model.onnx --out model-fp16.onnx
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rareid.deploy.backends import OnnxBackend, require_onnx
+from rareid.deploy.model.backends import OnnxBackend, require_onnx
 from rareid.runs import OneLineArgumentParser
 
 
@@ -102,7 +102,7 @@ def compare_exports(
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the float16 file and print, per level, the largest difference and agreement."""
     parser = OneLineArgumentParser(
-        prog="python -m rareid.deploy.onnx_half",
+        prog="python -m rareid.deploy.model.onnx_half",
         description="Store an exported ONNX model's weights in float16 and check it per level.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

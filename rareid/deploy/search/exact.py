@@ -15,35 +15,30 @@ exact formula and order ties by gallery position, so they return the same list.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
-from rareid.data.lowres import assign_level, estimate_rate
-from rareid.deploy.ann import ann_candidates
-from rareid.deploy.verdicts import Verdict, level_threshold, threshold_for, verdict
+from rareid.deploy.gallery.ann import ann_candidates
+from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 
 if TYPE_CHECKING:
-    from rareid.deploy.index import Backend, GalleryIndex
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.inference import ImageInput
+    from rareid.models.module import RAReIDModule
+
+#: Ranking engines: exact search through faiss or torch; ``auto`` picks (see Searcher.search).
+Engine = Literal["auto", "torch", "faiss"]
 
 #: Gallery rows per chunk of the torch path (bounds the (Q, chunk) distance block).
 TORCH_CHUNK_ROWS = 65536
 #: Extra candidates the faiss path fetches, re-scored exactly, so float ties at the k-th place
 #: resolve the same way as in the torch path.
 FAISS_MARGIN = 8
-__all__ = [
-    "SearchResult",
-    "Verdict",
-    "level_threshold",
-    "prefix_search",
-    "query_level",
-    "threshold_for",
-    "verdict",
-]
+__all__ = ["Engine", "SearchResult", "Searcher"]
 
 
 def faiss_available() -> bool:
@@ -191,29 +186,109 @@ class FaissPrefixIndex:
         return torch.from_numpy(found.astype(np.int64))
 
 
-def _faiss_for(index: GalleryIndex) -> FaissPrefixIndex:
-    """The faiss index of ``index``'s embeddings, built once and kept with it."""
-    cached = getattr(index, "_faiss", None)
-    if cached is None or cached[0] != len(index):
-        cached = (len(index), FaissPrefixIndex(index.embeddings, index.split_sizes))
-        index._faiss = cached  # type: ignore[attr-defined]
-    return cached[1]
+class Searcher:
+    """Exact top-``k`` search of one gallery index. It owns what it builds from the index (the
+    faiss index, the prefix norms of the gallery) and rebuilds them when the index changes size,
+    so that the index itself stays a plain record of its file.
 
+    Examples::
 
-def prefix_search(
-    index: GalleryIndex,
-    queries: torch.Tensor,
-    levels: torch.Tensor | Sequence[int],
-    k: int = 10,
-    backend: Backend = "auto",
-) -> SearchResult:
-    """Exact top-``k`` of zero-padded queries at their levels against an HR gallery index.
-
-    ``backend``: ``faiss`` (needs faiss-cpu and the Euclidean distance), ``torch``, or ``auto``
-    (faiss when it is installed and applies, torch otherwise). Same results either way.
+        searcher = Searcher(GalleryIndex.load("gallery.npz"))
+        found = searcher.search_images(model, ["q1.jpg", "q2.jpg"], levels=[1, 4], k=10)
+        found.indices, found.distances  # (2, 10) gallery positions, prefix distances
     """
-    levels = torch.as_tensor(levels).long().reshape(-1)
-    queries = torch.as_tensor(queries).detach().float().cpu()
+
+    def __init__(self, index: GalleryIndex) -> None:
+        self.index = index
+        self._faiss: tuple[int, FaissPrefixIndex] | None = None
+        self._gallery_sq: torch.Tensor | None = None
+
+    def faiss_index(self) -> FaissPrefixIndex:
+        """The faiss index of the gallery's embeddings, built on first use."""
+        if self._faiss is None or self._faiss[0] != len(self.index):
+            self._faiss = (
+                len(self.index),
+                FaissPrefixIndex(self.index.embeddings, self.index.split_sizes),
+            )
+        return self._faiss[1]
+
+    def gallery_sq(self) -> torch.Tensor:
+        """(N, m) squared norms of the gallery's level prefixes, computed on first use."""
+        if self._gallery_sq is None or self._gallery_sq.shape[0] != len(self.index):
+            self._gallery_sq = prefix_sq_norms(self.index.embeddings, self.index.split_sizes)
+        return self._gallery_sq
+
+    def search(
+        self,
+        queries: torch.Tensor,
+        levels: torch.Tensor | Sequence[int],
+        k: int = 10,
+        engine: Engine = "auto",
+    ) -> SearchResult:
+        """Exact top-``k`` of zero-padded queries at their levels against the HR gallery.
+
+        ``engine``: ``faiss`` (needs faiss-cpu and the Euclidean distance), ``torch``, or
+        ``auto`` (the index's approximate index when it has one, else faiss when it is installed
+        and applies, torch otherwise). Same results either way.
+        """
+        index = self.index
+        levels = torch.as_tensor(levels).long().reshape(-1)
+        queries = torch.as_tensor(queries).detach().float().cpu()
+        _check_queries(index, queries, levels, k)
+        k = min(k, len(index))
+        if len(index) == 0 or queries.shape[0] == 0:
+            empty = torch.empty(queries.shape[0], 0)
+            return SearchResult(empty.long(), empty, levels)
+        use_faiss = engine == "faiss" or (
+            engine == "auto" and index.metric == "euclidean" and faiss_available()
+        )
+        if use_faiss and index.metric != "euclidean":
+            raise ValueError(
+                "the faiss backend ranks the euclidean distance only; use --backend torch"
+            )
+        count = min(len(index), k + FAISS_MARGIN)
+        found = ann_candidates(index, queries, levels, count) if engine == "auto" else None
+        if found is not None:
+            pass  # the approximate index's short list, re-scored exactly below
+        elif use_faiss:
+            found = self.faiss_index().candidates(queries, levels, count)
+        else:
+            found = torch_candidates(
+                index.embeddings,
+                self.gallery_sq(),
+                queries,
+                levels,
+                index.split_sizes,
+                index.metric,
+                count,
+            )
+        distances = rescore(
+            queries, levels, index.embeddings, found, index.split_sizes, index.metric
+        )
+        indices, distances = _order(found, distances, k)
+        return SearchResult(indices, distances.float(), levels)
+
+    def search_images(
+        self,
+        model: RAReIDModule | EmbeddingBackend,
+        images: Sequence[ImageInput],
+        levels: Sequence[int] | torch.Tensor,
+        k: int = 10,
+        engine: Engine = "auto",
+    ) -> SearchResult:
+        """Embed ``images`` at ``levels`` with ``model`` (the index's, or a backend running it)
+        and search."""
+        runtime = as_backend(model)
+        self.index.check_model(runtime)
+        levels = torch.as_tensor(levels).long().reshape(-1)
+        embeddings = runtime.embed(self.index.preprocess(images), levels)
+        return self.search(embeddings, levels, k, engine)
+
+
+def _check_queries(
+    index: GalleryIndex, queries: torch.Tensor, levels: torch.Tensor, k: int
+) -> None:
+    """ValueError when the queries, their levels or ``k`` do not fit ``index``."""
     num_levels = index.num_levels
     if queries.ndim != 2 or queries.shape[1] != index.embeddings.shape[1]:
         raise ValueError(
@@ -226,56 +301,3 @@ def prefix_search(
         raise ValueError(f"levels: expected values in 1..{num_levels}, got {levels.tolist()}")
     if k < 1:
         raise ValueError(f"k: expected a positive number of matches, got {k}")
-    k = min(k, len(index))
-    if len(index) == 0 or queries.shape[0] == 0:
-        empty = torch.empty(queries.shape[0], 0)
-        return SearchResult(empty.long(), empty, levels)
-    use_faiss = backend == "faiss" or (
-        backend == "auto" and index.metric == "euclidean" and faiss_available()
-    )
-    if use_faiss and index.metric != "euclidean":
-        raise ValueError("the faiss backend ranks the euclidean distance only; use --backend torch")
-    count = min(len(index), k + FAISS_MARGIN)
-    found = ann_candidates(index, queries, levels, count) if backend == "auto" else None
-    if found is not None:
-        pass  # the approximate index's short list, re-scored exactly below
-    elif use_faiss:
-        found = _faiss_for(index).candidates(queries, levels, count)
-    else:
-        gallery_sq = getattr(index, "_gallery_sq", None)
-        if gallery_sq is None or gallery_sq.shape[0] != len(index):
-            gallery_sq = prefix_sq_norms(index.embeddings, index.split_sizes)
-            index._gallery_sq = gallery_sq  # type: ignore[attr-defined]
-        found = torch_candidates(
-            index.embeddings, gallery_sq, queries, levels, index.split_sizes, index.metric, count
-        )
-    distances = rescore(queries, levels, index.embeddings, found, index.split_sizes, index.metric)
-    indices, distances = _order(found, distances, k)
-    return SearchResult(indices, distances.float(), levels)
-
-
-# ---------------------------------------------------------------------- query levels
-def query_level(
-    height: int,
-    rates: Sequence[float],
-    reference_height: float,
-    policy: str = "nearest",
-    rate: float | None = None,
-    width: int | None = None,
-    reference_width: float | None = None,
-) -> tuple[float, int]:
-    """(rate, level) of a query crop: the given rate, or one estimated from its size.
-
-    With ``width`` and ``reference_width`` the rate is the geometric mean of the height and
-    width ratios (the ratio of the areas' square roots): a crop cut off at the knees or a
-    squeezed box is not taken for a much blurrier one, as its height alone would say.
-    """
-    if rate is not None:
-        value = float(rate)
-    elif width is not None and reference_width:
-        value = math.sqrt(
-            estimate_rate(height, reference_height) * estimate_rate(width, reference_width)
-        )
-    else:
-        value = estimate_rate(height, reference_height)
-    return value, assign_level(value, rates, policy)

@@ -1,5 +1,5 @@
 """Gallery-level k-reciprocal re-ranking: :func:`rareid.evaluation.rerank.k_reciprocal_distances`
-over every image of a :class:`~rareid.deploy.index.GalleryIndex`."""
+over every image of a :class:`~rareid.deploy.gallery.index.GalleryIndex`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from rareid.evaluation.rerank import k_reciprocal_distances
 
 if TYPE_CHECKING:
-    from rareid.deploy.index import Backend, GalleryIndex
-    from rareid.deploy.search import SearchResult
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.search.exact import SearchResult
 
 
 def rerank_search(
@@ -19,7 +19,6 @@ def rerank_search(
     queries: torch.Tensor,
     levels: torch.Tensor,
     k: int,
-    backend: Backend = "auto",
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
@@ -27,10 +26,15 @@ def rerank_search(
     """Top-``k`` by re-ranked distance over the whole index, and the matches' prefix distances.
 
     Costs a pass over all gallery pairs (chunked): meant for galleries of thousands of images.
-    """
-    from rareid.deploy.search import SearchResult, rescore
+    Every gallery image is re-scored, so no ranking engine is involved.
 
-    del backend  # every gallery image is re-scored: no index lookup involved
+    Examples::
+
+        result, prefix_distances = rerank_search(index, query_embeddings, levels, k=10)
+
+    """
+    from rareid.deploy.search.exact import SearchResult, rescore
+
     reranked = k_reciprocal_distances(
         queries,
         levels,

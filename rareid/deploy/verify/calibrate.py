@@ -7,7 +7,7 @@ level this module measures the genuine (same identity) and impostor distance dis
 the validation evaluation set, the ROC curve, and the thresholds at the requested false-accept
 rates (FAR) with the true-accept rate (TAR) there. ``rareid search`` turns a match distance into
 a verdict with the threshold of the query's level. The command line is
-:mod:`rareid.deploy.calibrate_command`.
+:mod:`rareid.commands.calibrate`.
 
 Never calibrate on the test split: the thresholds would be tuned on the numbers they report.
 """
@@ -97,6 +97,14 @@ def calibrate_levels(
     A FAR a level cannot resolve (fewer than ``1 / FAR`` impostor pairs, or no genuine pair)
     stores no threshold: its ``resolvable`` entry is False and ``unresolved`` says why, so that
     ``rareid search`` answers ``uncalibrated`` there instead of a verdict from a few pairs.
+
+    Examples::
+
+        >>> import numpy as np
+        >>> genuine, impostor = {1: np.array([0.1, 0.2])}, {1: np.linspace(0.5, 1.5, 200)}
+        >>> calibration = calibrate_levels(genuine, impostor, fars=[0.01, 0.001])
+        >>> calibration["levels"]["1"]["resolvable"]  # 200 impostor pairs cannot measure 0.001
+        {'0.01': True, '0.001': False}
     """
     levels: dict[str, Any] = {}
     for level in sorted(set(genuine) | set(impostor)):

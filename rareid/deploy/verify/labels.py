@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rareid.deploy.inference import list_images
+from rareid.deploy.model.inference import list_images
 
 if TYPE_CHECKING:
-    from rareid.deploy.backends import EmbeddingBackend
-    from rareid.deploy.index import GalleryIndex
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.backends import EmbeddingBackend
 
 #: Checkpoint key of the record of the training identities (written by the LightningModule).
 TRAINING_RECORD_KEY = "rareid_training_identities"

@@ -1,4 +1,4 @@
-"""From a match distance to a verdict a user can act on, and the checks of a query crop.
+"""From a match distance to a verdict a user can act on.
 
 A verdict is ``same`` or ``different`` only where the calibration of the query's level holds a
 usable threshold at the requested false-accept rate (FAR). A level the calibration never saw, a
@@ -10,18 +10,9 @@ measured) gives ``uncalibrated``, with the reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 Verdict = Literal["same", "different", "uncalibrated"]
-
-#: Query crops with a side shorter than this (pixels) carry almost no identity: flagged.
-MIN_CROP_HEIGHT = 16
-MIN_CROP_WIDTH = 8
-#: Height / width of a standing person's crop lies in this range; outside it a crop is flagged
-#: (a cut-off or sideways box is not a person seen at a lower resolution).
-PERSON_ASPECT_RANGE = (1.2, 4.5)
 
 
 def _far_key(entry: dict[str, Any], far: float) -> str | None:
@@ -36,7 +27,13 @@ def _far_key(entry: dict[str, Any], far: float) -> str | None:
 def level_threshold(
     calibration: dict[str, Any] | None, level: int, far: float
 ) -> tuple[float | None, str]:
-    """(threshold, "") where ``level`` has a usable threshold at ``far``, else (None, reason)."""
+    """(threshold, "") where ``level`` has a usable threshold at ``far``, else (None, reason).
+
+    Examples::
+
+        >>> level_threshold(None, 1, 0.01)
+        (None, 'no calibration')
+    """
     if not calibration:
         return None, "no calibration"
     entry = (calibration.get("levels") or {}).get(str(level))
@@ -70,6 +67,13 @@ def usable_fars(calibration: dict[str, Any] | None, level: int) -> list[float]:
 
 
 def verdict(distance: float, threshold: float | None) -> Verdict:
+    """``same`` within the threshold, ``different`` beyond it, ``uncalibrated`` without one.
+
+    Examples::
+
+        >>> verdict(0.3, 0.5), verdict(0.7, 0.5), verdict(0.3, None)
+        ('same', 'different', 'uncalibrated')
+    """
     if threshold is None:
         return "uncalibrated"
     return "same" if distance <= threshold else "different"
@@ -116,31 +120,3 @@ def calibration_caption(calibration: dict[str, Any] | None, num_levels: int, far
     if others:
         text += f"; levels {', '.join(map(str, others))} uncalibrated"
     return text
-
-
-@dataclass(frozen=True)
-class CropCheck:
-    """What is odd about a query crop (empty: nothing)."""
-
-    flags: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return "; ".join(self.flags)
-
-
-def check_crop(
-    height: int,
-    width: int,
-    min_height: int = MIN_CROP_HEIGHT,
-    min_width: int = MIN_CROP_WIDTH,
-    aspect_range: Sequence[float] = PERSON_ASPECT_RANGE,
-) -> CropCheck:
-    """Flags of a degenerate crop: too small to hold a person, or not a person's shape."""
-    flags = []
-    if height < min_height or width < min_width:
-        flags.append(f"tiny ({height}x{width} px, minimum {min_height}x{min_width})")
-    aspect = height / max(width, 1)
-    low, high = aspect_range
-    if not low <= aspect <= high:
-        flags.append(f"aspect {aspect:.2f} (height/width; a person's is {low:g}-{high:g})")
-    return CropCheck(tuple(flags))

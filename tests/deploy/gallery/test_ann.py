@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.deploy.ann import AnnIndex, factory_string
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.search import prefix_search
+from rareid.deploy.gallery.ann import AnnIndex, factory_string
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.search.exact import Searcher
 from tests.deploy.conftest import vectors_index
 
 pytest.importorskip("faiss")
@@ -65,10 +65,10 @@ def recall_at(found: torch.Tensor, exact: torch.Tensor) -> float:
 def test_every_kind_finds_the_exact_top_10_at_every_level(kind, metric) -> None:
     index = clustered_index(metric=metric)
     queries, levels = queries_near(index)
-    exact = prefix_search(index, queries, levels, k=10, backend="torch")
+    exact = Searcher(index).search(queries, levels, k=10, engine="torch")
     index.ann = AnnIndex.build(index.embeddings, SPLIT, metric, kind)
     assert len(index.ann.indexes) == len(SPLIT)  # one faiss index per level prefix
-    found = prefix_search(index, queries, levels, k=10)  # auto: through the approximate index
+    found = Searcher(index).search(queries, levels, k=10)  # auto: through the approximate index
     for level in range(1, len(SPLIT) + 1):
         rows = levels == level
         assert recall_at(found.indices[rows], exact.indices[rows]) >= 0.95, (kind, level)
@@ -94,7 +94,7 @@ def test_approximate_index_is_saved_in_the_npz_without_pickle(tmp_path) -> None:
     loaded = GalleryIndex.load(path)
     assert loaded.ann is not None and loaded.ann.factories == index.ann.factories
     queries, levels = queries_near(index, count=20)
-    first, again = prefix_search(index, queries, levels), prefix_search(loaded, queries, levels)
+    first, again = Searcher(index).search(queries, levels), Searcher(loaded).search(queries, levels)
     assert torch.equal(first.indices, again.indices)
 
 
@@ -103,6 +103,6 @@ def test_queries_the_probed_lists_cannot_fill_fall_back_to_an_exact_scan() -> No
     index.ann = AnnIndex.build(index.embeddings, SPLIT, "euclidean", "ivf-flat", nprobe=1)
     index.ann.shortlist = 800  # more than one inverted list holds
     queries, levels = queries_near(index, count=10)
-    found = prefix_search(index, queries, levels, k=10)
-    exact = prefix_search(index, queries, levels, k=10, backend="torch")
+    found = Searcher(index).search(queries, levels, k=10)
+    exact = Searcher(index).search(queries, levels, k=10, engine="torch")
     assert torch.equal(found.indices, exact.indices)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.deploy.distributed_embed import is_rank_zero, merge_rank_outputs, plan_digest
-from rareid.deploy.index import GalleryIndex, GalleryIndexError
+from rareid.deploy.gallery.distributed import is_rank_zero, merge_rank_outputs, plan_digest
+from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
 from tests.deploy.conftest import GALLERY_NAMES, delete_change_and_add, run_cli
 from tests.deploy.conftest import index_args as gallery_index_args
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.deploy.index import GalleryIndex, GalleryIndexError
-from rareid.deploy.inference import Preprocess
+from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+from rareid.deploy.model.inference import Preprocess
 from tests.deploy.conftest import run_cli as _run
 from tests.helpers import one_error_line
 

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import torch
 
-from rareid.deploy.backends import EmbeddingBackend
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import Preprocess, list_images
-from rareid.deploy.verdicts import check_crop
+from rareid.deploy.crops import check_crop
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.backends import EmbeddingBackend
+from rareid.deploy.model.inference import Preprocess, list_images
 
 
 class MeanColour(EmbeddingBackend):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.index_update import IndexLock
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.gallery.update import IndexLock
+from rareid.deploy.search.exact import Searcher
 from tests.deploy.conftest import GALLERY_NAMES, delete_change_and_add, index_args, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
@@ -85,7 +86,7 @@ def test_a_checkpoint_with_nan_weights_is_refused(
 def test_float16_storage_halves_the_file_and_keeps_the_ranking(
     tmp_path, trained_checkpoint, gallery_dir, query_dir
 ) -> None:
-    from rareid.deploy.inference import list_images, load_model
+    from rareid.deploy.model.inference import list_images, load_model
 
     full, half = tmp_path / "f32.npz", tmp_path / "f16.npz"
     assert run(index_args(trained_checkpoint, gallery_dir, full)) == 0
@@ -97,8 +98,8 @@ def test_float16_storage_halves_the_file_and_keeps_the_ranking(
     model, _ = load_model(trained_checkpoint)
     queries = list_images(query_dir)
     levels = [4] * len(queries)
-    a = exact.search_images(model, queries, levels, k=5)
-    b = rounded.search_images(model, queries, levels, k=5)
+    a = Searcher(exact).search_images(model, queries, levels, k=5)
+    b = Searcher(rounded).search_images(model, queries, levels, k=5)
     assert torch.equal(a.indices, b.indices)
     torch.testing.assert_close(a.distances, b.distances, atol=2e-3, rtol=2e-3)
 
@@ -131,7 +132,7 @@ def test_onnx_backend_builds_the_index_without_a_checkpoint_and_half_weights_agr
     tmp_path, trained_checkpoint, gallery_dir, capsys
 ) -> None:
     pytest.importorskip("onnxruntime")
-    from rareid.deploy.onnx_half import compare_exports, half_weights
+    from rareid.deploy.model.onnx_half import compare_exports, half_weights
 
     onnx_path = tmp_path / "model.onnx"
     assert run(["export", "--ckpt", str(trained_checkpoint), "--out", str(onnx_path)]) == 0

@@ -1,6 +1,6 @@
 """Embedding backends: the torch backend is ``model.embed`` in eval mode with the training mode
 restored, and an index refuses a backend of another model. (The ONNX backend against the torch
-one: tests/deploy/test_export.py.)"""
+one: tests/deploy/model/test_export.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.deploy.backends import EmbeddingBackend, TorchBackend, as_backend
-from rareid.deploy.index import GalleryIndex, GalleryIndexError
-from rareid.deploy.inference import Preprocess
+from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.model.inference import Preprocess
 from tests.deploy.conftest import make_model
 
 

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from rareid.deploy.backends import OnnxBackend
-from rareid.deploy.export import OnnxEmbedder, export_torch
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import list_images, load_model
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.backends import OnnxBackend
+from rareid.deploy.model.export import OnnxEmbedder, export_torch
+from rareid.deploy.model.inference import list_images, load_model
 from tests.deploy.conftest import run_cli as run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
@@ -118,7 +118,7 @@ def test_torch_export_round_trip(tmp_path, trained_checkpoint) -> None:
 def test_output_path_is_checked_before_the_model_is_built(
     tmp_path, trained_checkpoint, capsys, monkeypatch
 ) -> None:
-    import rareid.deploy.inference as inference
+    import rareid.deploy.model.inference as inference
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built before the output path was checked")

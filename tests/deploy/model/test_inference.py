@@ -8,7 +8,7 @@ import timm
 import torch
 
 from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from rareid.deploy.inference import (
+from rareid.deploy.model.inference import (
     Preprocess,
     backbone_statistics,
     embed_images,
@@ -123,7 +123,7 @@ def test_the_inference_model_embeds_as_the_training_module_without_lightning(
     )
     # matching crops never pays Lightning's import (it is most of a one-query start-up)
     probe = (
-        "import sys; from rareid.deploy.inference import load_model; "
+        "import sys; from rareid.deploy.model.inference import load_model; "
         f"load_model({str(trained_checkpoint)!r}); "
         "print(sorted(m for m in ('lightning', 'torchmetrics', 'albumentations') if m in sys.modules))"
     )

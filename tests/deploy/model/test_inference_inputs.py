@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rareid.cli import main
-from rareid.deploy.inference import Preprocess, embed_images, load_model, read_checkpoint
+from rareid.deploy.model.inference import Preprocess, embed_images, load_model, read_checkpoint
 from tests.deploy.conftest import make_model
 from tests.helpers import one_error_line
 
@@ -76,7 +76,7 @@ def test_embed_images_takes_one_image_with_one_level() -> None:
 
 
 def test_building_an_index_from_a_folder_as_checkpoint_says_what_to_pass(tmp_path) -> None:
-    from rareid.deploy.index_update import build_or_update
+    from rareid.deploy.gallery.update import build_or_update
 
     gallery = tmp_path / "gallery"
     gallery.mkdir()

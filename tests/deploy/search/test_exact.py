@@ -6,25 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.search import (
+from rareid.deploy.search.exact import (
     FaissPrefixIndex,
-    prefix_search,
+    Searcher,
     prefix_sq_norms,
-    query_level,
-    threshold_for,
     torch_candidates,
-    verdict,
 )
+from rareid.deploy.verify.verdicts import threshold_for, verdict
 from rareid.evaluation.distances import level_distances
-from tests.deploy.conftest import vectors_index
-
-SPLIT = [8, 8, 8, 8]
-
-
-def random_index(size: int = 3000, seed: int = 0, metric: str = "euclidean") -> GalleryIndex:
-    generator = torch.Generator().manual_seed(seed)
-    return vectors_index(torch.randn(size, sum(SPLIT), generator=generator), SPLIT, metric)
+from rareid.levels import query_level
+from tests.deploy.conftest import SPLIT, random_index
 
 
 def random_queries(count: int = 40, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,9 +38,9 @@ def test_faiss_and_torch_paths_return_the_same_top_k_as_brute_force() -> None:
     index = random_index()
     queries, levels = random_queries()
     expected_i, expected_d = brute_force(index, queries, levels, 10)
-    for backend in ("faiss", "torch"):
-        result = prefix_search(index, queries, levels, k=10, backend=backend)
-        assert torch.equal(result.indices, expected_i), backend
+    for engine in ("faiss", "torch"):
+        result = Searcher(index).search(queries, levels, k=10, engine=engine)
+        assert torch.equal(result.indices, expected_i), engine
         torch.testing.assert_close(result.distances, expected_d, rtol=1e-4, atol=1e-4)
 
 
@@ -74,22 +65,22 @@ def test_cosine_metric_is_served_by_the_torch_path() -> None:
     index = random_index(metric="cosine")
     queries, levels = random_queries()
     expected_i, expected_d = brute_force(index, queries, levels, 5)
-    result = prefix_search(index, queries, levels, k=5, backend="auto")
+    result = Searcher(index).search(queries, levels, k=5, engine="auto")
     assert torch.equal(result.indices, expected_i)
     torch.testing.assert_close(result.distances, expected_d, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="euclidean"):
-        prefix_search(index, queries, levels, k=5, backend="faiss")
+        Searcher(index).search(queries, levels, k=5, engine="faiss")
 
 
 def test_search_rejects_bad_levels_and_shapes() -> None:
     index = random_index(size=50)
     queries, levels = random_queries(count=3)
     with pytest.raises(ValueError, match=r"1\.\.4"):
-        prefix_search(index, queries, torch.tensor([0, 1, 2]), k=3)
+        Searcher(index).search(queries, torch.tensor([0, 1, 2]), k=3)
     with pytest.raises(ValueError, match="expected 3 levels"):
-        prefix_search(index, queries, levels[:2], k=3)
+        Searcher(index).search(queries, levels[:2], k=3)
     with pytest.raises(ValueError, match=r"\(Q, 32\)"):
-        prefix_search(index, queries[:, :8], levels, k=3)
+        Searcher(index).search(queries[:, :8], levels, k=3)
 
 
 def test_query_level_from_height_and_overrides() -> None:

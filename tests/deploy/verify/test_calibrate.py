@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from rareid.data.synthetic import write_synthetic_dataset
-from rareid.deploy.calibrate import calibrate_levels, roc_curve, threshold_at_far
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import list_images, load_model
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.inference import list_images, load_model
+from rareid.deploy.verify.calibrate import calibrate_levels, roc_curve, threshold_at_far
 from tests.deploy.conftest import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
