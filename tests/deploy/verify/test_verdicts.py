@@ -12,8 +12,8 @@ import pytest
 
 from rareid.deploy.gallery.index import GalleryIndex
 from rareid.deploy.model.inference import file_sha256
-from rareid.deploy.verify.verdicts import level_threshold
 from rareid.deploy.verify.calibrate import calibrate_levels
+from rareid.deploy.verify.verdicts import level_threshold
 from tests.deploy.conftest import run_cli as run
 from tests.deploy.conftest import save_folder_index
 
