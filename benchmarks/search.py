@@ -34,10 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rareid.deploy.gallery.ann import AnnIndex  # noqa: E402
+from rareid.deploy.gallery.ann import AnnIndex, faiss_available  # noqa: E402
 from rareid.deploy.gallery.index import GalleryIndex  # noqa: E402
 from rareid.deploy.model.inference import Preprocess  # noqa: E402
-from rareid.deploy.search.exact import Searcher, faiss_available  # noqa: E402
+from rareid.deploy.search.exact import Searcher  # noqa: E402
 
 LEVELS = 4
 

@@ -12,10 +12,10 @@ import logging
 import os
 import sys
 import warnings
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NoReturn
 
-import timm
 from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Trainer
@@ -38,7 +38,7 @@ from rareid.checkpointing import (
     read_checkpoint,
 )
 from rareid.data.datamodule import ReIDDataModule
-from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rareid.data.transforms import backbone_statistics
 from rareid.runs import (
     RunFailure,
     RunLock,
@@ -95,12 +95,8 @@ class _NoLitLoggerTip(logging.Filter):
         return "litlogger" not in record.getMessage().lower()
 
 
-def backbone_normalization(name: str, which: str) -> tuple[float, float, float]:
-    """``mean`` or ``std`` of a timm backbone's pretrained config (ImageNet's if it has none)."""
-    cfg = timm.get_pretrained_cfg(name) if timm.is_model(name) else None
-    default = IMAGENET_MEAN if which == "mean" else IMAGENET_STD
-    return tuple(getattr(cfg, which, None) or default)
-
+#: Picks the mean or the std out of :func:`~rareid.data.transforms.backbone_statistics`.
+STATISTIC = {"mean": itemgetter(0), "std": itemgetter(1)}
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
@@ -211,7 +207,7 @@ class RAReIDCLI(LightningCLI):
             parser.link_arguments(
                 "model.backbone",
                 f"data.{which}",
-                compute_fn=lambda name, which=which: backbone_normalization(name, which),
+                compute_fn=lambda name, which=which: STATISTIC[which](backbone_statistics(name)),
             )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -310,7 +306,8 @@ class RAReIDCLI(LightningCLI):
         datamodule_saved = checkpoint.get("datamodule_hyper_parameters") or {}
         for which in ("mean", "std"):
             config.data[which] = tuple(
-                datamodule_saved.get(which) or backbone_normalization(config.model.backbone, which)
+                datamodule_saved.get(which)
+                or STATISTIC[which](backbone_statistics(config.model.backbone))
             )
 
     # ------------------------------------------------------------------ run folder

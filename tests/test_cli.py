@@ -200,16 +200,18 @@ def test_fit_then_test_end_to_end(
 
 
 def test_data_normalisation_follows_the_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rareid import lightning_cli as cli
+    import timm
 
-    assert cli.backbone_normalization("resnet18", "mean") == (0.485, 0.456, 0.406)
-    assert cli.backbone_normalization("resnet18", "std") == (0.229, 0.224, 0.225)
+    from rareid.data.transforms import backbone_statistics
+
+    assert backbone_statistics("resnet18")[0] == (0.485, 0.456, 0.406)
+    assert backbone_statistics("resnet18")[1] == (0.229, 0.224, 0.225)
 
     class OtherCfg:
         mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
-    monkeypatch.setattr(cli.timm, "get_pretrained_cfg", lambda name: OtherCfg())
-    assert cli.backbone_normalization("resnet18", "std") == (0.25, 0.25, 0.25)
+    monkeypatch.setattr(timm, "get_pretrained_cfg", lambda name: OtherCfg())
+    assert backbone_statistics("resnet18")[1] == (0.25, 0.25, 0.25)
 
 
 def _tiny_fit_args(data: Path, run: Path) -> list[str]:

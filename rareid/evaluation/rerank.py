@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from rareid.evaluation.distances import Distance, level_distances
+from rareid.levels import prefix_lengths
 
 
 def paired_distances(
@@ -41,7 +42,7 @@ def paired_distances(
     metric: Distance = "euclidean",
 ) -> torch.Tensor:
     """(P,) distances of row ``p`` of ``first`` to row ``p`` of ``second`` (prefix of the lower level)."""
-    bounds = torch.tensor([int(s) for s in split_sizes]).cumsum(0)
+    bounds = torch.tensor(prefix_lengths(split_sizes))
     length = bounds[torch.minimum(first_levels, second_levels) - 1]
     keep = (torch.arange(first.shape[1])[None, :] < length[:, None]).to(first.dtype)
     first_prefix, second_prefix = first * keep, second * keep

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rareid.levels import prefix_lengths
+
 AnnKind = Literal["ivf-flat", "hnsw", "ivf-pq"]
 #: Default candidates per query that are re-scored exactly.
 DEFAULT_SHORTLIST = 100
@@ -39,18 +41,24 @@ ADD_CHUNK_ROWS = 65536
 TRAIN_ROWS_PER_LIST = 64
 
 
-def require_faiss() -> Any:
+def faiss_available() -> bool:
+    """Whether faiss imports here (it is the optional ``deploy`` extra)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_faiss(needed_for: str = "approximate search", otherwise: str = "") -> Any:
+    """The faiss module, or an ImportError saying what needs it and how to install it."""
     try:
         import faiss
     except ImportError:
         raise ImportError(
-            "approximate search needs faiss-cpu: pip install 'rareid[deploy]'"
+            f"{needed_for} needs faiss-cpu: pip install 'rareid[deploy]'{otherwise}"
         ) from None
     return faiss
-
-
-def prefix_lengths(split_sizes: Sequence[int]) -> list[int]:
-    return np.cumsum([int(s) for s in split_sizes]).tolist()
 
 
 def default_lists(rows: int) -> int:

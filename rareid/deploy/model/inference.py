@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, read_image
+from rareid.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    backbone_statistics,
+    read_image,
+)
 
 if TYPE_CHECKING:
     from rareid.models.embedding import EmbeddingModel, LevelEmbedding
@@ -51,16 +57,6 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         while block := handle.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
-
-
-def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``mean`` and ``std`` of a timm backbone's pretrained configuration (ImageNet's if none)."""
-    import timm
-
-    cfg = timm.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
-    mean = tuple(getattr(cfg, "mean", None) or IMAGENET_MEAN)
-    std = tuple(getattr(cfg, "std", None) or IMAGENET_STD)
-    return mean, std
 
 
 def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:

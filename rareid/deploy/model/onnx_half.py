@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rareid.deploy.model.backends import OnnxBackend, require_onnx
+from rareid.levels import prefix_lengths
 from rareid.runs import OneLineArgumentParser
 
 
@@ -76,7 +77,7 @@ def compare_exports(
     reference, rounded = OnnxBackend(full), OnnxBackend(half)
     levels = reference.num_levels or 1
     sizes = reference.split_sizes or [images.shape[0]]
-    bounds = np.cumsum(sizes).tolist()
+    bounds = prefix_lengths(sizes)
     rows = images.shape[0]
     k = max(1, min(k, rows - 1))
     report = []

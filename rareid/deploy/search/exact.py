@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from rareid.deploy.gallery.ann import ann_candidates
+from rareid.deploy.gallery.ann import ann_candidates, faiss_available, require_faiss
 from rareid.deploy.model.backends import EmbeddingBackend, as_backend
+from rareid.levels import prefix_lengths
 
 if TYPE_CHECKING:
     from rareid.deploy.gallery.index import GalleryIndex
@@ -41,24 +42,6 @@ FAISS_MARGIN = 8
 __all__ = ["Engine", "SearchResult", "Searcher"]
 
 
-def faiss_available() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def require_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError(
-            "the faiss backend needs faiss-cpu: pip install 'rareid[deploy]' (or use --backend torch)"
-        ) from None
-    return faiss
-
-
 @dataclass
 class SearchResult:
     """Top-k gallery positions and prefix distances per query (ascending distance)."""
@@ -69,11 +52,6 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------- distances
-def prefix_bounds(split_sizes: Sequence[int]) -> list[int]:
-    """Embedding length of each level (1..m at index 0..m-1)."""
-    return np.cumsum([int(s) for s in split_sizes]).tolist()
-
-
 def prefix_sq_norms(
     vectors: torch.Tensor, split_sizes: Sequence[int], chunk_rows: int = TORCH_CHUNK_ROWS
 ) -> torch.Tensor:
@@ -98,7 +76,7 @@ def rescore(
     metric: str,
 ) -> torch.Tensor:
     """Exact prefix distances (Q, c) of each query to its candidate gallery rows."""
-    bounds = prefix_bounds(split_sizes)
+    bounds = prefix_lengths(split_sizes)
     lengths = torch.tensor(bounds)[levels - 1]  # (Q,)
     keep = torch.arange(queries.shape[1])[None, :] < lengths[:, None]  # (Q, d)
     query_prefix = queries * keep
@@ -131,7 +109,7 @@ def torch_candidates(
     chunk_rows: int = TORCH_CHUNK_ROWS,
 ) -> torch.Tensor:
     """(Q, count) nearest gallery positions by prefix distance, gallery scanned in chunks."""
-    bounds = prefix_bounds(split_sizes)
+    bounds = prefix_lengths(split_sizes)
     out = torch.empty(queries.shape[0], count, dtype=torch.long)
     for level in torch.unique(levels).tolist():
         rows = (levels == level).nonzero(as_tuple=True)[0]
@@ -164,7 +142,7 @@ class FaissPrefixIndex:
     """One flat inner-product faiss index of width ``d + m`` that ranks every level exactly."""
 
     def __init__(self, gallery: torch.Tensor, split_sizes: Sequence[int]) -> None:
-        faiss = require_faiss()
+        faiss = require_faiss("the faiss backend", " (or use --backend torch)")
         self.split_sizes = [int(s) for s in split_sizes]
         self.dim = int(gallery.shape[1])
         self.num_levels = len(self.split_sizes)
@@ -177,7 +155,7 @@ class FaissPrefixIndex:
             self.index.add(rows)
 
     def candidates(self, queries: torch.Tensor, levels: torch.Tensor, count: int) -> torch.Tensor:
-        bounds = prefix_bounds(self.split_sizes)
+        bounds = prefix_lengths(self.split_sizes)
         rows = np.zeros((queries.shape[0], self.dim + self.num_levels), dtype=np.float32)
         for position, level in enumerate(levels.tolist()):
             rows[position, : bounds[level - 1]] = queries[position, : bounds[level - 1]].numpy()

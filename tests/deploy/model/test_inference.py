@@ -7,10 +7,9 @@ import pytest
 import timm
 import torch
 
-from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rareid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, backbone_statistics
 from rareid.deploy.model.inference import (
     Preprocess,
-    backbone_statistics,
     embed_images,
     list_images,
     load_model,
