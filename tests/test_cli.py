@@ -20,8 +20,8 @@ from rareid.cli import main, run_cli
 from tests.helpers import tiny_run_args
 
 REPO = Path(__file__).resolve().parents[1]
-# conf/experiments/ holds grids of `rareid experiment`, not LightningCLI configs.
-CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if "experiments" not in p.parts)
+# conf/grids/ holds grids of `rareid experiment`, not LightningCLI configs.
+CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if "grids" not in p.parts)
 
 
 def _tree_hash(root: Path) -> str:

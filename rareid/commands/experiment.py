@@ -25,14 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rareid experiment",
         description="Train and test a grid of variants over seeds; print and save the table.",
     )
-    parser.add_argument("grid", help="grid file, e.g. conf/experiments/table4.yaml")
+    parser.add_argument("grid", help="grid file, e.g. conf/grids/table4.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     parser.add_argument(
         "--base",
         nargs="+",
         metavar="CONFIG",
-        help="replace the grid's base configs, e.g. conf/market1501/resnet50.yaml for the "
-        "paper's setting (default: the grid's CPU benchmark)",
+        help="replace the grid's base configs, e.g. conf/paper.yaml conf/market1501/resnet50.yaml "
+        "for the paper's setting (default: the grid's CPU benchmark)",
     )
     parser.add_argument("--out", help="output folder (default: the grid's `output`)")
     parser.add_argument(

@@ -31,8 +31,8 @@ from rareid.experiment import (
 )
 from rareid.models.backbone import Backbone
 
-REPO = Path(__file__).resolve().parents[1]
-GRIDS = sorted((REPO / "conf" / "experiments").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+GRIDS = sorted((REPO / "conf" / "grids").glob("*.yaml"))
 
 
 def write_grid(tmp_path: Path, text: str) -> Path:
@@ -130,8 +130,11 @@ variants:
     assert "--data.level_policy=lower" in shared.test_args
     assert f"--ckpt_path={full.folder / 'checkpoints' / 'best.ckpt'}" in shared.test_args
     # a paper config replaces the benchmark base
-    paper = plan_runs(grid, [0], base=["conf/market1501/resnet50.yaml"])
-    assert paper[0].fit_args[0] == "--config=conf/market1501/resnet50.yaml"
+    paper = plan_runs(grid, [0], base=["conf/paper.yaml", "conf/market1501/resnet50.yaml"])
+    assert paper[0].fit_args[:2] == (
+        "--config=conf/paper.yaml",
+        "--config=conf/market1501/resnet50.yaml",
+    )
 
 
 def test_aggregation_is_mean_and_sample_std_over_seeds(tmp_path: Path) -> None:
@@ -464,8 +467,9 @@ def test_paper_base_gets_its_own_folders_and_no_benchmark_warm_start(
     code = main(
         [
             "experiment",
-            "conf/experiments/table4.yaml",
+            "conf/grids/table4.yaml",
             "--base",
+            "conf/paper.yaml",
             "conf/market1501/resnet50.yaml",
             "--seeds",
             "0",
@@ -477,7 +481,7 @@ def test_paper_base_gets_its_own_folders_and_no_benchmark_warm_start(
     commands = [line for line in out.splitlines() if line.startswith("rareid ")]
     assert len(commands) == 12  # 6 fits + 6 tests
     for command in commands:
-        assert "--config=conf/market1501/resnet50.yaml" in command
+        assert "--config=conf/paper.yaml --config=conf/market1501/resnet50.yaml" in command
         assert "weights_path" not in command and "conf/benchmark" not in command
         assert "runs/experiments/table4-market1501-resnet50/" in command
         assert "runs/benchmark" not in command

@@ -20,7 +20,7 @@ from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
 from tests.deploy.conftest import GALLERY_NAMES, delete_change_and_add, run_cli
 from tests.deploy.conftest import index_args as gallery_index_args
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 run = run_cli
