@@ -66,13 +66,10 @@ def helper_commands_help() -> str:
 def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
     """Run a Lightning subcommand and return the CLI object (``args=None``: ``sys.argv``)."""
     from rareid.data.datamodule import ReIDDataModule
-    from rareid.lightning_cli import (
-        RAReIDArgumentParser,
-        RAReIDCLI,
-        _HelpFormatter,
-        quiet_third_party_noise,
-    )
+    from rareid.lightning_cli import RAReIDCLI
+    from rareid.lightning_parser import HelpFormatter, RAReIDArgumentParser
     from rareid.models.module import RAReIDModule
+    from rareid.runtime import quiet_third_party_noise
 
     os.environ.setdefault("WANDB_SILENT", "true")
     quiet_third_party_noise()
@@ -86,7 +83,7 @@ def run_cli(args: Sequence[str] | None = None) -> RAReIDCLI:
         parser_kwargs={
             "prog": "rareid",
             "epilog": helper_commands_help(),
-            "formatter_class": _HelpFormatter,
+            "formatter_class": HelpFormatter,
         },
     )
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from rareid import cli as cli_module
-from rareid import lightning_cli
+from rareid import lightning_cli, runtime
 from rareid.cli import main, run_cli
 from tests.helpers import tiny_run_args
 
@@ -345,7 +345,7 @@ def test_third_party_noise_is_silenced_by_name(
         def emit(self, record: logging.LogRecord) -> None:
             messages.append(record.getMessage())
 
-    lightning_logger = logging.getLogger(lightning_cli.LIGHTNING_INFO_LOGGER)
+    lightning_logger = logging.getLogger(runtime.LIGHTNING_INFO_LOGGER)
     for old in list(lightning_logger.filters):
         lightning_logger.removeFilter(old)
     collect = Collect(level=logging.INFO)
@@ -358,7 +358,7 @@ def test_third_party_noise_is_silenced_by_name(
         monkeypatch.delenv("JSONARGPARSE_DEPRECATION_WARNINGS", raising=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            lightning_cli.quiet_third_party_noise()
+            runtime.quiet_third_party_noise()
             LeafSpec()
             Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
     finally:
@@ -366,7 +366,7 @@ def test_third_party_noise_is_silenced_by_name(
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     assert messages and not any("litlogger" in m for m in messages)
     assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "off"
-    wandb_logger = lightning_cli.default_loggers(tmp_path)[1]
+    wandb_logger = runtime.default_loggers(tmp_path)[1]
     assert "anonymous" not in wandb_logger._wandb_init
 
 
@@ -376,12 +376,12 @@ def test_default_loggers_without_wandb_log_csv_and_say_so(
     """A minimal image without wandb trains with CSV metrics instead of failing at start."""
     from lightning.pytorch.loggers import CSVLogger
 
-    real_find_spec = lightning_cli.importlib.util.find_spec
+    real_find_spec = runtime.importlib.util.find_spec
     monkeypatch.setattr(
-        lightning_cli.importlib.util,
+        runtime.importlib.util,
         "find_spec",
         lambda name, *rest: None if name == "wandb" else real_find_spec(name, *rest),
     )
-    loggers = lightning_cli.default_loggers(tmp_path)
+    loggers = runtime.default_loggers(tmp_path)
     assert [type(logger) for logger in loggers] == [CSVLogger]
     assert "wandb is not installed" in capsys.readouterr().err
