@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml
 # A backbone warm-started on HR crops of a separate identity pool, then the full method and the
 # IDE + Verif baseline trained 5 epochs from it on the same data, side by side per query level
 # (runs/demo_warm/table.md, chart.png, rank_lists.png; the runs in runs/demo_warm/runs);
-# re-running resumes. conf/experiments/demo.yaml: from scratch.
+# re-running resumes. conf/grids/demo.yaml: from scratch.
 demo: $(STAMP)
-	$(VENV)/bin/rareid experiment conf/experiments/demo_warm.yaml
+	$(VENV)/bin/rareid experiment conf/grids/demo_warm.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Gallery search at scale: memory, build time and per-query latency of the exact faiss and torch
-paths of :func:`rareid.deploy.search.prefix_search` and of the approximate indexes of
-:mod:`rareid.deploy.ann` (``--ann``), whether the exact paths return the same top-k, and the
+paths of :class:`rareid.deploy.search.exact.Searcher` and of the approximate indexes of
+:mod:`rareid.deploy.gallery.ann` (``--ann``), whether the exact paths return the same top-k, and the
 recall@k of the approximate ones against exact search.
 
     .venv/bin/python benchmarks/search.py                    # 1 M x 512 and 200 k x 2048
@@ -34,10 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rareid.deploy.ann import AnnIndex  # noqa: E402
-from rareid.deploy.index import GalleryIndex  # noqa: E402
-from rareid.deploy.inference import Preprocess  # noqa: E402
-from rareid.deploy.search import _faiss_for, faiss_available, prefix_search  # noqa: E402
+from rareid.deploy.gallery.ann import AnnIndex, faiss_available  # noqa: E402
+from rareid.deploy.gallery.index import GalleryIndex  # noqa: E402
+from rareid.deploy.model.inference import Preprocess  # noqa: E402
+from rareid.deploy.search.exact import Searcher  # noqa: E402
 
 LEVELS = 4
 
@@ -88,14 +88,15 @@ def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
     return hits / max(1, exact.numel())
 
 
-def time_search(index: GalleryIndex, q, levels, k: int, backend: str) -> dict[str, Any]:
+def time_search(index: GalleryIndex, q, levels, k: int, engine: str) -> dict[str, Any]:
+    searcher = Searcher(index)
     latencies = []
     for row in range(q.shape[0]):
         tick = time.perf_counter()
-        prefix_search(index, q[row : row + 1], levels[row : row + 1], k, backend)
+        searcher.search(q[row : row + 1], levels[row : row + 1], k, engine)
         latencies.append(time.perf_counter() - tick)
     tick = time.perf_counter()
-    result = prefix_search(index, q, levels, k, backend)
+    result = searcher.search(q, levels, k, engine)
     batched = (time.perf_counter() - tick) / q.shape[0]
     return {
         "result": result,
@@ -113,7 +114,7 @@ def float16_storage_effect(
     full = index.embeddings
     index.embeddings = full.half().float()
     try:
-        rounded = prefix_search(index, q, levels, k, "torch")
+        rounded = Searcher(index).search(q, levels, k, "torch")
     finally:
         index.embeddings = full
     same = rounded.indices == reference.indices
@@ -168,20 +169,21 @@ def run_one(
         if backend == "faiss" and not faiss_available():
             out["faiss"] = "not installed"
             continue
+        searcher = Searcher(index)
         before = rss_gb()
         tick = time.perf_counter()
         # build: the faiss index (d + m wide) or the torch path's prefix norms, done by the first
         # search; a one-query search triggers it
-        prefix_search(index, q[:1], levels[:1], k, backend)
+        searcher.search(q[:1], levels[:1], k, backend)
         build = time.perf_counter() - tick
         added = rss_gb() - before
         latencies = []
         for row in range(queries):
             tick = time.perf_counter()
-            prefix_search(index, q[row : row + 1], levels[row : row + 1], k, backend)
+            searcher.search(q[row : row + 1], levels[row : row + 1], k, backend)
             latencies.append(time.perf_counter() - tick)
         tick = time.perf_counter()
-        results[backend] = prefix_search(index, q, levels, k, backend)
+        results[backend] = searcher.search(q, levels, k, backend)
         batched = (time.perf_counter() - tick) / queries
         out[backend] = {
             "build_s": build,
@@ -190,8 +192,6 @@ def run_one(
             "latency_ms_p90": 1e3 * float(np.percentile(latencies, 90)),
             "batched_ms_per_query": 1e3 * batched,
         }
-        if backend == "faiss":
-            _faiss_for(index)  # kept with the index: count it once
     if "torch" in results and "faiss" in results:
         same = results["torch"].indices == results["faiss"].indices
         out["same_top_k_ranks"] = float(same.float().mean())

@@ -1,6 +1,6 @@
 """Time to accuracy: the training each recipe needs to reach a validation target.
 
-Runs (or, with ``--report-only``, reads) the grid ``conf/experiments/time_to_accuracy.yaml``:
+Runs (or, with ``--report-only``, reads) the grid ``conf/grids/time_to_accuracy.yaml``:
 each variant is named ``ROW · RECIPE`` (e.g. ``rareid (full) · fast``) and validates on 10
 identities held out of the training split after every epoch, logging the training time that
 figure cost (``FitClock``: wall seconds, process CPU seconds, optimiser steps). For every row
@@ -11,7 +11,7 @@ processes share the cores). The fitted (last) checkpoints' test results follow.
 
     python benchmarks/time_to_accuracy.py --seeds 0
     python benchmarks/time_to_accuracy.py --report-only --grid \
-        conf/experiments/time_to_accuracy.yaml conf/experiments/time_to_accuracy_strong.yaml
+        conf/grids/time_to_accuracy.yaml conf/grids/time_to_accuracy_strong.yaml
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid",
         type=Path,
         nargs="+",
-        default=[Path("conf/experiments/time_to_accuracy.yaml")],
+        default=[Path("conf/grids/time_to_accuracy.yaml")],
         help="grids whose runs share one run folder (the first names the output)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -18,7 +18,7 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from rareid.runs import RunFailure, UsageError, atomic_write
+from rareid.runs import (
+    RunFailure,
+    UsageError,
+    atomic_write,
+    checkpoint_dir,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,3 +297,99 @@ def training_identities(datamodule: Any) -> dict[str, Any] | None:
         "files": files,
         "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
     }
+
+
+def checkpoint_to_load(
+    value: str | None,
+    root: str | os.PathLike,
+    subcommand: str,
+    has_validation: bool = True,
+    overwrite: bool = False,
+) -> tuple[str | None, str | None]:
+    """The file ``--ckpt_path VALUE`` names for ``subcommand`` and a note to print, if any.
+
+    ``best`` / ``last`` are the run folder's (:func:`rareid.runs.resolve_checkpoint`); a run
+    that never validated has no ``best.ckpt`` and its ``last.ckpt`` stands in. ``fit`` resumes
+    from ``last`` when there is one and starts a new run (path ``None``) when there is none;
+    resuming and ``--overwrite`` together are a ``UsageError``.
+    """
+    path, note = resolve_checkpoint(value, root, has_validation)
+    last = checkpoint_dir(root) / "last.ckpt"
+    if value == "best" and not Path(str(path)).is_file() and last.is_file():
+        path, note = (
+            str(last),
+            f"no best.ckpt in {last.parent} (no validation ran): using last.ckpt",
+        )
+    if subcommand == "fit" and overwrite:
+        raise UsageError(
+            f"--overwrite starts a new run (deleting the old checkpoints) and --ckpt_path "
+            f"{value} resumes one: give only one of them"
+        )
+    if subcommand == "fit" and value == "last" and not Path(str(path)).is_file():
+        return None, f"no {path} to resume from: starting a new run"
+    return path, note
+
+
+#: Data options a checkpoint fixes -> the model option each is linked to.
+LINKED_DATA_OPTIONS = {"rates": "rates", "input_size": "img_size"}
+
+
+def evaluation_options(
+    checkpoint: Mapping[str, Any],
+    model: Mapping[str, Any],
+    data: Mapping[str, Any],
+    defaults: tuple[Mapping[str, Any], Mapping[str, Any]],
+    explicit: tuple[Collection[str] | None, Collection[str] | None] = (None, None),
+    statistics: Callable[[str], tuple[Any, Any]] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model options and the data options (rates, input size, mean and std) to evaluate
+    ``checkpoint`` with: the checkpoint defines the model, and an option set against it is a
+    ``UsageError`` (:func:`model_options_from_checkpoint`). ``defaults`` and ``explicit`` are
+    (model, data) pairs; ``statistics(backbone)`` gives the (mean, std) of a backbone, used
+    when the checkpoint saved none."""
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    if not saved:
+        return dict(model), {}
+    model, updates = dict(model), {}
+    for data_key, model_key in LINKED_DATA_OPTIONS.items():
+        if model_key not in saved:
+            continue
+        wanted = list(saved[model_key])
+        model_options_from_checkpoint(
+            {data_key: wanted},
+            {data_key: data[data_key]},
+            {data_key: defaults[1].get(data_key)},
+            prefix="data",
+            explicit=explicit[1],
+        )
+        updates[data_key] = model[model_key] = wanted
+    explicit_model = explicit[0]
+    if explicit_model is not None:
+        explicit_model = set(explicit_model) - set(LINKED_DATA_OPTIONS.values())
+    options = model_options_from_checkpoint(saved, model, defaults[0], explicit=explicit_model)
+    datamodule_saved = checkpoint.get("datamodule_hyper_parameters") or {}
+    for position, which in enumerate(("mean", "std")):
+        value = datamodule_saved.get(which)
+        if not value and statistics is not None:
+            value = statistics(options["backbone"])[position]
+        updates[which] = tuple(value)
+    return options, updates
+
+
+def validation_ranks_checkpoints(datamodule: Any) -> bool:
+    """False, with a word, when validation cannot rank checkpoints (one held-out identity:
+    every query's only candidate is its match, rank-1 is 100 % from the first epoch)."""
+    split = getattr(datamodule, "fit_split", None)
+    if split is None:
+        return True
+    held = len(split.val_ids)
+    if held >= 2:
+        return True
+    print(
+        f"validation holds {held} identity (data.val_identities="
+        f"{datamodule.hparams.val_identities}), so its gallery has one person and "
+        "val/rank1 cannot tell checkpoints apart: no best.ckpt is kept, last.ckpt (the "
+        "last epoch) is the model and --ckpt_path best uses it; hold out at least 2 "
+        "identities to select on validation"
+    )
+    return False

@@ -14,7 +14,8 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal, NoReturn
 
@@ -40,6 +41,69 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         text = " ".join(message.split())
         print(f"{self.prog}: error: {text} (see {self.prog} --help)", file=sys.stderr)
         self.exit(2)
+
+
+#: The package's own folder: an error raised by code under it is rareid's (see raised_by_rareid).
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: Stages of a Lightning subcommand, as :func:`one_line_errors` tells them apart.
+Stage = Literal["parse", "build", "run"]
+
+
+def raised_by_rareid(error: BaseException) -> bool:
+    """Whether rareid's own code raised ``error`` (a check of the user's input, on purpose).
+
+    Errors raised inside third-party code (torch, numpy, Lightning) keep their traceback:
+    they may be bugs, and one line would hide where they come from.
+    """
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def is_usage_error(
+    error: BaseException, stage: Stage, usage: tuple[type[BaseException], ...] = ()
+) -> bool:
+    """Whether ``error`` is the user's to fix. A ``UsageError`` always is, and so is one of
+    ``usage`` (Lightning's word for a bad option) once parsing is done. While the classes are
+    built (``build``) a ValueError or FileNotFoundError is the configuration's wherever it was
+    raised (Lightning's trainer options raise them); a TypeError, and once the run has started
+    any of these, only when rareid raised it on purpose."""
+    if isinstance(error, UsageError):
+        return True
+    if stage == "parse":
+        return False
+    if isinstance(error, usage):
+        return True
+    if stage == "build":
+        if isinstance(error, ValueError | FileNotFoundError):
+            return True
+        return isinstance(error, TypeError) and raised_by_rareid(error)
+    ours = ValueError | TypeError | FileNotFoundError | FileExistsError
+    return isinstance(error, ours) and raised_by_rareid(error)
+
+
+@contextmanager
+def one_line_errors(
+    prog: Callable[[], str],
+    stage: Callable[[], Stage],
+    usage: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """Errors of the user's making (:func:`is_usage_error`) as one ``PROG: error: ...`` line
+    and exit status 2, a run that cannot go on (``RunFailure``) as one line and exit status 1;
+    every other error keeps its traceback."""
+    try:
+        yield
+    except RunFailure as error:
+        print(f"{prog()}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as error:
+        if not is_usage_error(error, stage(), usage):
+            raise
+        print(f"{prog()}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def checkpoint_dir(root: str | os.PathLike) -> Path:
@@ -136,6 +200,76 @@ class RunLock:
             if owner is not None and owner[0] == os.getpid():
                 self.path.unlink(missing_ok=True)
             self.held = False
+
+
+class RunFolder:
+    """The run-folder policy of ``rareid fit/validate/test/predict``: one process per folder
+    (a lock), a stale lock or an interrupted save cleaned up with a word, and no silent
+    overwrite of an earlier run's checkpoints (``fit`` resumes with ``--ckpt_path last`` or
+    starts again with ``--overwrite``, which deletes them only once everything is checked).
+
+    Only rank zero owns the folder: DDP workers re-run the same command and leave it alone.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        fresh_fit: bool = False,
+        overwrite: bool = False,
+        rank_zero: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.fresh_fit = fresh_fit  # a fit that does not resume a checkpoint
+        self.overwrite = overwrite
+        self.rank_zero = rank_zero
+        self.lock: RunLock | None = None
+
+    def open(self) -> RunFolder:
+        """Check the folder can be written, take its lock, and refuse to start a fresh fit
+        over an earlier run's checkpoints unless ``overwrite``."""
+        check_writable(self.root)
+        if not self.rank_zero:
+            return self
+        self.lock = RunLock(self.root).acquire()
+        if self.lock.took_over is not None:
+            print(
+                f"taking over the run folder {self.root}: its lock was left by process "
+                f"{self.lock.took_over}, which no longer runs"
+            )
+        folder = checkpoint_dir(self.root)
+        removed = remove_stale_temp_files(folder)
+        if removed:
+            print(
+                f"removed {removed} unfinished checkpoint file(s) of an interrupted save "
+                f"in {folder}"
+            )
+        found = existing_checkpoints(self.root) if self.fresh_fit else []
+        if found and not self.overwrite:
+            self.close()
+            raise UsageError(
+                f"{folder} already holds {describe(found)} from an earlier "
+                "run: resume it with --ckpt_path last, start again with --overwrite (the "
+                "old checkpoints are deleted), or choose another --trainer.default_root_dir"
+            )
+        return self
+
+    def apply_overwrite(self) -> None:
+        """Delete the earlier run's checkpoints (``--overwrite``), once every option, the data
+        and the model are checked."""
+        if not self.overwrite or not self.rank_zero:
+            return
+        found = existing_checkpoints(self.root)
+        for path in found:
+            path.unlink()
+        if found:
+            print(
+                f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
+                f"{checkpoint_dir(self.root)}: {describe(found)}"
+            )
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def resolve_checkpoint(

@@ -1,18 +1,29 @@
-"""Process-level settings for training and evaluating on the CPU."""
+"""Process-level settings of a Lightning run: the CPU allocator, the default loggers and the
+third-party messages a rareid user can do nothing about."""
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import logging
 import os
 import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger
 
 __all__ = [
     "BF16_CPU_FLAGS",
     "CPU_MALLOC_ENV",
+    "LIGHTNING_INFO_LOGGER",
     "cpu_bf16_flags",
     "cpu_malloc_wanted",
+    "default_loggers",
     "keep_freed_memory",
+    "quiet_third_party_noise",
     "resolve_precision",
 ]
 
@@ -111,3 +122,47 @@ def resolve_precision(
     if flags:
         return "bf16-mixed", f"the CPU has {' and '.join(flags)}"
     return "32-true", "the CPU has neither AMX nor AVX512-BF16 (bf16 would be emulated)"
+
+
+def default_loggers(root: str | os.PathLike) -> list[Logger]:
+    """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode.
+
+    Without wandb installed (a minimal GPU image, say) the run logs CSV only and says so,
+    rather than failing before it trains."""
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    root = Path(root)
+    csv_logger = CSVLogger(save_dir=root, name="csv")
+    if importlib.util.find_spec("wandb") is None:
+        print("rareid: wandb is not installed; logging CSV metrics only", file=sys.stderr)
+        return [csv_logger]
+    wandb_logger = WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True)
+    # Lightning's WandbLogger always passes anonymous=None (lightning/pytorch/loggers/wandb.py)
+    # and wandb warns "The anonymous setting has no effect" for any value but unset.
+    init = getattr(wandb_logger, "_wandb_init", {})
+    if init.get("anonymous", "") is None:
+        del init["anonymous"]
+    return [csv_logger, wandb_logger]
+
+
+#: The logger of Lightning's rank-zero messages (its tips among them).
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+def quiet_third_party_noise() -> None:
+    """Silence, by name, third-party messages a rareid user can do nothing about."""
+    # torch deprecates LeafSpec; Lightning's own pytree helpers still create one.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    # Lightning's CLI calls jsonargparse methods deprecated in jsonargparse 4.49 (its switch).
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    # run_cli(args) is meant to be called from Python while sys.argv holds another program's.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+    # Lightning's tip to install litlogger, a logger rareid does not use.
+    rank_zero_logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero_logger.filters):
+        rank_zero_logger.addFilter(_NoLitLoggerTip())
+
+
+class _NoLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()

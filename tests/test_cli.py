@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,13 @@ import torch
 import yaml
 
 from rareid import cli as cli_module
-from rareid import lightning_cli
+from rareid import lightning_cli, runtime
 from rareid.cli import main, run_cli
 from tests.helpers import tiny_run_args
 
 REPO = Path(__file__).resolve().parents[1]
-# conf/experiments/ holds grids of `rareid experiment`, not LightningCLI configs.
-CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if "experiments" not in p.parts)
+# conf/grids/ holds grids of `rareid experiment`, not LightningCLI configs.
+CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if "grids" not in p.parts)
 
 
 def _tree_hash(root: Path) -> str:
@@ -199,16 +200,18 @@ def test_fit_then_test_end_to_end(
 
 
 def test_data_normalisation_follows_the_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rareid import lightning_cli as cli
+    import timm
 
-    assert cli.backbone_normalization("resnet18", "mean") == (0.485, 0.456, 0.406)
-    assert cli.backbone_normalization("resnet18", "std") == (0.229, 0.224, 0.225)
+    from rareid.data.transforms import backbone_statistics
+
+    assert backbone_statistics("resnet18")[0] == (0.485, 0.456, 0.406)
+    assert backbone_statistics("resnet18")[1] == (0.229, 0.224, 0.225)
 
     class OtherCfg:
         mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
-    monkeypatch.setattr(cli.timm, "get_pretrained_cfg", lambda name: OtherCfg())
-    assert cli.backbone_normalization("resnet18", "std") == (0.25, 0.25, 0.25)
+    monkeypatch.setattr(timm, "get_pretrained_cfg", lambda name: OtherCfg())
+    assert backbone_statistics("resnet18")[1] == (0.25, 0.25, 0.25)
 
 
 def _tiny_fit_args(data: Path, run: Path) -> list[str]:
@@ -287,8 +290,11 @@ def test_helper_commands_return_their_status(tmp_path: Path) -> None:
         calls.append(list(argv))
         return 3
 
-    table = {**cli_module.HELPER_COMMANDS, "probe": helper}
+    probe = types.ModuleType("rareid_probe_command")
+    probe.main = helper  # type: ignore[attr-defined]
+    table = {**cli_module.HELPER_COMMANDS, "probe": (probe.__name__, "A helper for the test.")}
     with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, probe.__name__, probe)
         patch.setattr(cli_module, "HELPER_COMMANDS", table)
         assert main(["probe", "--x", "1"]) == 3
         last_line = cli_module.helper_commands_help().splitlines()[-1]
@@ -339,7 +345,7 @@ def test_third_party_noise_is_silenced_by_name(
         def emit(self, record: logging.LogRecord) -> None:
             messages.append(record.getMessage())
 
-    lightning_logger = logging.getLogger(cli_module.LIGHTNING_INFO_LOGGER)
+    lightning_logger = logging.getLogger(runtime.LIGHTNING_INFO_LOGGER)
     for old in list(lightning_logger.filters):
         lightning_logger.removeFilter(old)
     collect = Collect(level=logging.INFO)
@@ -352,7 +358,7 @@ def test_third_party_noise_is_silenced_by_name(
         monkeypatch.delenv("JSONARGPARSE_DEPRECATION_WARNINGS", raising=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cli_module.quiet_third_party_noise()
+            runtime.quiet_third_party_noise()
             LeafSpec()
             Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
     finally:
@@ -360,7 +366,7 @@ def test_third_party_noise_is_silenced_by_name(
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     assert messages and not any("litlogger" in m for m in messages)
     assert os.environ["JSONARGPARSE_DEPRECATION_WARNINGS"] == "off"
-    wandb_logger = cli_module.default_loggers(tmp_path)[1]
+    wandb_logger = runtime.default_loggers(tmp_path)[1]
     assert "anonymous" not in wandb_logger._wandb_init
 
 
@@ -370,12 +376,12 @@ def test_default_loggers_without_wandb_log_csv_and_say_so(
     """A minimal image without wandb trains with CSV metrics instead of failing at start."""
     from lightning.pytorch.loggers import CSVLogger
 
-    real_find_spec = lightning_cli.importlib.util.find_spec
+    real_find_spec = runtime.importlib.util.find_spec
     monkeypatch.setattr(
-        lightning_cli.importlib.util,
+        runtime.importlib.util,
         "find_spec",
         lambda name, *rest: None if name == "wandb" else real_find_spec(name, *rest),
     )
-    loggers = lightning_cli.default_loggers(tmp_path)
+    loggers = runtime.default_loggers(tmp_path)
     assert [type(logger) for logger in loggers] == [CSVLogger]
     assert "wandb is not installed" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rareid.data.dataset import EvalDataset, TrainDataset
-from rareid.data.lowres import Interpolation, LevelPolicy
+from rareid.data.lowres import Interpolation
 from rareid.data.options import (
     check_choices,
     check_positive_int,
@@ -61,7 +61,7 @@ from rareid.data.transforms import (
     TrainTransform,
     check_input_size,
 )
-from rareid.levels import normalize_rates
+from rareid.levels import LevelPolicy, normalize_rates
 
 __all__ = ["BadImages", "ReIDDataModule"]
 

@@ -6,9 +6,8 @@ Pure numpy + OpenCV (no torch), so that it can run anywhere: data workers, noteb
   at its LR size -- what a low-resolution camera would have seen.
 * :func:`synthesize_lowres` then brings it back to the network input size with bilinear
   interpolation, as the paper does for every image, HR or LR.
-* :func:`estimate_rate` / :func:`assign_level` give a real (not synthesised) image its level:
-  ``r_est = h_ref / h``, then the nearest known rate in log scale (ties go to the lower
-  resolution), or the next lower / higher known resolution (paper Table VI).
+* :func:`rareid.levels.estimate_rate` / :func:`rareid.levels.assign_level` give a real (not
+  synthesised) image its level.
 
 OpenCV's resize is deterministic (fixed-point arithmetic for uint8), so the same rate gives the
 same pixels on any machine; the random choice of rates is seeded (:func:`sample_rates`).
@@ -18,18 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from rareid.levels import normalize_rates
-
 #: Downsampling interpolation of LR synthesis (OpenCV's ``INTER_AREA`` by default).
 Interpolation = Literal["area", "linear", "cubic", "nearest", "lanczos"]
-
-#: How an unseen or estimated rate gets a known level (see :func:`assign_level`).
-LevelPolicy = Literal["nearest", "lower", "higher"]
 
 #: interpolation names accepted by :func:`degrade` -> OpenCV flags
 INTERPOLATIONS: dict[str, int] = {
@@ -39,13 +33,6 @@ INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
     "lanczos": cv2.INTER_LANCZOS4,
 }
-
-#: level assignment policies accepted by :func:`assign_level`
-LEVEL_POLICIES: tuple[str, ...] = get_args(LevelPolicy)
-
-# Relative tolerance for "this rate equals a known rate" and for log-scale ties, so that an
-# estimated rate such as 256 / 128.0000001 still lands on rate 2.
-_REL_TOL = 1e-9
 
 
 def interpolation_flag(interpolation: str) -> int:
@@ -114,58 +101,6 @@ def synthesize_lowres(
     if low.shape[:2] == (out_h, out_w):
         return low
     return cv2.resize(low, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-
-
-def estimate_rate(height: float, reference_height: float) -> float:
-    """Estimated downsampling rate of a real image: ``r_est = h_ref / h`` (paper §V-F)."""
-    if not height > 0:
-        raise ValueError(f"height: expected a positive image height, got {height}")
-    if not reference_height > 0:
-        raise ValueError(f"reference_height: expected a positive height, got {reference_height}")
-    return float(reference_height) / float(height)
-
-
-def assign_level(rate: float, rates: Sequence[float], policy: str = "nearest") -> int:
-    """Level (1..m) of an image with downsampling ``rate``, which may be an unseen rate.
-
-    * ``"nearest"``: the known rate nearest in log scale; an exact tie goes to the lower
-      resolution (the larger rate), e.g. rates [2, 4] and r = sqrt(8) -> rate 4.
-    * ``"lower"``: the smallest known rate >= ``rate`` (next lower resolution), clipped to the
-      largest known rate.
-    * ``"higher"``: the largest known rate <= ``rate`` (next higher resolution), clipped to the
-      smallest known rate.
-
-    A rate equal to a known rate (within 1e-9 relative) always gets that rate's level.
-    """
-    ordered = normalize_rates(rates)
-    m = len(ordered)
-    value = float(rate)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"rate: expected a positive finite rate, got {rate}")
-    if policy not in LEVEL_POLICIES:
-        raise ValueError(
-            f"level_policy: unknown value {policy!r}; choose one of {list(LEVEL_POLICIES)}"
-        )
-
-    for i, known in enumerate(ordered):
-        if math.isclose(value, known, rel_tol=_REL_TOL):
-            return m - i
-
-    if policy == "lower":
-        index = next((i for i, known in enumerate(ordered) if known > value), m - 1)
-    elif policy == "higher":
-        index = next((i for i in range(m - 1, -1, -1) if ordered[i] < value), 0)
-    else:
-        log_rate = math.log(value)
-        distances = [abs(math.log(known) - log_rate) for known in ordered]
-        best = min(distances)
-        # the last index among (numerically) tied candidates = the largest rate = lower resolution
-        index = max(
-            i
-            for i, d in enumerate(distances)
-            if math.isclose(d, best, rel_tol=_REL_TOL, abs_tol=1e-12)
-        )
-    return m - index
 
 
 def sample_rates(n: int, rates: Sequence[float], seed: int | Sequence[int]) -> np.ndarray:

@@ -31,9 +31,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rareid.data.lowres import LevelPolicy, assign_level, estimate_rate
 from rareid.data.readers.base import ImageRecord, ReIDSplits, image_height
-from rareid.levels import MAX_TRIALS, Role, normalize_rates
+from rareid.levels import (
+    MAX_TRIALS,
+    LevelPolicy,
+    Role,
+    assign_level,
+    estimate_rate,
+    normalize_rates,
+)
 
 __all__ = [
     "MAX_TRIALS",

@@ -37,6 +37,17 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``mean`` and ``std`` of a timm backbone's pretrained configuration (ImageNet's if none):
+    images are normalised with the statistics the backbone was trained with."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
+    mean = tuple(getattr(cfg, "mean", None) or IMAGENET_MEAN)
+    std = tuple(getattr(cfg, "std", None) or IMAGENET_STD)
+    return mean, std
+
+
 def read_image(path: str) -> np.ndarray:
     """Decode an image file to uint8 HxWx3 RGB with OpenCV; unreadable file -> error naming it."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)

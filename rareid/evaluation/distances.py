@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from rareid.evaluation.rank import as_tensor
+from rareid.levels import prefix_lengths
 
 __all__ = ["Distance", "level_distances"]
 
@@ -186,7 +186,7 @@ def level_distances(
     num_levels = len(sizes)
     num_q, num_g = query.shape[0], gallery.shape[0]
     q_levels = _check_levels(query_levels, num_q, "query_levels", num_levels, device)
-    bounds = np.cumsum(sizes).tolist()
+    bounds = prefix_lengths(sizes)
     if num_q == 0 or num_g == 0:
         return torch.empty(num_q, num_g, dtype=dtype, device=device)
     q_sq = _prefix_sq_norms(query, bounds)

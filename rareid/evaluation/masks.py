@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rareid.levels import prefix_lengths
+
 __all__ = [
     "draw_mask_heatmaps",
     "draw_subvector_norms",
@@ -115,7 +117,7 @@ def subvector_norms(
     embeddings: torch.Tensor, levels: torch.Tensor, split_sizes: Sequence[int]
 ) -> dict[int, list[float]]:
     """Mean L2 norm of each sub-vector, per level: ``{level: [norm of block 1, ...]}``."""
-    bounds = np.cumsum([0, *split_sizes])
+    bounds = [0, *prefix_lengths(split_sizes)]
     out: dict[int, list[float]] = {}
     for level in sorted({int(v) for v in levels.tolist()}, reverse=True):
         rows = embeddings[levels == level].float()

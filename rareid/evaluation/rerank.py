@@ -1,7 +1,7 @@
 """k-reciprocal re-ranking (Zhong et al., CVPR 2017) of embeddings, level-aware and memory-bounded.
 
 A pure function of tensors, used by the MLR metric (``rerank=True``) and, over a gallery index,
-by :func:`rareid.deploy.rerank.rerank_search`; it imports nothing above ``evaluation``.
+by :func:`rareid.deploy.search.rerank.rerank_search`; it imports nothing above ``evaluation``.
 
 Level-aware: every distance it starts from is the prefix distance of Eq. 2, over the first
 ``min(k_a, k_b)`` sub-vectors of the two images (query-query pairs included; the matrices come
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from rareid.evaluation.distances import Distance, level_distances
+from rareid.levels import prefix_lengths
 
 
 def paired_distances(
@@ -41,7 +42,7 @@ def paired_distances(
     metric: Distance = "euclidean",
 ) -> torch.Tensor:
     """(P,) distances of row ``p`` of ``first`` to row ``p`` of ``second`` (prefix of the lower level)."""
-    bounds = torch.tensor([int(s) for s in split_sizes]).cumsum(0)
+    bounds = torch.tensor(prefix_lengths(split_sizes))
     length = bounds[torch.minimum(first_levels, second_levels) - 1]
     keep = (torch.arange(first.shape[1])[None, :] < length[:, None]).to(first.dtype)
     first_prefix, second_prefix = first * keep, second * keep

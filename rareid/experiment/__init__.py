@@ -45,7 +45,6 @@ Grid file (YAML)::
 """
 
 from rareid.experiment.charts import plot_experiment, stack_rank_lists
-from rareid.experiment.command import experiment_main
 from rareid.experiment.grid import (
     Checkpoint,
     Grid,
@@ -88,7 +87,6 @@ __all__ = [
     "Variant",
     "aggregate",
     "execute",
-    "experiment_main",
     "format_experiment_table",
     "load_grid",
     "override_args",

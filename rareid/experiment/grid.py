@@ -114,7 +114,7 @@ VARIANT_KEYS = frozenset(
 def _read_grid_file(path: Path) -> dict[str, Any]:
     """The YAML mapping of a grid file, with a list of variants and no unknown key."""
     if not path.is_file():
-        raise GridError(f"grid file {path} does not exist (see conf/experiments/ for examples)")
+        raise GridError(f"grid file {path} does not exist (see conf/grids/ for examples)")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

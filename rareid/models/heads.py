@@ -9,6 +9,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from rareid.levels import prefix_lengths
+
 SplitMode = Literal["proportional", "equal"]
 
 
@@ -66,16 +68,11 @@ def resolve_split_sizes(
     return sizes
 
 
-def prefix_lengths(split_sizes: Sequence[int]) -> torch.Tensor:
-    """Embedding length used by level k (1..m) at index k-1."""
-    return torch.tensor(split_sizes).cumsum(0)
-
-
 def level_mask(
     levels: torch.Tensor, split_sizes: Sequence[int], dtype=torch.float32
 ) -> torch.Tensor:
     """(N, d) mask: 1 on the first ``k`` sub-vectors of a level-``k`` sample, 0 after."""
-    lengths = prefix_lengths(split_sizes).to(levels.device)[levels - 1]
+    lengths = torch.tensor(prefix_lengths(split_sizes), device=levels.device)[levels - 1]
     positions = torch.arange(sum(split_sizes), device=levels.device)
     return (positions[None, :] < lengths[:, None]).to(dtype)
 
@@ -147,7 +144,7 @@ class VerificationHead(nn.Module):
         Equal to ``forward`` on the masked differences, but the first (linear) layer
         is applied once per level prefix, so no ``Na x Nb x d`` tensor is built.
         """
-        lengths = prefix_lengths(self.split_sizes).tolist()
+        lengths = prefix_lengths(self.split_sizes)
         weight = self.fc1.weight
         # (m, N, hidden): projection of each embedding's level-k prefix, for every k.
         proj_a = torch.stack([z_a[:, :n] @ weight[:, :n].t() for n in lengths])

@@ -10,13 +10,12 @@ import pytest
 
 from rareid.data.lowres import (
     INTERPOLATIONS,
-    assign_level,
     degrade,
-    estimate_rate,
     lowres_size,
     sample_rates,
     synthesize_lowres,
 )
+from rareid.levels import assign_level, estimate_rate
 
 
 def noisy(height: int = 128, width: int = 64, seed: int = 0) -> np.ndarray:

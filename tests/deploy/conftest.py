@@ -211,8 +211,8 @@ def delete_change_and_add(folder: Path) -> None:
 
 def vectors_index(vectors: torch.Tensor, split: list[int], metric: str = "euclidean"):
     """An HR index of ready-made ``vectors`` (no files, no model) for search tests."""
-    from rareid.deploy.index import GalleryIndex
-    from rareid.deploy.inference import Preprocess
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.inference import Preprocess
 
     size = vectors.shape[0]
     return GalleryIndex(
@@ -230,11 +230,21 @@ def vectors_index(vectors: torch.Tensor, split: list[int], metric: str = "euclid
 
 def save_folder_index(checkpoint: Path, folder: Path, out: Path) -> Path:
     """``rareid index`` of ``folder`` through the Python API, saved to ``out``."""
-    from rareid.deploy.index import GalleryIndex
-    from rareid.deploy.inference import list_images, load_model
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.inference import list_images, load_model
 
     model, preprocess = load_model(checkpoint)
     index = GalleryIndex.build(
         model, list_images(folder), root=folder, preprocess=preprocess, checkpoint_path=checkpoint
     )
     return index.save(out)
+
+
+#: Sub-vector sizes of the random search indexes.
+SPLIT = [8, 8, 8, 8]
+
+
+def random_index(size: int = 3000, seed: int = 0, metric: str = "euclidean"):
+    """An index of ``size`` random vectors of the :data:`SPLIT` layout (no files, no model)."""
+    generator = torch.Generator().manual_seed(seed)
+    return vectors_index(torch.randn(size, sum(SPLIT), generator=generator), SPLIT, metric)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from rareid.data.lowres import assign_level, estimate_rate
-from rareid.deploy.calibrate import calibrate_levels
-from rareid.deploy.index import GalleryIndex
-from rareid.deploy.inference import load_model
+from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.inference import load_model
+from rareid.deploy.verify.calibrate import calibrate_levels
+from rareid.levels import assign_level, estimate_rate
 from tests.deploy.conftest import GALLERY_NAMES
 from tests.deploy.conftest import run_cli as run
 

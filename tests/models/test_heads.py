@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rareid.levels import prefix_lengths
 from rareid.models.heads import (
     EmbeddingHead,
     PrototypeClassifier,
     VerificationHead,
     level_mask,
     pad_by_level,
-    prefix_lengths,
     proportional_prefix_lengths,
     resolve_split_sizes,
 )
@@ -46,7 +46,7 @@ def test_proportional_split_follows_table_ii() -> None:
     for d in (16, 100, 256, 2047, 2048):
         sizes = resolve_split_sizes(d, RATES)
         assert sum(sizes) == d and min(sizes) >= 1
-        prefixes = prefix_lengths(sizes).tolist()
+        prefixes = prefix_lengths(sizes)
         # Level k at rate r_k uses ~d / r_k dimensions (rounded): 1/4, 1/3, 1/2, 1 of d.
         for prefix, rate in zip(prefixes, (4, 3, 2, 1), strict=True):
             assert abs(prefix - d / rate) <= 0.5
@@ -61,7 +61,7 @@ def test_proportional_split_follows_table_ii() -> None:
 
 
 def test_level_mask_and_padding() -> None:
-    assert prefix_lengths(SPLITS).tolist() == BOUNDS[1:]
+    assert prefix_lengths(SPLITS) == BOUNDS[1:]
     levels = torch.tensor([1, 2, 3, 4, 2])
     mask = level_mask(levels, SPLITS)
     for row, k in enumerate(levels.tolist()):

@@ -1,0 +1,256 @@
+"""``rareid calibrate``: the command line of :mod:`rareid.deploy.verify.calibrate`.
+
+The parser imports nothing heavy (no torch, no Lightning), so ``rareid calibrate --help`` and
+usage errors answer at once; the index, the model and the dataset are imported after the
+arguments are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rareid.commands.arguments import checkpoint_problem
+from rareid.deploy.verify.calibrate import DEFAULT_FARS
+from rareid.runs import OneLineArgumentParser
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.verify.labels import Labels
+    from rareid.models.module import RAReIDModule
+
+#: Genuine and impostor distances per query level.
+Distances = tuple[dict[int, "np.ndarray"], dict[int, "np.ndarray"]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``rareid calibrate`` (built without importing torch)."""
+    parser = OneLineArgumentParser(
+        prog="rareid calibrate",
+        description="Per-level 'same person?' thresholds at fixed FARs, either on your own "
+        "labelled crops (--index with --labels: the embeddings of the index, no dataset config) "
+        "or on the validation split of a training config (--ckpt with --config). Writes "
+        "calibration.json and calibration.png beside the index (or the checkpoint).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--index", help="index file (of `rareid index`) to store the thresholds in")
+    add(
+        "--labels",
+        help="CSV of 'path, person[, camera]' rows (paths relative to the CSV or the gallery) "
+        "or a folder with one sub-folder per person; every file must be in --index",
+    )
+    add("--ckpt", help="trained checkpoint (default with --labels: the index's checkpoint)")
+    add("--config", help="a training config whose validation split to calibrate on")
+    add("--root", help="override data.root of --config")
+    add("--out", help="JSON to write (default: calibration.json beside --index or --ckpt)")
+    add("--png", help="picture of the curves (default: beside --out, .png)")
+    add("--far", type=float, nargs="+", default=list(DEFAULT_FARS), help="false-accept rates")
+    add("--batch-size", type=int, default=64, help="images per embedding batch")
+    add("--device", default="auto", help="torch device (auto, cpu, cuda, ...)")
+    return parser
+
+
+def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse contradictory or out-of-range options before anything is loaded."""
+    for far in args.far:
+        if not 0 < far < 1:
+            parser.error(f"--far: expected rates in (0, 1), got {far}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if args.labels and args.config:
+        parser.error("--labels and --config both given: calibrate on one of them")
+    if args.labels and not args.index:
+        parser.error("--labels needs --index (the labelled images' embeddings are read from it)")
+    if not args.labels and not args.config:
+        parser.error("give --index with --labels (your own crops) or --ckpt with --config")
+    if args.config and not args.ckpt:
+        parser.error("--config needs --ckpt (the checkpoint to calibrate)")
+    if args.config and not Path(args.config).is_file():
+        parser.error(f"--config: {args.config!r} does not exist")
+    if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
+        parser.error(problem)
+    from rareid.deploy.model.checks import device_problem
+
+    if problem := device_problem(args.device):
+        parser.error(problem)
+
+
+def _load_index(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[GalleryIndex | None, str, str]:
+    """The index (if any), the checkpoint to calibrate and its SHA-256, each checked."""
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.model.inference import file_sha256
+
+    index = None
+    if args.index:
+        try:
+            index = GalleryIndex.load(args.index)
+        except (FileNotFoundError, GalleryIndexError) as error:
+            parser.error(f"--index: {error}")
+    ckpt = args.ckpt or (index.checkpoint_path if index is not None else None)
+    if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
+        parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
+    if problem := checkpoint_problem(ckpt):
+        parser.error(problem)
+    digest = file_sha256(ckpt)
+    if index is not None and index.checkpoint_sha256 != digest:
+        parser.error(
+            f"--index: {args.index!r} was built with another checkpoint than {ckpt!r}; "
+            "thresholds of one model do not apply to another"
+        )
+    return index, ckpt, digest
+
+
+def _label_distances(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    model: RAReIDModule,
+    ckpt: str,
+) -> tuple[Distances, Labels]:
+    """Distances between the labelled crops of the index; people the model was trained on and
+    a single identity are refused."""
+    from rareid.deploy.model.backends import TorchBackend
+    from rareid.deploy.model.inference import read_checkpoint
+    from rareid.deploy.verify.labels import (
+        TRAINING_RECORD_KEY,
+        label_distances,
+        read_labels,
+        trained_identities,
+    )
+
+    labels = read_labels(args.labels, index)
+    record = read_checkpoint(ckpt).get(TRAINING_RECORD_KEY)
+    seen = trained_identities(labels, index, record)
+    if seen:
+        parser.error(
+            f"--labels: {len(seen)} of the {labels.identities} labelled identities "
+            f"({', '.join(seen[:5])}) were in the training split of {ckpt!r}: calibrate "
+            "on people the model never saw"
+        )
+    if labels.identities < 2:
+        parser.error(
+            f"--labels: {labels.identities} identity in {args.labels!r}: impostor "
+            "pairs need at least two people"
+        )
+    return label_distances(index, labels, TorchBackend(model), args.batch_size), labels
+
+
+def _distances(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex | None,
+    ckpt: str,
+) -> tuple[RAReIDModule, Distances, str, Labels | None]:
+    """The model, the genuine and impostor distances per level, the split's name and the
+    labels (with --labels)."""
+    from rareid.deploy.gallery.index import resolve_device
+    from rareid.deploy.model.inference import load_model, read_checkpoint
+    from rareid.deploy.verify.calibrate import collect_distances, datamodule_from_config
+
+    labels = None
+    try:
+        model, preprocess = load_model(ckpt, resolve_device(args.device))
+        if args.labels:
+            assert index is not None
+            distances, labels = _label_distances(parser, args, index, model, ckpt)
+            split = f"labels {args.labels}"
+        else:
+            hparams = read_checkpoint(ckpt)["hyper_parameters"]
+            datamodule = datamodule_from_config(args.config, hparams, preprocess, args.root)
+            distances = collect_distances(model, datamodule, "val", args.batch_size)
+            split = "val"
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    if not any(values.size for values in distances[0].values()):
+        parser.error(
+            f"{'--labels' if args.labels else '--config'}: no genuine pair to calibrate on"
+        )
+    return model, distances, split, labels
+
+
+def _report(
+    args: argparse.Namespace,
+    calibration: dict[str, Any],
+    out: Path,
+    png: Path,
+    num_levels: int,
+) -> None:
+    """One line per level (thresholds, TAR, or why none) and what was written where."""
+    from rareid.deploy.verify.calibrate import stored_thresholds
+
+    stored = []
+    for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
+        cells = [
+            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f})"
+            for key in entry["thresholds"]
+        ]
+        cells += [
+            f"FAR {float(key):g}: none stored, {why}" for key, why in entry["unresolved"].items()
+        ]
+        if entry["thresholds"]:
+            stored.append(level)
+        print(
+            f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} "
+            f"impostor pairs; {'; '.join(cells)}"
+        )
+    missing = [str(k) for k in range(1, num_levels + 1) if str(k) not in stored]
+    print(
+        f"wrote {out} and {png}"
+        + (
+            f"; {stored_thresholds(calibration)} thresholds stored in {args.index}"
+            if args.index
+            else ""
+        )
+        + f" (levels {', '.join(stored)})"
+        + (
+            f"; levels {', '.join(missing)} have none: their verdicts stay 'uncalibrated'"
+            if missing
+            else ""
+        )
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """``rareid calibrate``: per-level thresholds from labelled crops or the validation split,
+    into an index and a JSON beside it, plus a PNG of the curves."""
+    from rareid.deploy.verify.calibrate import calibrate_levels, plot_calibration, stored_thresholds
+
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    _check_options(parser, args)
+    index, ckpt, digest = _load_index(parser, args)
+    out = Path(args.out) if args.out else Path(args.index or ckpt).parent / "calibration.json"
+    png_path = Path(args.png) if args.png else out.with_suffix(".png")
+    model, (genuine, impostor), split, labels = _distances(parser, args, index, ckpt)
+    calibration = calibrate_levels(genuine, impostor, args.far)
+    if stored_thresholds(calibration) == 0:
+        if labels is not None:
+            from rareid.deploy.verify.labels import describe_shortage
+
+            parser.error(describe_shortage(labels, impostor, args.far))
+        parser.error(
+            "--config: the validation split gives too few impostor pairs for FAR "
+            f"{max(args.far):g} at every level: hold out more identities or ask a larger --far"
+        )
+    calibration.update(
+        metric=model.hparams.distance,
+        split=split,
+        checkpoint_sha256=digest,
+        rates=[float(r) for r in model.rates],
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(calibration, indent=1))
+    png = plot_calibration(genuine, impostor, calibration, png_path)
+    if index is not None:
+        index.calibration = calibration
+        index.save(args.index)
+    _report(args, calibration, out, png, len(model.rates))
+    return 0

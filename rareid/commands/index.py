@@ -1,0 +1,218 @@
+"""``rareid index``: the command line of :class:`rareid.deploy.gallery.index.GalleryIndex`.
+
+The parser imports nothing heavy (no torch, no Lightning), so ``rareid index --help`` and usage
+errors answer at once; the index, the model and the runtimes are imported after the arguments
+are read. The index file is written under a lock beside it (``.NAME.lock``): a second
+``rareid index`` on the same file is refused with one line while the first runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rareid.commands.arguments import checkpoint_problem
+from rareid.runs import OneLineArgumentParser
+
+#: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.gallery.ann`.
+ANN_KINDS = ("ivf-flat", "hnsw", "ivf-pq")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``rareid index`` (built without importing torch)."""
+    parser = OneLineArgumentParser(
+        prog="rareid index",
+        description="Embed every image under a gallery folder (HR level) into an index file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--ckpt", help="trained checkpoint (.ckpt); needed unless --backend onnx")
+    parser.add_argument("--gallery", required=True, help="folder of gallery crops (recursive)")
+    parser.add_argument("--out", required=True, help="index file to write, e.g. gallery.npz")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="update an existing index: embed new images, re-embed changed ones (size or "
+        "modification time), drop the ones deleted from the gallery folder",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="embedding runtime: the checkpoint in PyTorch, or an ONNX file (no Lightning)",
+    )
+    parser.add_argument("--onnx", help="ONNX model written by `rareid export` (--backend onnx)")
+    parser.add_argument(
+        "--metric",
+        choices=("euclidean", "cosine"),
+        help="--backend onnx: the model's distance, for a file that does not record it",
+    )
+    parser.add_argument(
+        "--ann",
+        choices=ANN_KINDS,
+        default=None,
+        help="also build an approximate-search index (faiss) for large galleries",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default=None,
+        help="storage of the gallery embeddings in the file (float16: half the size); "
+        "default: float32, or the index's own with --add",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="images per forward pass (per device)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="image-decoding worker processes (per device; 0: none)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="the device of a one-device run: cpu, cuda, cuda:1 ... (auto: GPU if any)",
+    )
+    add_device_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that spread the embedding over several devices and nodes."""
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="embed on N devices of this node through Lightning's predict loop (DDP), writing "
+        "the same index as one device; 1: one device, no Lightning (see --device)",
+    )
+    parser.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="nodes taking part, each running this same command with --devices N and its node "
+        "rank from the launcher (NODE_RANK, torchrun or SLURM); node 0 writes the index",
+    )
+    parser.add_argument(
+        "--accelerator",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="with --devices or --num-nodes above 1: the kind of device (auto: GPU if any)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("ddp",),
+        default="ddp",
+        help="with --devices or --num-nodes above 1: Lightning's strategy (ddp runs this "
+        "command once per device; its first process gathers the embeddings and writes)",
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """``rareid index``: embed a gallery folder into an index file (or ``--add`` to one)."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    if args.batch_size < 1:
+        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers: expected 0 or more, got {args.num_workers}")
+    if args.backend == "onnx" and not args.onnx:
+        parser.error("--backend onnx needs --onnx MODEL.onnx (written by `rareid export`)")
+    if args.backend == "torch" and not args.ckpt:
+        parser.error("--ckpt: a checkpoint is needed (or --backend onnx --onnx MODEL.onnx)")
+    if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
+        parser.error(problem)
+    if args.onnx and not Path(args.onnx).is_file():
+        parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
+    _check_devices(parser, args)
+    if args.backend == "torch" and args.devices * args.num_nodes == 1:
+        from rareid.deploy.model.checks import device_problem
+
+        if problem := device_problem(args.device):
+            parser.error(problem)
+    return _run(parser, args)
+
+
+def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--devices``, ``--num-nodes`` and the options that go with them."""
+    for flag, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        if value < 1:
+            parser.error(f"{flag}: expected a positive integer, got {value}")
+    if args.devices * args.num_nodes == 1:
+        if args.accelerator != "auto":
+            parser.error(
+                "--accelerator applies with --devices or --num-nodes above 1; pick the one "
+                "device with --device"
+            )
+        return
+    if args.backend == "onnx":
+        parser.error("--devices/--num-nodes embed with --ckpt (--backend torch); ONNX runs on one")
+    if args.device != "auto":
+        parser.error(
+            "--device picks the device of a one-device run; with --devices or --num-nodes "
+            "choose the kind with --accelerator cpu or gpu"
+        )
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from rareid.deploy.gallery.index import GalleryIndexError
+    from rareid.deploy.gallery.update import IndexLock, build_or_update
+    from rareid.deploy.model.inference import list_images
+    from rareid.runs import UsageError
+
+    out = Path(args.out)
+    layout = None
+    writer = True  # the process that locks and writes the index
+    if args.devices * args.num_nodes > 1:
+        from rareid.deploy.gallery.distributed import DeviceLayout, is_rank_zero
+
+        layout = DeviceLayout(args.devices, args.num_nodes, args.accelerator, args.strategy)
+        writer = is_rank_zero()
+    try:
+        paths = list_images(args.gallery)
+    except FileNotFoundError as error:
+        parser.error(f"--gallery: {error}")
+    if not paths:
+        parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
+    if args.add:
+        if not out.is_file():
+            parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")
+    elif out.exists() and writer:
+        parser.error(f"--out: {str(out)!r} exists; pass --add to extend it or remove it first")
+    lock = None
+    if writer:
+        try:
+            lock = IndexLock(out).acquire()
+        except UsageError as error:
+            parser.error(str(error))
+    try:
+        summary = build_or_update(
+            out,
+            paths,
+            gallery=args.gallery,
+            add=args.add,
+            checkpoint=args.ckpt,
+            onnx=args.onnx if args.backend == "onnx" else None,
+            ann=args.ann,
+            metric=args.metric,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            progress=not args.no_progress,
+            layout=layout,
+        )
+    except (GalleryIndexError, ValueError, OSError) as error:
+        parser.error(str(error))
+    finally:
+        if lock is not None:
+            lock.release()
+    if summary is None:  # another rank than 0: rank 0 reports and writes
+        return 0
+    for item in summary.skipped:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    print(f"{out}: {summary.describe()}")
+    return 0

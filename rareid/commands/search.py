@@ -1,0 +1,395 @@
+"""``rareid search``: rank a gallery index for query crops; CSV, JSON, rank sheets and a short
+console table. A thin wrapper over :mod:`rareid.deploy.search.exact` (ranking),
+:mod:`rareid.deploy.verify.verdicts` (verdicts, crop checks) and :mod:`rareid.commands.search_sheet` (output).
+
+The parser imports nothing heavy (no torch, no Lightning), so ``rareid search --help`` and usage
+errors answer at once; the index, the model and the runtimes are imported after the arguments
+are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rareid.commands.arguments import checkpoint_problem
+from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
+from rareid.levels import LEVEL_POLICIES
+from rareid.runs import OneLineArgumentParser
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.search.exact import SearchResult
+
+
+def _query_paths(spec: str) -> list[Path]:
+    from rareid.deploy.model.inference import list_images
+
+    path = Path(spec)
+    if path.is_dir():
+        return list_images(path)
+    if path.is_file():
+        return [path]
+    raise FileNotFoundError(f"{spec!r} is neither an image file nor a folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``rareid search`` (built without importing torch)."""
+    parser = OneLineArgumentParser(
+        prog="rareid search",
+        description="Rank a gallery index for query crops, each at the level its size implies. "
+        "Writes results.csv / results.json (every match) and rank_sheet_NNN.png pages (every "
+        "query) to --out, and prints a short table.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--index", required=True, help="index file written by `rareid index`")
+    add("--query", required=True, help="an image or a folder of images (searched recursively)")
+    add("--top-k", type=int, default=10, help="matches per query")
+    add("--out", default="search_results", help="output folder")
+    add("--overwrite", action="store_true", help="replace earlier results in --out")
+    add("--ckpt", help="checkpoint (default: the one the index was built with)")
+    add(
+        "--reference-height",
+        type=float,
+        help="height in px of a rate-1 crop (default: the gallery's median height; the width "
+        "reference scales with it)",
+    )
+    add("--rate", type=float, help="use this rate for every query instead of estimating it")
+    add("--level", type=int, help="use this level (1..m) for every query")
+    add(
+        "--level-policy",
+        choices=LEVEL_POLICIES,
+        help="how an estimated rate becomes a level (default: the checkpoint's data.level_policy)",
+    )
+    add("--far", type=float, default=1e-2, help="false-accept rate whose thresholds give verdicts")
+    add("--calibration", help="calibration JSON (default: the one stored in the index)")
+    add(
+        "--min-height",
+        type=int,
+        default=MIN_CROP_HEIGHT,
+        help="query crops lower than this (px) are flagged",
+    )
+    add(
+        "--min-width",
+        type=int,
+        default=MIN_CROP_WIDTH,
+        help="query crops narrower than this (px) are flagged",
+    )
+    add(
+        "--backend",
+        choices=("auto", "torch", "faiss", "onnx"),
+        default="auto",
+        help="ranking backend (auto: faiss when installed); onnx: embed queries with --onnx, "
+        "rank with faiss/torch",
+    )
+    add("--onnx", help="ONNX model of `rareid export` (for --backend onnx)")
+    add("--rerank", action="store_true", help="order by k-reciprocal re-ranked distance")
+    add("--rerank-k1", type=int, default=20, help="k-reciprocal neighbours (--rerank)")
+    add("--rerank-k2", type=int, default=6, help="query expansion neighbours (--rerank)")
+    add(
+        "--rerank-lambda",
+        type=float,
+        default=0.3,
+        help="weight of the original distance in the re-ranked one (--rerank)",
+    )
+    add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
+    return parser
+
+
+@dataclass
+class _Queries:
+    """The readable query crops, their sizes, rates and levels, and the ones skipped."""
+
+    paths: list[Path] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    reference: float = 0.0
+    reference_width: float = 0.0
+
+
+def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse contradictory or out-of-range options before anything is loaded."""
+    from rareid.commands.search_sheet import sheet_name
+
+    if args.top_k < 1:
+        parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
+    if args.rate is not None and args.level is not None:
+        parser.error("--rate and --level both given: choose one")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+        parser.error(f"--rate: expected a positive rate, got {args.rate}")
+    if args.reference_height is not None and not args.reference_height > 0:
+        parser.error(f"--reference-height: expected a positive height, got {args.reference_height}")
+    if not 0 < args.far < 1:
+        parser.error(f"--far: expected a rate in (0, 1), got {args.far}")
+    if args.min_height < 1 or args.min_width < 1:
+        parser.error("--min-height / --min-width: expected positive sizes in pixels")
+    if args.backend == "onnx" and not args.onnx:
+        parser.error("--backend onnx needs --onnx FILE (written by `rareid export`)")
+    earlier = ("results.csv", "results.json", "rank_sheet.png", sheet_name(1))
+    out_dir = Path(args.out)
+    if not args.overwrite and any((out_dir / name).exists() for name in earlier):
+        parser.error(f"--out: {str(out_dir)!r} already holds search results; pass --overwrite")
+    if args.backend != "onnx":
+        from rareid.deploy.model.checks import device_problem
+
+        problem = device_problem(args.device)
+        if problem:
+            parser.error(problem)
+
+
+def _load_inputs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[GalleryIndex, list[Path], dict[str, Any] | None, str | None]:
+    """The index, the query files, the calibration and the checkpoint, each checked."""
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.model.checks import check_finite_embeddings
+    from rareid.deploy.model.inference import file_sha256
+
+    try:
+        index = GalleryIndex.load(args.index)
+        queries = _query_paths(args.query)
+        check_finite_embeddings(index.embeddings, f"--index: {args.index!r}")
+    except (FileNotFoundError, GalleryIndexError) as error:
+        parser.error(str(error))
+    except ValueError as error:
+        parser.error(f"{error}: rebuild it with `rareid index`")
+    if not queries:
+        parser.error(f"--query: no jpg/png/bmp/webp image under {args.query!r}")
+    if len(index) == 0:
+        parser.error(f"--index: {args.index!r} holds no image")
+    if args.level is not None and not 1 <= args.level <= index.num_levels:
+        parser.error(
+            f"--level: expected 1..{index.num_levels} (rates {index.rates}), got {args.level}"
+        )
+    calibration = index.calibration
+    if args.calibration:
+        try:
+            calibration = json.loads(Path(args.calibration).read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--calibration: cannot read {args.calibration!r}: {error}")
+    ckpt = args.ckpt or index.checkpoint_path
+    if args.backend != "onnx":
+        if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
+            parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
+        if problem := checkpoint_problem(ckpt):
+            parser.error(problem)
+        if file_sha256(ckpt) != index.checkpoint_sha256:
+            parser.error(
+                f"--ckpt: {ckpt!r} is not the checkpoint the index was built with (SHA-256 "
+                "differs): search with that checkpoint or rebuild the index"
+            )
+    return index, queries, calibration, ckpt
+
+
+def _read_queries(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    paths: list[Path],
+) -> _Queries:
+    """Decode the query crops and give each its rate and level (from its size or the options);
+    unreadable files are skipped with a word each."""
+    import cv2
+    import numpy as np
+
+    from rareid.deploy.crops import check_crop
+    from rareid.levels import query_level
+
+    reference = args.reference_height or index.reference_height
+    # the width of a rate-1 crop: the gallery's median width, scaled with --reference-height
+    reference_width = float(np.median(index.sizes[:, 1])) * reference / index.reference_height
+    queries = _Queries(reference=reference, reference_width=reference_width)
+    policy = args.level_policy or index.level_policy
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            queries.skipped.append(path)
+            continue
+        height, width = (int(side) for side in image.shape[:2])
+        if args.level is not None:
+            rate, level = float("nan"), args.level
+        else:
+            rate, level = query_level(
+                height, index.rates, reference, policy, args.rate, width, reference_width
+            )
+        flags = str(check_crop(height, width, args.min_height, args.min_width))
+        queries.images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        queries.paths.append(path)
+        queries.infos.append(
+            {"height": height, "width": width, "rate": rate, "level": level, "flags": flags}
+        )
+    for path in queries.skipped:
+        print(f"skipped query {path}: unreadable or not an image", file=sys.stderr)
+    if not queries.images:
+        parser.error(f"--query: none of the {len(paths)} images could be read")
+    return queries
+
+
+def _rank(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    ckpt: str | None,
+    queries: _Queries,
+) -> tuple[SearchResult, torch.Tensor]:
+    """Embed the queries at their levels and rank the gallery: the result (in the order shown)
+    and the prefix distances (Eq. 2) the verdicts are taken from."""
+    import torch
+
+    from rareid.deploy.gallery.index import resolve_device
+    from rareid.deploy.model.backends import EmbeddingBackend, OnnxBackend, TorchBackend
+    from rareid.deploy.model.checks import check_finite_embeddings
+    from rareid.deploy.model.inference import load_model
+    from rareid.deploy.search.exact import Searcher
+
+    levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
+    tensors = index.preprocess(queries.images)
+    try:
+        runtime: EmbeddingBackend
+        if args.backend == "onnx":
+            runtime = OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256)
+        else:
+            model = load_model(ckpt, resolve_device(args.device))[0]
+            runtime = TorchBackend(model)
+        index.check_model(runtime)
+        embeddings = runtime.embed(tensors, levels)
+        check_finite_embeddings(embeddings, "the query embeddings")
+        engine = "auto" if args.backend == "onnx" else args.backend
+        if not args.rerank:
+            result = Searcher(index).search(embeddings, levels, args.top_k, engine)
+            return result, result.distances
+        from rareid.deploy.search.rerank import rerank_search
+
+        return rerank_search(
+            index,
+            embeddings,
+            levels,
+            args.top_k,
+            k1=args.rerank_k1,
+            k2=args.rerank_k2,
+            lambda_value=args.rerank_lambda,
+        )
+    except (ImportError, ValueError, OSError) as error:
+        parser.error(str(error))
+
+
+def _result_rows(
+    args: argparse.Namespace,
+    index: GalleryIndex,
+    calibration: dict[str, Any] | None,
+    queries: _Queries,
+    result: SearchResult,
+    original: torch.Tensor,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """One row per query x rank (CSV/JSON), and the queries and matches of the rank sheets."""
+    from rareid.deploy.verify.verdicts import level_threshold, verdict
+
+    rows: list[dict[str, Any]] = []
+    sheet_queries, sheet_matches = [], []
+    for position, (path, info) in enumerate(zip(queries.paths, queries.infos, strict=True)):
+        threshold, reason = level_threshold(calibration, info["level"], args.far)
+        ranked = []
+        for rank, (gallery_position, distance) in enumerate(
+            zip(result.indices[position].tolist(), original[position].tolist(), strict=True),
+            start=1,
+        ):
+            order_distance = float(result.distances[position, rank - 1])
+            row = {
+                "query": str(path),
+                "query_height": info["height"],
+                "query_width": info["width"],
+                "query_flags": info["flags"],
+                "rate": round(info["rate"], 4) if math.isfinite(info["rate"]) else "",
+                "level": info["level"],
+                "rank": rank,
+                "gallery": index.paths[gallery_position],
+                "distance": round(float(distance), 6),  # Eq. 2: the verdict's distance
+                "threshold": "" if threshold is None else round(threshold, 6),
+                "verdict": verdict(float(distance), threshold),
+                "verdict_reason": reason,
+            }
+            if args.rerank:
+                row["rerank_distance"] = round(order_distance, 6)
+            rows.append(row)
+            ranked.append(
+                {
+                    **row,
+                    "order_distance": order_distance,
+                    "path": index.absolute_path(gallery_position),
+                }
+            )
+        sheet_queries.append({"path": path, "name": str(path), **info})
+        sheet_matches.append(ranked)
+    return rows, sheet_queries, sheet_matches
+
+
+def _write_and_report(
+    args: argparse.Namespace,
+    num_levels: int,
+    calibration: dict[str, Any] | None,
+    queries: _Queries,
+    rows: list[dict[str, Any]],
+    sheet_queries: list[dict[str, Any]],
+    sheet_matches: list[list[dict[str, Any]]],
+) -> None:
+    """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
+    from rareid.commands.search_sheet import (
+        QUERIES_PER_SHEET,
+        draw_rank_sheets,
+        summary_table,
+        write_results,
+    )
+    from rareid.deploy.verify.verdicts import calibration_caption, calibration_lines
+
+    out_dir = Path(args.out)
+    csv_path, json_path = write_results(rows, out_dir)
+    title = "rank sheet, re-ranked (k-reciprocal)" if args.rerank else "rank sheet, plain ranking"
+    title += f" of {Path(args.index).name}"
+    caption = calibration_caption(calibration, num_levels, args.far)
+    sheets = draw_rank_sheets(sheet_queries, sheet_matches, out_dir, title, caption)
+    distance_label = "re-ranked distance" if args.rerank else "distance"
+    for line in summary_table(sheet_queries, sheet_matches, distance_label):
+        print(line)
+    per_level: dict[int, int] = {}
+    for info in queries.infos:
+        per_level[info["level"]] = per_level.get(info["level"], 0) + 1
+    flagged = sum(bool(info["flags"]) for info in queries.infos)
+    print(
+        f"{len(queries.paths)} queries ({len(queries.skipped)} unreadable skipped, {flagged} "
+        "flagged crops), levels "
+        + ", ".join(f"{level}: {count}" for level, count in sorted(per_level.items()))
+        + f"; reference size {queries.reference:g}x{queries.reference_width:.0f}px"
+    )
+    for line in calibration_lines(calibration, num_levels, args.far):
+        print(line)
+    if args.rerank:
+        print("ordered by the re-ranked distance; verdicts from the prefix distance (Eq. 2)")
+    pages = f"{len(sheets)} rank sheet(s) {sheets[0].name}..{sheets[-1].name}"
+    print(
+        f"wrote {csv_path}, {json_path} and {pages} in {out_dir} "
+        f"({QUERIES_PER_SHEET} queries per sheet)"
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    _check_options(parser, args)
+    index, paths, calibration, ckpt = _load_inputs(parser, args)
+    queries = _read_queries(parser, args, index, paths)
+    result, original = _rank(parser, args, index, ckpt, queries)
+    tables = _result_rows(args, index, calibration, queries, result, original)
+    _write_and_report(args, index.num_levels, calibration, queries, *tables)
+    return 0

@@ -1,0 +1,159 @@
+"""The gallery files of an index: a torch Dataset that decodes and preprocesses them in
+DataLoader workers (unreadable or truncated files listed instead of passed on), and the
+records of what an index update does with them (which files are new, changed or gone)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rareid.data.readers.base import header_problem
+from rareid.deploy.model.inference import Preprocess
+
+
+@dataclass
+class SkippedImage:
+    """An image that could not be read, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class FlaggedCrop:
+    """An indexed image whose size or shape is not a person's (the query crops' rule,
+    :func:`rareid.deploy.crops.check_crop`): kept in the index, but named."""
+
+    path: str
+    flags: str
+
+
+#: Flagged crops named in the summary line of an update (the rest are counted).
+NAMED_FLAGGED = 20
+
+
+@dataclass
+class IndexChanges:
+    """What an update of an index did (and, before it runs, what it will do)."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    total: int = 0  # images in the index afterwards
+    skipped: list[SkippedImage] = field(default_factory=list)
+    flagged: list[FlaggedCrop] = field(default_factory=list)  # of the index afterwards
+    todo: list[tuple[str, Path]] = field(default_factory=list, repr=False)
+    drop: list[int] = field(default_factory=list, repr=False)
+    changed: set[str] = field(default_factory=set, repr=False)
+
+    def describe(self) -> str:
+        """One line: the counts, then the flagged crops by name (the first NAMED_FLAGGED)."""
+        line = (
+            f"{self.total} images ({self.added} added, {self.updated} changed and re-embedded, "
+            f"{self.removed} deleted from the gallery and dropped, {self.unchanged} already "
+            f"indexed, {len(self.skipped)} unreadable skipped, {len(self.flagged)} flagged crops)"
+        )
+        if not self.flagged:
+            return line
+        named = ", ".join(f"{item.path} [{item.flags}]" for item in self.flagged[:NAMED_FLAGGED])
+        more = len(self.flagged) - NAMED_FLAGGED
+        return f"{line}; flagged, indexed all the same: {named}" + (
+            f" and {more} more" if more > 0 else ""
+        )
+
+
+def plan_changes(
+    paths: Sequence[str | os.PathLike],
+    indexed: Sequence[str],
+    stats: np.ndarray,
+    root: str,
+    drop_missing: bool,
+) -> IndexChanges:
+    """Which of ``paths`` are new, changed (size or modification time differ from ``stats``)
+    or unchanged against the ``indexed`` names (relative to ``root``), and which rows go."""
+    position_of = {name: position for position, name in enumerate(indexed)}
+    changes = IndexChanges()
+    seen: set[str] = set()
+    for path in paths:
+        relative = Path(os.path.relpath(Path(path).resolve(), root)).as_posix()
+        if relative in seen:
+            continue
+        seen.add(relative)
+        position = position_of.get(relative)
+        try:
+            stat = Path(path).stat()
+            current = (int(stat.st_size), int(stat.st_mtime_ns))
+        except OSError:
+            current = (-1, -1)
+        if position is None:
+            changes.todo.append((relative, Path(path)))
+            changes.added += 1
+        elif tuple(int(v) for v in stats[position]) != current or current[0] < 0:
+            changes.todo.append((relative, Path(path)))
+            changes.changed.add(relative)
+            changes.drop.append(position)
+            changes.updated += 1
+        else:
+            changes.unchanged += 1
+    if drop_missing:
+        gone = [position for name, position in position_of.items() if name not in seen]
+        changes.drop += gone
+        changes.removed = len(gone)
+    return changes
+
+
+class GalleryFiles(torch.utils.data.Dataset):
+    """Gallery files decoded and preprocessed (in DataLoader workers when there are any)."""
+
+    def __init__(self, todo: Sequence[tuple[str, Path]], preprocess: Preprocess) -> None:
+        self.todo = list(todo)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        import cv2
+
+        relative, path = self.todo[position]
+        # A truncated JPEG decodes with only a libjpeg warning: check its header and end first.
+        problem = header_problem(str(path))
+        if problem is not None:
+            return {"path": str(path), "name": relative, "failed": problem}
+        try:
+            stat = path.stat()
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except OSError:
+            image = None
+        if image is None:
+            return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return {
+            "path": str(path),
+            "name": relative,
+            "image": self.preprocess.image(rgb),
+            "size": image.shape[:2],
+            "stat": (int(stat.st_size), int(stat.st_mtime_ns)),
+        }
+
+
+def collate_gallery(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch the readable images; list the unreadable ones."""
+    good = [item for item in items if "failed" not in item]
+    return {
+        "images": torch.stack([item["image"] for item in good]) if good else None,
+        "names": [item["name"] for item in good],
+        "paths": [item["path"] for item in good],
+        "sizes": [item["size"] for item in good],
+        "stats": [item["stat"] for item in good],
+        "failed": [
+            (item["path"], item["failed"], item["name"]) for item in items if "failed" in item
+        ],
+    }

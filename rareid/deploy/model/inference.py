@@ -1,0 +1,256 @@
+"""Images in, embeddings out: the preprocessing a trained checkpoint expects, as a public helper.
+
+A model only gives sensible embeddings on images resized to its own input size and normalised
+with the statistics it was trained with. Both live in the checkpoint: the input size in the
+model's hyperparameters (``img_size``), the normalisation in the datamodule's
+(``datamodule_hyper_parameters``: ``mean``, ``std``). A checkpoint without datamodule
+hyperparameters falls back to the backbone's timm pretrained configuration (what the CLI links
+into the datamodule), then to ImageNet's statistics.
+
+Real images are used as they are: a small CCTV crop is resized (bilinear) straight to the input
+size, exactly like a real low-resolution query in evaluation; no synthetic degradation is added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rareid.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    backbone_statistics,
+    read_image,
+)
+
+if TYPE_CHECKING:
+    from rareid.models.embedding import EmbeddingModel, LevelEmbedding
+
+#: File suffixes (lower case) that ``list_images`` picks up.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+ImageInput = str | os.PathLike | np.ndarray
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Every image under ``folder`` (recursive, any file name), sorted for a stable order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{str(root)!r} is not a folder of images")
+    return sorted(
+        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file: identifies the checkpoint an index was built with."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
+    """``images`` as a list; one image (a path, or an array that is not a 4-D batch) is a list
+    of one, not iterated over (its rows would be taken for images)."""
+    if isinstance(images, str | os.PathLike) or (
+        isinstance(images, np.ndarray) and images.ndim != 4
+    ):
+        return [images]
+    return list(images)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turns image files or uint8 HxWx3 RGB arrays into the (N, 3, H, W) tensors ``embed`` takes.
+
+    Call it on a list of images (or an (N, H, W, 3) array); one path or one HxWx3 array is a
+    batch of one.
+
+    Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
+    normalisation are the ones the model was trained with.
+
+    Examples::
+
+        >>> import numpy as np
+        >>> preprocess = Preprocess((128, 64))
+        >>> preprocess(np.zeros((100, 40, 3), dtype=np.uint8)).shape
+        torch.Size([1, 3, 128, 64])
+    """
+
+    img_size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> Preprocess:
+        """From a loaded Lightning checkpoint (``torch.load`` result)."""
+        hparams = checkpoint.get("hyper_parameters") or {}
+        if "img_size" not in hparams:
+            raise ValueError(
+                "the checkpoint has no model hyperparameters (img_size): is it a rareid "
+                "checkpoint written by `rareid fit`?"
+            )
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        if "mean" in data and "std" in data:
+            mean, std = data["mean"], data["std"]
+        else:
+            mean, std = backbone_statistics(str(hparams.get("backbone", "")))
+        size = hparams["img_size"]
+        return cls(
+            (int(size[0]), int(size[1])),
+            tuple(float(v) for v in mean),
+            tuple(float(v) for v in std),
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> Preprocess:
+        """From a checkpoint file."""
+        return cls.from_checkpoint_dict(read_checkpoint(path))
+
+    @classmethod
+    def from_model(
+        cls, model: LevelEmbedding, checkpoint: dict[str, Any] | None = None
+    ) -> Preprocess:
+        """From a model in memory; ``checkpoint`` adds the datamodule's normalisation if known."""
+        if checkpoint is not None:
+            return cls.from_checkpoint_dict(checkpoint)
+        mean, std = backbone_statistics(model.hparams.backbone)
+        size = model.hparams.img_size
+        return cls((int(size[0]), int(size[1])), mean, std)
+
+    def image(self, image: ImageInput) -> torch.Tensor:
+        """One image (a path or a uint8 HxWx3 RGB array) -> (3, H, W) float32."""
+        array = read_image(str(image)) if isinstance(image, str | os.PathLike) else image
+        if not (
+            isinstance(array, np.ndarray)
+            and array.dtype == np.uint8
+            and array.ndim == 3
+            and array.shape[2] == 3
+        ):
+            got = (
+                f"{array.dtype} array of shape {array.shape}"
+                if isinstance(array, np.ndarray)
+                else type(array).__name__
+            )
+            raise ValueError(f"expected a uint8 HxWx3 RGB image array or a file path, got {got}")
+        return EvalTransform(self.img_size, self.mean, self.std)(array)
+
+    def __call__(self, images: ImageInput | Iterable[ImageInput]) -> torch.Tensor:
+        """Several images -> one (N, 3, H, W) batch; one image (a path or an HxWx3 array) is a
+        batch of one."""
+        tensors = [self.image(image) for image in image_list(images)]
+        if not tensors:
+            return torch.empty(0, 3, *self.img_size)
+        return torch.stack(tensors)
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` once it is a file: a folder (a run directory, say) is a ``ValueError`` that
+    names the ``.ckpt`` files in it, a missing file a ``FileNotFoundError``."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.rglob("*.ckpt"))[:3]
+        hint = f", e.g. {', '.join(str(file) for file in found)}" if found else ""
+        raise ValueError(f"checkpoint {str(path)!r} is a folder: pass a .ckpt file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file (:func:`checkpoint_file`) as a dict, on the CPU, with ``weights_only``
+    (no code runs)."""
+    return torch.load(checkpoint_file(path), map_location="cpu", weights_only=True)
+
+
+def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose weights hold NaN or infinity (a diverged training): every
+    embedding it gives would be meaningless."""
+    state = checkpoint.get("state_dict") or {}
+    bad = [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds NaN or infinite weights ({len(bad)} tensor(s), e.g. "
+            f"{bad[0]}): the training diverged; use an earlier checkpoint"
+        )
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[EmbeddingModel, Preprocess]:
+    """An eval-mode model and its preprocessing from a checkpoint file.
+
+    The network comes back as a plain-torch :class:`~rareid.models.embedding.EmbeddingModel`
+    (no Lightning import): the losses, the metric and the classifier of the training identities
+    are not needed to embed. Pretrained weights are never fetched (the checkpoint holds every
+    weight). A checkpoint whose weights hold NaN or infinity (a diverged training) is refused
+    here, once, for every command that loads one.
+
+    Examples::
+
+        model, preprocess = load_model("runs/market1501/checkpoints/last.ckpt")
+        embeddings = model.embed(preprocess(["query/0001_c1.jpg"]), [2])  # a level-2 query
+    """
+    from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
+
+    checkpoint = read_checkpoint(path)
+    check_finite_weights(checkpoint, path)
+    preprocess = Preprocess.from_checkpoint_dict(checkpoint)
+    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``) and the
+    # training options sit beside the network's: keep the network's own.
+    options = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in EMBEDDING_OPTIONS}
+    options.update(pretrained=False, weights_path=None)
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIXES)}
+    model = EmbeddingModel(**options)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match its own model options: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(device).eval(), preprocess
+
+
+def embed_images(
+    model: LevelEmbedding,
+    preprocess: Preprocess,
+    images: ImageInput | Sequence[ImageInput],
+    levels: Sequence[int] | torch.Tensor,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Zero-padded embeddings (N, d) on the CPU of ``images`` (or of one image) at their levels,
+    in batches."""
+    images = image_list(images)
+    levels = torch.as_tensor(levels).long().reshape(-1)
+    if levels.numel() != len(images):
+        raise ValueError(f"expected one level per image ({len(images)}), got {levels.numel()}")
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [
+            model.embed(
+                preprocess(images[start : start + batch_size]), levels[start : start + batch_size]
+            ).cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    if not parts:
+        return torch.empty(0, model.embedding_dim)
+    return torch.cat(parts)

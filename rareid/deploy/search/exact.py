@@ -1,0 +1,281 @@
+"""Rank a gallery index for real query crops: the level of each query from its height, the
+prefix distance of Eq. 2, exact top-k through faiss or torch, verdicts, CSV / JSON / rank sheet.
+
+Exact search on one stored copy of the gallery for every level: for the squared Euclidean
+distance on the first ``p_k`` dimensions,
+
+    ||q_k - g_k||^2 = ||q_k||^2 - 2 (q_k . g_k - ||g_k||^2 / 2),
+
+so a level-``k`` query is the inner product of ``[q_k, 0, e_k]`` (its prefix, zeros, a one-hot
+of its level) with the gallery row ``[g, -||g_1||^2/2, ..., -||g_m||^2/2]``. One flat
+inner-product index of width ``d + m`` serves all levels (faiss path); the torch path computes
+the prefix distances directly, in gallery chunks. Both re-score their candidates with the same
+exact formula and order ties by gallery position, so they return the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from rareid.deploy.gallery.ann import ann_candidates, faiss_available, require_faiss
+from rareid.deploy.model.backends import EmbeddingBackend, as_backend
+from rareid.levels import prefix_lengths
+
+if TYPE_CHECKING:
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.inference import ImageInput
+    from rareid.models.module import RAReIDModule
+
+#: Ranking engines: exact search through faiss or torch; ``auto`` picks (see Searcher.search).
+Engine = Literal["auto", "torch", "faiss"]
+
+#: Gallery rows per chunk of the torch path (bounds the (Q, chunk) distance block).
+TORCH_CHUNK_ROWS = 65536
+#: Extra candidates the faiss path fetches, re-scored exactly, so float ties at the k-th place
+#: resolve the same way as in the torch path.
+FAISS_MARGIN = 8
+__all__ = ["Engine", "SearchResult", "Searcher"]
+
+
+@dataclass
+class SearchResult:
+    """Top-k gallery positions and prefix distances per query (ascending distance)."""
+
+    indices: torch.Tensor  # (Q, k) int64 gallery positions
+    distances: torch.Tensor  # (Q, k) float32
+    levels: torch.Tensor  # (Q,) the level each query was compared at
+
+
+# ---------------------------------------------------------------------- distances
+def prefix_sq_norms(
+    vectors: torch.Tensor, split_sizes: Sequence[int], chunk_rows: int = TORCH_CHUNK_ROWS
+) -> torch.Tensor:
+    """(N, m) squared norms of every level prefix (in row chunks: no (N, d) temporary)."""
+    sizes = [int(s) for s in split_sizes]
+    out = torch.empty(vectors.shape[0], len(sizes), dtype=vectors.dtype)
+    for start in range(0, vectors.shape[0], chunk_rows):
+        rows = vectors[start : start + chunk_rows]
+        blocks = torch.split(rows * rows, sizes, dim=1)
+        out[start : start + chunk_rows] = torch.cumsum(
+            torch.stack([b.sum(1) for b in blocks], 1), 1
+        )
+    return out
+
+
+def rescore(
+    queries: torch.Tensor,
+    levels: torch.Tensor,
+    gallery: torch.Tensor,
+    candidates: torch.Tensor,
+    split_sizes: Sequence[int],
+    metric: str,
+) -> torch.Tensor:
+    """Exact prefix distances (Q, c) of each query to its candidate gallery rows."""
+    bounds = prefix_lengths(split_sizes)
+    lengths = torch.tensor(bounds)[levels - 1]  # (Q,)
+    keep = torch.arange(queries.shape[1])[None, :] < lengths[:, None]  # (Q, d)
+    query_prefix = queries * keep
+    gallery_prefix = gallery[candidates] * keep[:, None, :]  # (Q, c, d)
+    if metric == "cosine":
+        query_unit = query_prefix / query_prefix.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        gallery_unit = gallery_prefix / gallery_prefix.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        return (1 - torch.einsum("qd,qcd->qc", query_unit, gallery_unit)).clamp_min(0)
+    return ((gallery_prefix - query_prefix[:, None, :]) ** 2).sum(2)
+
+
+def _order(
+    indices: torch.Tensor, distances: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort each row by (distance, gallery position) and keep ``k``."""
+    by_position = torch.argsort(indices, dim=1, stable=True)
+    indices, distances = indices.gather(1, by_position), distances.gather(1, by_position)
+    by_distance = torch.argsort(distances, dim=1, stable=True)[:, :k]
+    return indices.gather(1, by_distance), distances.gather(1, by_distance)
+
+
+def torch_candidates(
+    gallery: torch.Tensor,
+    gallery_sq: torch.Tensor,
+    queries: torch.Tensor,
+    levels: torch.Tensor,
+    split_sizes: Sequence[int],
+    metric: str,
+    count: int,
+    chunk_rows: int = TORCH_CHUNK_ROWS,
+) -> torch.Tensor:
+    """(Q, count) nearest gallery positions by prefix distance, gallery scanned in chunks."""
+    bounds = prefix_lengths(split_sizes)
+    out = torch.empty(queries.shape[0], count, dtype=torch.long)
+    for level in torch.unique(levels).tolist():
+        rows = (levels == level).nonzero(as_tuple=True)[0]
+        length = bounds[level - 1]
+        prefix = queries[rows, :length]
+        prefix_sq = (prefix * prefix).sum(1)
+        best_dist = torch.empty(rows.numel(), 0)
+        best_index = torch.empty(rows.numel(), 0, dtype=torch.long)
+        for start in range(0, gallery.shape[0], chunk_rows):
+            block = gallery[start : start + chunk_rows, :length]
+            block_sq = gallery_sq[start : start + chunk_rows, level - 1]
+            if metric == "cosine":
+                norms = (prefix_sq.sqrt()[:, None] * block_sq.sqrt()[None, :]).clamp_min(1e-12)
+                dist = 1 - (prefix @ block.T) / norms
+            else:
+                dist = torch.addmm(block_sq[None, :], prefix, block.T, alpha=-2.0)
+                dist.add_(prefix_sq[:, None])
+            take = min(count, dist.shape[1])
+            values, positions = torch.topk(dist, take, dim=1, largest=False)
+            best_dist = torch.cat([best_dist, values], 1)
+            best_index = torch.cat([best_index, positions + start], 1)
+            if best_dist.shape[1] > count:
+                values, keep = torch.topk(best_dist, count, dim=1, largest=False)
+                best_dist, best_index = values, best_index.gather(1, keep)
+        out[rows] = best_index
+    return out
+
+
+class FaissPrefixIndex:
+    """One flat inner-product faiss index of width ``d + m`` that ranks every level exactly."""
+
+    def __init__(self, gallery: torch.Tensor, split_sizes: Sequence[int]) -> None:
+        faiss = require_faiss("the faiss backend", " (or use --backend torch)")
+        self.split_sizes = [int(s) for s in split_sizes]
+        self.dim = int(gallery.shape[1])
+        self.num_levels = len(self.split_sizes)
+        self.index = faiss.IndexFlatIP(self.dim + self.num_levels)
+        for start in range(0, gallery.shape[0], TORCH_CHUNK_ROWS):  # no full-size temporary
+            chunk = gallery[start : start + TORCH_CHUNK_ROWS]
+            rows = np.empty((chunk.shape[0], self.dim + self.num_levels), dtype=np.float32)
+            rows[:, : self.dim] = chunk.numpy()
+            rows[:, self.dim :] = prefix_sq_norms(chunk, self.split_sizes).numpy() * -0.5
+            self.index.add(rows)
+
+    def candidates(self, queries: torch.Tensor, levels: torch.Tensor, count: int) -> torch.Tensor:
+        bounds = prefix_lengths(self.split_sizes)
+        rows = np.zeros((queries.shape[0], self.dim + self.num_levels), dtype=np.float32)
+        for position, level in enumerate(levels.tolist()):
+            rows[position, : bounds[level - 1]] = queries[position, : bounds[level - 1]].numpy()
+            rows[position, self.dim + level - 1] = 1.0
+        _, found = self.index.search(rows, count)
+        return torch.from_numpy(found.astype(np.int64))
+
+
+class Searcher:
+    """Exact top-``k`` search of one gallery index. It owns what it builds from the index (the
+    faiss index, the prefix norms of the gallery) and rebuilds them when the index changes size,
+    so that the index itself stays a plain record of its file.
+
+    Examples::
+
+        searcher = Searcher(GalleryIndex.load("gallery.npz"))
+        found = searcher.search_images(model, ["q1.jpg", "q2.jpg"], levels=[1, 4], k=10)
+        found.indices, found.distances  # (2, 10) gallery positions, prefix distances
+    """
+
+    def __init__(self, index: GalleryIndex) -> None:
+        self.index = index
+        self._faiss: tuple[int, FaissPrefixIndex] | None = None
+        self._gallery_sq: torch.Tensor | None = None
+
+    def faiss_index(self) -> FaissPrefixIndex:
+        """The faiss index of the gallery's embeddings, built on first use."""
+        if self._faiss is None or self._faiss[0] != len(self.index):
+            self._faiss = (
+                len(self.index),
+                FaissPrefixIndex(self.index.embeddings, self.index.split_sizes),
+            )
+        return self._faiss[1]
+
+    def gallery_sq(self) -> torch.Tensor:
+        """(N, m) squared norms of the gallery's level prefixes, computed on first use."""
+        if self._gallery_sq is None or self._gallery_sq.shape[0] != len(self.index):
+            self._gallery_sq = prefix_sq_norms(self.index.embeddings, self.index.split_sizes)
+        return self._gallery_sq
+
+    def search(
+        self,
+        queries: torch.Tensor,
+        levels: torch.Tensor | Sequence[int],
+        k: int = 10,
+        engine: Engine = "auto",
+    ) -> SearchResult:
+        """Exact top-``k`` of zero-padded queries at their levels against the HR gallery.
+
+        ``engine``: ``faiss`` (needs faiss-cpu and the Euclidean distance), ``torch``, or
+        ``auto`` (the index's approximate index when it has one, else faiss when it is installed
+        and applies, torch otherwise). Same results either way.
+        """
+        index = self.index
+        levels = torch.as_tensor(levels).long().reshape(-1)
+        queries = torch.as_tensor(queries).detach().float().cpu()
+        _check_queries(index, queries, levels, k)
+        k = min(k, len(index))
+        if len(index) == 0 or queries.shape[0] == 0:
+            empty = torch.empty(queries.shape[0], 0)
+            return SearchResult(empty.long(), empty, levels)
+        use_faiss = engine == "faiss" or (
+            engine == "auto" and index.metric == "euclidean" and faiss_available()
+        )
+        if use_faiss and index.metric != "euclidean":
+            raise ValueError(
+                "the faiss backend ranks the euclidean distance only; use --backend torch"
+            )
+        count = min(len(index), k + FAISS_MARGIN)
+        found = ann_candidates(index, queries, levels, count) if engine == "auto" else None
+        if found is not None:
+            pass  # the approximate index's short list, re-scored exactly below
+        elif use_faiss:
+            found = self.faiss_index().candidates(queries, levels, count)
+        else:
+            found = torch_candidates(
+                index.embeddings,
+                self.gallery_sq(),
+                queries,
+                levels,
+                index.split_sizes,
+                index.metric,
+                count,
+            )
+        distances = rescore(
+            queries, levels, index.embeddings, found, index.split_sizes, index.metric
+        )
+        indices, distances = _order(found, distances, k)
+        return SearchResult(indices, distances.float(), levels)
+
+    def search_images(
+        self,
+        model: RAReIDModule | EmbeddingBackend,
+        images: Sequence[ImageInput],
+        levels: Sequence[int] | torch.Tensor,
+        k: int = 10,
+        engine: Engine = "auto",
+    ) -> SearchResult:
+        """Embed ``images`` at ``levels`` with ``model`` (the index's, or a backend running it)
+        and search."""
+        runtime = as_backend(model)
+        self.index.check_model(runtime)
+        levels = torch.as_tensor(levels).long().reshape(-1)
+        embeddings = runtime.embed(self.index.preprocess(images), levels)
+        return self.search(embeddings, levels, k, engine)
+
+
+def _check_queries(
+    index: GalleryIndex, queries: torch.Tensor, levels: torch.Tensor, k: int
+) -> None:
+    """ValueError when the queries, their levels or ``k`` do not fit ``index``."""
+    num_levels = index.num_levels
+    if queries.ndim != 2 or queries.shape[1] != index.embeddings.shape[1]:
+        raise ValueError(
+            f"queries: expected (Q, {index.embeddings.shape[1]}) embeddings, got "
+            f"{tuple(queries.shape)}"
+        )
+    if levels.numel() != queries.shape[0]:
+        raise ValueError(f"levels: expected {queries.shape[0]} levels, got {levels.numel()}")
+    if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > num_levels):
+        raise ValueError(f"levels: expected values in 1..{num_levels}, got {levels.tolist()}")
+    if k < 1:
+        raise ValueError(f"k: expected a positive number of matches, got {k}")

@@ -1,0 +1,299 @@
+""" "Same person?" thresholds per query level, from labelled crops or the validation split.
+
+A level-1 query (the blurriest) is compared on a short prefix, so its genuine and impostor
+distances live on another scale than a level-m query's: one threshold for all levels would
+accept far too many impostors at some levels and reject genuine pairs at others. For every query
+level this module measures the genuine (same identity) and impostor distance distributions on
+the validation evaluation set, the ROC curve, and the thresholds at the requested false-accept
+rates (FAR) with the true-accept rate (TAR) there. ``rareid search`` turns a match distance into
+a verdict with the threshold of the query's level. The command line is
+:mod:`rareid.commands.calibrate`.
+
+Never calibrate on the test split: the thresholds would be tuned on the numbers they report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rareid.levels import Role
+
+if TYPE_CHECKING:
+    import torch
+
+    from rareid.data.datamodule import ReIDDataModule
+    from rareid.models.module import RAReIDModule
+
+DEFAULT_FARS: tuple[float, ...] = (1e-2, 1e-3)
+
+
+#: Impostor pairs a level needs at FAR ``f`` to resolve it: ``MIN_FALSE_ACCEPTS / f`` (below, the
+#: threshold is set by fewer than that many impostors and the FAR it promises is not measured).
+MIN_FALSE_ACCEPTS = 1
+
+
+def roc_points(
+    genuine: np.ndarray, impostor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FAR, TAR, distance threshold) at every distinct distance, FAR ascending, from
+    scikit-learn's ``roc_curve`` on the negated distances (accept when distance <= threshold).
+
+    Its first point (nothing accepted, an infinite score threshold) gets a distance just below
+    the smallest one, so that every threshold is a finite number a JSON file can hold.
+    """
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    genuine = np.asarray(genuine, dtype=np.float64).reshape(-1)
+    impostor = np.asarray(impostor, dtype=np.float64).reshape(-1)
+    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+    scores = -np.concatenate([genuine, impostor])
+    far, tar, score_thresholds = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    thresholds = -score_thresholds
+    if thresholds.size and not np.isfinite(thresholds[0]):
+        thresholds[0] = np.nextafter(float(-scores.max()), -np.inf)
+    return far, tar, thresholds
+
+
+def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, TAR) at every distinct distance used as a threshold, FAR ascending."""
+    far, tar, _ = roc_points(genuine, impostor)
+    return far, tar
+
+
+def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
+    """Largest distance threshold whose false-accept rate is at most ``far`` (accept when
+    distance <= threshold; a tie at the boundary stays rejected)."""
+    if np.asarray(impostor).size == 0:
+        raise ValueError("no impostor pair: cannot set a threshold")
+    rates, _, thresholds = roc_points(genuine, impostor)
+    return float(thresholds[np.flatnonzero(rates <= far + 1e-12)[-1]])
+
+
+def unresolved_reason(genuine_pairs: int, impostor_pairs: int, far: float) -> str | None:
+    """Why a level's threshold at ``far`` cannot be trusted, or None when it can."""
+    needed = math.ceil(MIN_FALSE_ACCEPTS / far - 1e-9)
+    if genuine_pairs == 0:
+        return "no genuine pair (each identity needs two images, from two cameras if known)"
+    if impostor_pairs < needed:
+        return (
+            f"too few impostor pairs ({impostor_pairs}) for FAR {far:g}: needs at least {needed}"
+            " (more identities)"
+        )
+    return None
+
+
+def calibrate_levels(
+    genuine: dict[int, np.ndarray],
+    impostor: dict[int, np.ndarray],
+    fars: Sequence[float] = DEFAULT_FARS,
+) -> dict[str, Any]:
+    """Thresholds and TAR per level at each FAR (``levels[str(level)]``), as stored in an index.
+
+    A FAR a level cannot resolve (fewer than ``1 / FAR`` impostor pairs, or no genuine pair)
+    stores no threshold: its ``resolvable`` entry is False and ``unresolved`` says why, so that
+    ``rareid search`` answers ``uncalibrated`` there instead of a verdict from a few pairs.
+
+    Examples::
+
+        >>> import numpy as np
+        >>> genuine, impostor = {1: np.array([0.1, 0.2])}, {1: np.linspace(0.5, 1.5, 200)}
+        >>> calibration = calibrate_levels(genuine, impostor, fars=[0.01, 0.001])
+        >>> calibration["levels"]["1"]["resolvable"]  # 200 impostor pairs cannot measure 0.001
+        {'0.01': True, '0.001': False}
+    """
+    levels: dict[str, Any] = {}
+    for level in sorted(set(genuine) | set(impostor)):
+        good = np.asarray(genuine.get(level, []), dtype=np.float64)
+        bad = np.asarray(impostor.get(level, []), dtype=np.float64)
+        entry: dict[str, Any] = {
+            "genuine_pairs": int(good.size),
+            "impostor_pairs": int(bad.size),
+            "genuine_median": float(np.median(good)) if good.size else None,
+            "impostor_median": float(np.median(bad)) if bad.size else None,
+            "thresholds": {},
+            "tar": {},
+            "far": {},
+            "resolvable": {},
+            "unresolved": {},
+        }
+        for far in fars:
+            key = repr(float(far))
+            reason = unresolved_reason(good.size, bad.size, far)
+            entry["resolvable"][key] = reason is None
+            if reason is not None:
+                entry["unresolved"][key] = reason
+                continue
+            threshold = threshold_at_far(good, bad, far)
+            entry["thresholds"][key] = threshold
+            entry["tar"][key] = float(np.mean(good <= threshold))
+            entry["far"][key] = float(np.mean(bad <= threshold))
+        levels[str(level)] = entry
+    return {"fars": [float(f) for f in fars], "levels": levels}
+
+
+def stored_thresholds(calibration: dict[str, Any]) -> int:
+    """How many (level, FAR) thresholds a calibration holds."""
+    return sum(len(entry["thresholds"]) for entry in calibration["levels"].values())
+
+
+def collect_distances(
+    model: RAReIDModule,
+    datamodule: ReIDDataModule,
+    stage: str = "val",
+    batch_size: int = 64,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Genuine and impostor query-gallery distances per query level on an evaluation set.
+
+    Every LR query of every trial against that trial's HR gallery, and the HR queries
+    (level m) against the first trial's; genuine pairs share a real identity
+    (distractors, pid <= 0, are only ever impostors).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    dataset = datamodule.eval_dataset(stage)
+    parts: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("embedding", "level", "pid", "role", "trial", "gallery_trials")
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
+            parts["embedding"].append(model.embed(batch["image"], batch["level"]).cpu())
+            for key in parts:
+                if key != "embedding":
+                    parts[key].append(batch[key])
+    finally:
+        model.train(was_training)
+    table = {key: torch.cat(values) for key, values in parts.items()}
+    genuine: dict[int, list[np.ndarray]] = {}
+    impostor: dict[int, list[np.ndarray]] = {}
+    trials = torch.unique(table["trial"][table["role"] == Role.QUERY]).tolist()
+    for trial in trials:
+        queries = (table["role"] == Role.QUERY) & (table["trial"] == trial)
+        if trial == trials[0]:
+            # undegraded queries (level m), once, against the first trial's gallery
+            queries |= table["role"] == Role.HR_QUERY
+        gallery = (table["role"] == Role.GALLERY) & ((table["gallery_trials"] >> trial) & 1).bool()
+        if not gallery.any():
+            continue
+        dist = model.distance(
+            table["embedding"][queries], table["level"][queries], table["embedding"][gallery]
+        ).cpu()
+        same = table["pid"][queries][:, None] == table["pid"][gallery][None, :]
+        same &= table["pid"][gallery][None, :] > 0
+        for level in torch.unique(table["level"][queries]).tolist():
+            rows = table["level"][queries] == level
+            genuine.setdefault(level, []).append(dist[rows][same[rows]].numpy())
+            impostor.setdefault(level, []).append(dist[rows][~same[rows]].numpy())
+    return (
+        {level: np.concatenate(values) for level, values in genuine.items()},
+        {level: np.concatenate(values) for level, values in impostor.items()},
+    )
+
+
+def plot_calibration(
+    genuine: dict[int, np.ndarray],
+    impostor: dict[int, np.ndarray],
+    calibration: dict[str, Any],
+    out_path: str | Path,
+) -> Path:
+    """ROC per level (log FAR) with the calibrated points, and the distance distributions;
+    a level without a usable threshold says so in its title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [
+        level
+        for level in sorted(genuine)
+        if np.size(genuine[level]) and np.size(impostor.get(level, []))
+    ]
+    figure, axes = plt.subplots(
+        1, 1 + len(shown), figsize=(4 + 3.4 * len(shown), 3.6), squeeze=False
+    )
+    roc_axis, hist_axes = axes[0][0], axes[0][1:]
+    for level in shown:
+        far, tar = roc_curve(genuine[level], impostor[level])
+        keep = far > 0
+        (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
+        entry = calibration["levels"].get(str(level)) or {}
+        for key in entry.get("thresholds", {}):
+            roc_axis.plot(
+                entry["far"][key] or float(key),
+                entry["tar"][key],
+                "o",
+                color=line.get_color(),
+                markersize=3,
+            )
+    roc_axis.set_xscale("log")
+    roc_axis.set_xlabel("false accept rate")
+    roc_axis.set_ylabel("true accept rate")
+    roc_axis.set_title("ROC per query level", fontsize=10)
+    roc_axis.legend(fontsize=9)
+    styles = ("--", ":", "-.")
+    for axis, level in zip(hist_axes, shown, strict=True):
+        bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
+        axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
+        axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
+        entry = calibration["levels"].get(str(level)) or {}
+        thresholds = entry.get("thresholds", {})
+        for style, (key, value) in zip(styles, thresholds.items(), strict=False):
+            axis.axvline(
+                value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+            )
+        usable = ", ".join(f"{float(key):g}" for key in thresholds)
+        status = f"usable at FAR {usable}" if usable else "UNCALIBRATED: too few pairs"
+        axis.set_title(
+            f"level {level}: {entry.get('genuine_pairs', 0)} genuine / "
+            f"{entry.get('impostor_pairs', 0)} impostor pairs\n{status}",
+            fontsize=9,
+            color="black" if usable else "tab:red",
+        )
+        axis.legend(fontsize=9)
+    figure.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
+
+
+def datamodule_from_config(
+    config_path: str | Path, hparams: dict[str, Any], preprocess: Any, root: str | None = None
+) -> ReIDDataModule:
+    """The config's datamodule, with the model's own rates, input size and normalisation.
+
+    A config whose rates or input size differ from the checkpoint's is refused (the checkpoint
+    defines the model; silently evaluating it at other rates would mislabel the results).
+    """
+    import yaml
+
+    from rareid.data.datamodule import ReIDDataModule
+
+    config = yaml.safe_load(Path(config_path).read_text()) or {}
+    data = dict(config.get("data") or {})
+    data = dict(data.get("init_args", data)) if "class_path" in data else data
+    rates = [float(r) for r in hparams["rates"]]
+    for name, value in (("rates", rates), ("input_size", list(preprocess.img_size))):
+        given = data.get(name)
+        if given is not None and [float(v) for v in given] != [float(v) for v in value]:
+            raise ValueError(
+                f"data.{name} is {list(given)} in {str(config_path)!r} but the checkpoint's model "
+                f"has {value}: remove it from the config or use the matching checkpoint"
+            )
+    data.update(
+        rates=rates,
+        input_size=tuple(preprocess.img_size),
+        mean=tuple(preprocess.mean),
+        std=tuple(preprocess.std),
+    )
+    if root is not None:
+        data["root"] = root
+    return ReIDDataModule(**data)
