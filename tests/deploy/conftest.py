@@ -181,8 +181,12 @@ def run_cli(argv: list[str]) -> int:
         return int(exit_.code)
 
 
-def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[str]:
-    """``rareid index`` of ``folder`` into ``out``, quiet and in-process (no workers)."""
+def index_args(
+    checkpoint: Path, folder: Path, out: Path, *extra: str, workers: int | None = 0
+) -> list[str]:
+    """``rareid index`` of ``folder`` into ``out``, quiet; in-process (no workers) unless
+    ``workers`` says otherwise (``None``: the command's default)."""
+    threads = [] if workers is None else ["--num-workers", str(workers)]
     return [
         "index",
         "--ckpt",
@@ -192,8 +196,7 @@ def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[s
         "--out",
         str(out),
         "--no-progress",
-        "--num-workers",
-        "0",
+        *threads,
         *extra,
     ]
 
