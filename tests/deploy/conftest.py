@@ -243,6 +243,11 @@ def save_folder_index(checkpoint: Path, folder: Path, out: Path) -> Path:
     return index.save(out)
 
 
+def search_args(index: Path, query: Path, out: Path, *extra: str) -> list[str]:
+    """``rareid search`` of the crops ``query`` against ``index``, results under ``out``."""
+    return ["search", "--index", str(index), "--query", str(query), "--out", str(out), *extra]
+
+
 #: Sub-vector sizes of the random search indexes.
 SPLIT = [8, 8, 8, 8]
 

@@ -16,7 +16,7 @@ from rareid.deploy.gallery.index import GalleryIndex
 from rareid.deploy.model.inference import load_model
 from rareid.deploy.verify.calibrate import calibrate_levels
 from rareid.levels import assign_level, estimate_rate
-from tests.deploy.conftest import GALLERY_NAMES, index_args
+from tests.deploy.conftest import GALLERY_NAMES, index_args, search_args
 from tests.deploy.conftest import run_cli as run
 
 pytestmark = [
@@ -256,20 +256,7 @@ def test_search_assigns_levels_with_the_checkpoint_level_policy(
         index = tmp_path / f"{name}.npz"
         assert run(index_args(ckpt, gallery_dir, index, workers=None)) == 0
         assert GalleryIndex.load(index).level_policy == name
-        assert (
-            run(
-                [
-                    "search",
-                    "--index",
-                    str(index),
-                    "--query",
-                    str(query),
-                    "--out",
-                    str(tmp_path / name),
-                ]
-            )
-            == 0
-        )
+        assert run(search_args(index, query, tmp_path / name)) == 0
         levels[name] = json.loads((tmp_path / name / "results.json").read_text())[0]["level"]
     assert levels == {"nearest": 2, "lower": 1}
     for option, expected in ((["--level", "3"], 3), (["--rate", "1"], 4)):  # overrides
