@@ -3,7 +3,8 @@ crops at their levels and the query level estimator of ``rareid search``."""
 
 from __future__ import annotations
 
-from rareid.deploy.arguments import checkpoint_problem
+from pathlib import Path
+
 from rareid.deploy.inference import (
     Preprocess,
     embed_images,
@@ -12,7 +13,6 @@ from rareid.deploy.inference import (
     read_checkpoint,
 )
 from rareid.deploy.search import query_level
-from rareid.deploy.sheet import VERDICT_COLORS
 
 __all__ = [
     "VERDICT_COLORS",
@@ -24,3 +24,18 @@ __all__ = [
     "query_level",
     "read_checkpoint",
 ]
+
+#: Colours of the verdicts on rank sheets (those of ``rareid search``'s sheets).
+VERDICT_COLORS = {"same": "tab:green", "different": "tab:red", "uncalibrated": "0.35"}
+
+
+def checkpoint_problem(path: str | None, option: str = "--ckpt") -> str | None:
+    """One line saying why ``path`` is not a checkpoint file, or ``None`` when it is one."""
+    if not path:
+        return f"{option}: no checkpoint given; pass {option} PATH"
+    file = Path(path)
+    if file.is_dir():
+        return f"{option}: {path!r} is a folder: pass a .ckpt file"
+    if not file.is_file():
+        return f"{option}: checkpoint {path!r} does not exist"
+    return None

@@ -221,16 +221,12 @@ def write_synthetic_video(
             for walk, (left, top, width, height) in boxes:
                 lines.append(f"{frame},{walk.track_id},{left},{top},{width},{height},1,-1,-1,-1\n")
                 crop = image[top : top + height, left : left + width]
-                _write_jpeg(
-                    root / "tracks" / name / f"{walk.track_id:03d}" / f"{frame:06d}.jpg", crop
-                )
+                _write_jpeg(root / "tracks" / name / str(walk.track_id) / f"{frame:06d}.jpg", crop)
                 boxes_written += 1
         (root / "gt").mkdir(parents=True, exist_ok=True)
         (root / "gt" / f"{name}.txt").write_text("".join(lines))
         rows += [
-            (name, f"{walk.track_id:03d}", walk.pid)
-            for walk in scenes.walks
-            if walk.camera == camera
+            (name, str(walk.track_id), walk.pid) for walk in scenes.walks if walk.camera == camera
         ]
     with open(root / "identities.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
