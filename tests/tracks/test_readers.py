@@ -128,7 +128,7 @@ def test_undecodable_video_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"\x00" * 100)
     mot = tmp_path / "gt.txt"
     mot.write_text("1,1,10,10,20,30,1,-1,-1,-1\n")
-    with pytest.raises(TrackInputError, match="broken.mp4"):
+    with pytest.raises(TrackInputError, match=r"broken\.mp4"):
         read_video_tracks(path, mot)
 
 
