@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "index": ("rareid.tracks.index_command", "Embed tracklets (crop folders or video + MOT)."),
     "search": ("rareid.tracks.search_command", "Rank indexed tracklets for query tracklets."),
     "link": ("rareid.tracks.link_command", "One global identity per person across cameras."),
+    "evaluate": ("rareid.tracks.evaluate_command", "The mlr-video protocol on a video dataset."),
     "synth": ("rareid.tracks.synth_command", "Render the built-in synthetic camera videos."),
 }
 

@@ -201,3 +201,32 @@ def summarize(
         }
         for schedule, table in results.items()
     }
+
+
+def video_set(splits: Any, max_frames: int = 16) -> VideoSet:
+    """The query and gallery tracklets of a video dataset's splits, read into memory: at most
+    ``max_frames`` frames per tracklet, evenly spaced (long tracklets repeat themselves)."""
+    from rareid.tracks.readers import read_rgb
+    from rareid.tracks.tracklet import TrackInputError
+
+    def frames(track: Any) -> list[np.ndarray]:
+        paths = list(track.paths)
+        if len(paths) > max_frames:
+            chosen = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
+            paths = [paths[i] for i in chosen.tolist()]
+        images = []
+        for path in paths:
+            image = read_rgb(path)
+            if image is None:
+                raise TrackInputError(f"frame {path!r} cannot be decoded")
+            images.append(image)
+        return images
+
+    return VideoSet(
+        [frames(track) for track in splits.query],
+        [track.pid for track in splits.query],
+        [track.camid for track in splits.query],
+        [frames(track) for track in splits.gallery],
+        [track.pid for track in splits.gallery],
+        [track.camid for track in splits.gallery],
+    )

@@ -126,3 +126,51 @@ def test_schedules() -> None:
     assert schedule_rates("ramp", 4, (1, 2, 3, 4), rng).tolist() == [4, 3, 2, 1]
     with pytest.raises(ValueError, match="schedule"):
         schedule_rates("zigzag", 3, (1, 2), rng)
+
+
+def test_evaluate_command_on_a_fake_prid_tree(
+    tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    from rareid.data.synthetic import SyntheticWorld
+    from tests.tracks.conftest import run_rareid
+
+    world = SyntheticWorld(identities=8, seed=1, cameras=2, train_identities=4)
+    for camera, folder in enumerate(("cam_a", "cam_b")):
+        for pid in range(1, 9):
+            for frame in range(4):
+                path = (
+                    tmp_path
+                    / "prid_2011"
+                    / "multi_shot"
+                    / folder
+                    / f"person_{pid:04d}"
+                    / f"{frame:04d}.png"
+                )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(
+                    str(path), cv2.cvtColor(world.render(pid, camera, frame), cv2.COLOR_RGB2BGR)
+                )
+    out = tmp_path / "scores.json"
+    argv = [
+        "tracks",
+        "evaluate",
+        "--dataset",
+        "prid2011",
+        "--root",
+        str(tmp_path),
+        "--ckpt",
+        str(tiny_checkpoint),
+    ]
+    assert run_rareid([*argv, "--trials", "2", "--out", str(out)]) == 0
+    import json
+
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"constant", "random", "ramp"}
+    assert set(summary["ramp"]) == {"average", "max", "level-aware", "single-frame"}
+    assert summary["ramp"]["average"]["rank1_std"] == 0.0  # the ramp draws nothing
+    assert all(
+        0 <= scores["mAP_mean"] <= 100 for table in summary.values() for scores in table.values()
+    )
+    capsys.readouterr()
+    assert run_rareid([*argv[:5], str(tmp_path / "none"), *argv[6:]]) == 2
+    assert "none" in capsys.readouterr().err
