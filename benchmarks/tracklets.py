@@ -27,7 +27,8 @@ import torch
 
 from rareid.data.synthetic import SyntheticWorld
 from rareid.data.synthetic.video import hr_tracklet, write_synthetic_video
-from rareid.deploy.inference import load_model, read_checkpoint
+from rareid.deploy import load_model
+from rareid.deploy.model.inference import read_checkpoint
 from rareid.evaluation.rank import evaluate_rank
 from rareid.tracks.index import TrackIndex
 from rareid.tracks.match import track_distances

@@ -8,5 +8,6 @@ one pooled prefix embedding per level, built from the frames that support that l
 Modules: ``tracklet`` (records, cutting crops from frames), ``readers`` (crop folders, MOT
 files with a video or frames, arrays), ``pooling``, ``index`` (:class:`TrackIndex`, one file),
 ``match`` (tracklet distances), ``link`` (global identities across cameras), ``protocol`` (the
-``mlr-video`` evaluation) and one ``*_command`` module per ``rareid tracks`` subcommand.
+``mlr-video`` evaluation). The ``rareid tracks`` subcommands (:mod:`rareid.commands.tracks`)
+wrap them.
 """

@@ -1,18 +1,13 @@
 """The deploy pieces tracklets reuse, imported in one place: loading a checkpoint, embedding
-crops at their levels and the query level estimator of ``rareid search``."""
+crops at their levels, and the query level estimator of ``rareid search``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rareid.deploy.inference import (
-    Preprocess,
-    embed_images,
-    file_sha256,
-    load_model,
-    read_checkpoint,
-)
-from rareid.deploy.search import query_level
+from rareid.deploy import Preprocess, load_model
+from rareid.deploy.model.inference import embed_images, file_sha256, read_checkpoint
+from rareid.levels import query_level
 
 __all__ = [
     "VERDICT_COLORS",

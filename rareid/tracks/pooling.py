@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rareid.levels import level_to_rate
+from rareid.levels import level_to_rate, prefix_lengths
 
 POOLINGS = ("average", "max", "level-aware")
 #: What ``rareid tracks search`` and ``link`` pool with unless told otherwise (the best of the
@@ -41,7 +41,7 @@ class PooledTrack:
 def prefix_bounds(split_sizes: Sequence[int], num_levels: int) -> list[int]:
     """End of each level's prefix in the embedding: level ``k`` uses ``[:bounds[k - 1]]``. A
     model without a varying-length embedding has one block, used whole at every level."""
-    ends = [int(end) for end in np.cumsum([int(size) for size in split_sizes])]
+    ends = prefix_lengths(split_sizes)
     return ends if len(ends) == num_levels else [ends[-1]] * num_levels
 
 

@@ -155,3 +155,14 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "bad.txt" in capsys.readouterr().err
     assert run_rareid(["tracks", "nothing"]) == 2
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_every_tracks_option_has_help() -> None:
+    import importlib
+
+    from rareid.commands.tracks import SUBCOMMANDS
+
+    for name, (module, _) in SUBCOMMANDS.items():
+        parser = importlib.import_module(module).build_parser()
+        for action in parser._actions:
+            assert (action.help or "").strip(), f"rareid tracks {name}: {action.dest} has no help"

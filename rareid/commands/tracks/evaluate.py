@@ -29,8 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", required=True, choices=DATASETS, help="video dataset layout")
     add("--root", required=True, help="folder holding the dataset")
     add("--ckpt", required=True, help="checkpoint written by `rareid fit`")
-    add("--schedules", nargs="+", choices=SCHEDULE_NAMES, default=list(SCHEDULE_NAMES))
-    add("--poolings", nargs="+", choices=POOLINGS, default=list(POOLINGS))
+    add(
+        "--schedules",
+        nargs="+",
+        choices=SCHEDULE_NAMES,
+        default=list(SCHEDULE_NAMES),
+        help="per-frame rate schedules of the queries",
+    )
+    add("--poolings", nargs="+", choices=POOLINGS, default=list(POOLINGS), help="poolings compared")
     add("--trials", type=int, default=10, help="trials (random draws of rates and frames)")
     add("--seed", type=int, default=0, help="seed of the draws")
     add("--split-seed", type=int, default=0, help="iLIDS-VID / PRID2011 half split")
