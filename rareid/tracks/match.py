@@ -10,8 +10,9 @@ import numpy as np
 
 from rareid.tracks.pooling import PooledTrack, shared_level
 
-#: Frames a tracklet needs at or above a level for that level to be used by default.
-DEFAULT_MIN_FRAMES = 3
+#: Frames a tracklet needs at or above a level for that level to be used by default (2 did
+#: at least as well as 1 and 3 in every column of the video benchmark, docs/tracklets.md).
+DEFAULT_MIN_FRAMES = 2
 
 
 @dataclass(frozen=True)

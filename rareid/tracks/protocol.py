@@ -24,7 +24,7 @@ import numpy as np
 
 from rareid.data.lowres import degrade
 from rareid.evaluation.rank import evaluate_rank
-from rareid.tracks.match import track_distances
+from rareid.tracks.match import DEFAULT_MIN_FRAMES, track_distances
 from rareid.tracks.pooling import POOLINGS, PooledTrack, pool_track, prefix_bounds
 
 SCHEDULES = ("constant", "random", "ramp")
@@ -122,7 +122,7 @@ def evaluate_mlr_video(
     poolings: Sequence[str] = POOLINGS,
     trials: int = 10,
     seed: int = 0,
-    min_frames: int = 3,
+    min_frames: int = DEFAULT_MIN_FRAMES,
     level_policy: str = "nearest",
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
     """``{schedule: {method: {"rank1": [per trial], "mAP": [...]}}}`` where a method is a
