@@ -166,3 +166,69 @@ def test_every_tracks_option_has_help() -> None:
         parser = importlib.import_module(module).build_parser()
         for action in parser._actions:
             assert (action.help or "").strip(), f"rareid tracks {name}: {action.dest} has no help"
+
+
+def test_synth_command_and_its_usage_errors(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "video"
+    argv = ["tracks", "synth", "--out", str(out), "--identities", "12", "--cameras", "2"]
+    assert run_rareid([*argv, "--walkers", "1", "--passers-by", "0"]) == 0
+    assert (out / "gt" / "cam2.txt").read_text().count("\n") > 10
+    assert "2 cameras" in capsys.readouterr().out
+    assert run_rareid([*argv, "--walkers", "7"]) == 2  # a 12-identity world has 6 test ids
+    assert "--walkers" in capsys.readouterr().err
+
+
+def test_search_with_a_query_index_and_level_aware_default(
+    tiny_checkpoint: Path, video_root: Path, tmp_path: Path
+) -> None:
+    gallery, query = tmp_path / "g.npz", tmp_path / "q.npz"
+    frames = video_root / "frames"
+    assert (
+        _index(
+            tiny_checkpoint,
+            gallery,
+            "--video",
+            str(frames / "cam2"),
+            "--mot",
+            str(video_root / "gt" / "cam2.txt"),
+        )
+        == 0
+    )
+    assert (
+        _index(
+            tiny_checkpoint,
+            query,
+            "--video",
+            str(frames / "cam1"),
+            "--mot",
+            str(video_root / "gt" / "cam1.txt"),
+        )
+        == 0
+    )
+    out = tmp_path / "m"
+    assert (
+        run_rareid(
+            [
+                "tracks",
+                "search",
+                "--index",
+                str(gallery),
+                "--query",
+                str(query),
+                "--out",
+                str(out),
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
+    with open(out / "matches.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 4 * 2 and {row["query_camera"] for row in rows} == {"cam1"}
+    assert {row["verdict"] for row in rows} == {"uncalibrated"}
+    distances = [
+        [float(row["distance"]) for row in rows if row["query_track"] == track]
+        for track in {r["query_track"] for r in rows}
+    ]
+    assert all(first <= second for first, second in distances)

@@ -40,6 +40,6 @@ def main(argv: Sequence[str]) -> int:
             args.out, args.identities, args.walkers, args.cameras, args.passers_by, args.seed
         )
     except ValueError as error:
-        parser.error(f"--{str(error).split(':')[0].replace('_', '-')}: {error}")
+        parser.error(f"--{str(error).replace('_', '-')}")
     print(summary)
     return 0
