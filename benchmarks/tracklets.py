@@ -34,7 +34,14 @@ from rareid.tracks.index import TrackIndex
 from rareid.tracks.link import link_tracks
 from rareid.tracks.match import DEFAULT_MIN_FRAMES, track_distances
 from rareid.tracks.pooling import POOLINGS, pool_track
-from rareid.tracks.protocol import SCHEDULES, SINGLE_FRAME, VideoSet, evaluate_mlr_video, summarize
+from rareid.tracks.protocol import (
+    SCHEDULES,
+    SINGLE_FRAME,
+    VideoSet,
+    evaluate_mlr_video,
+    markdown_table,
+    summarize,
+)
 from rareid.tracks.readers import read_crop_tracks
 
 
@@ -64,17 +71,17 @@ def scenes(
     index = TrackIndex.empty(model, policy)
     index.add_tracks(model, preprocess, tracks)
     keys = index.keys()
-    query = [i for i, key in enumerate(keys) if key[0] == "cam1" and pid_of[key] > 0]
-    gallery = [i for i, key in enumerate(keys) if key[0] != "cam1"]
-    q_pids = [pid_of[keys[i]] for i in query]
-    g_pids = [pid_of[keys[i]] for i in gallery]
+    query = [track for track, key in enumerate(keys) if key[0] == "cam1" and pid_of[key] > 0]
+    gallery = [track for track, key in enumerate(keys) if key[0] != "cam1"]
+    q_pids = [pid_of[keys[track]] for track in query]
+    g_pids = [pid_of[keys[track]] for track in gallery]
     q_cams, g_cams = [0] * len(query), [1] * len(gallery)
     result: dict = {}
     for pooling in POOLINGS:
         pooled = index.pooled(pooling)
         pairs = track_distances(
-            [pooled[i] for i in query],
-            [pooled[i] for i in gallery],
+            [pooled[track] for track in query],
+            [pooled[track] for track in gallery],
             index.bounds,
             min_frames,
             index.metric,
@@ -97,8 +104,8 @@ def scenes(
                 "average",
             )
 
-        single_q = [one(i) for i in query]
-        single_g = [one(i) for i in gallery]
+        single_q = [one(track) for track in query]
+        single_g = [one(track) for track in gallery]
         pairs = track_distances(single_q, single_g, index.bounds, 1, index.metric)
         cmc, mean_ap = evaluate_rank(pairs.distances, q_pids, g_pids, q_cams, g_cams)
         scores["rank1"].append(float(cmc[0]))
@@ -182,17 +189,8 @@ def main() -> None:
             indent=1,
         )
     )
-    columns = list(summary)
-    print("| method | " + " | ".join(f"{c} rank-1 | {c} mAP" for c in columns) + " |")
-    print("|---|" + "---:|" * (2 * len(columns)))
-    for method in (*POOLINGS, SINGLE_FRAME):
-        cells = []
-        for column in columns:
-            s = summary[column][method]
-            cells.append(
-                f"{s['rank1_mean']:.1f} ± {s['rank1_std']:.1f} | {s['mAP_mean']:.1f} ± {s['mAP_std']:.1f}"
-            )
-        print(f"| {method} | " + " | ".join(cells) + " |")
+    for line in markdown_table(summary, (*POOLINGS, SINGLE_FRAME)):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -196,10 +196,18 @@ class TrackIndex:
         self.levels = np.concatenate([self.levels, levels])
         self.rates = np.concatenate([self.rates, rates])
         self.frames = np.concatenate(
-            [self.frames, np.asarray([f for t in tracks for f in t.frames], np.int64)]
+            [
+                self.frames,
+                np.asarray([frame for track in tracks for frame in track.frames], np.int64),
+            ]
         )
         self.boxes = np.concatenate(
-            [self.boxes, np.asarray([b for t in tracks for b in t.boxes], np.int64).reshape(-1, 4)]
+            [
+                self.boxes,
+                np.asarray([box for track in tracks for box in track.boxes], np.int64).reshape(
+                    -1, 4
+                ),
+            ]
         )
         self.sizes = np.concatenate([self.sizes, sizes])
         self.track_of = np.concatenate([self.track_of, owner])
@@ -295,7 +303,9 @@ class TrackIndex:
 def thumbnails(track: Tracklet) -> np.ndarray:
     """The tracklet's largest crops (ties: earliest), resized to ``THUMBNAIL_SIZE``."""
     out = np.zeros((THUMBNAILS, *THUMBNAIL_SIZE, 3), np.uint8)
-    order = sorted(range(len(track)), key=lambda i: (-track.crops[i].shape[0], i))[:THUMBNAILS]
+    order = sorted(
+        range(len(track)), key=lambda position: (-track.crops[position].shape[0], position)
+    )[:THUMBNAILS]
     for slot, position in enumerate(sorted(order)):
         height, width = THUMBNAIL_SIZE
         out[slot] = cv2.resize(track.crops[position], (width, height), interpolation=cv2.INTER_AREA)

@@ -44,9 +44,15 @@ def link_tracks(
     nearest: dict[tuple[int, str], int] = {}
     for first in range(count):
         for camera in sorted(set(cameras)):
-            columns = [c for c in range(count) if cameras[c] == camera and not blocked[first, c]]
+            columns = [
+                other
+                for other in range(count)
+                if cameras[other] == camera and not blocked[first, other]
+            ]
             if columns:
-                nearest[(first, camera)] = min(columns, key=lambda c: (usable[first, c], c))
+                nearest[(first, camera)] = min(
+                    columns, key=lambda other: (usable[first, other], other)
+                )
     edges = sorted(
         (float(usable[first, second]), first, second)
         for first in range(count)
@@ -63,7 +69,7 @@ def link_tracks(
         group_a, group_b = owner[first], owner[second]
         if group_a == group_b:
             continue
-        if any(blocked[a, b] for a in members[group_a] for b in members[group_b]):
+        if any(blocked[one, another] for one in members[group_a] for another in members[group_b]):
             refused += 1
             continue
         for track in members[group_b]:

@@ -95,6 +95,29 @@ def _split(values: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return np.split(values, np.cumsum(lengths)[:-1])
 
 
+#: CMC ranks kept per trial besides mAP.
+CMC_RANKS = (1, 5, 10)
+
+
+def _record(
+    table: dict[str, dict[str, list[float]]], method: str, scores: dict[str, float]
+) -> None:
+    entry = table.setdefault(method, {name: [] for name in scores})
+    for name, value in scores.items():
+        entry[name].append(value)
+
+
+def _single_frames(
+    embedder: _Embedder, tracks: Sequence[tuple[np.ndarray, ...]], rng: np.random.Generator
+) -> list[PooledTrack]:
+    """One random frame of each tracklet, as a tracklet of one frame (the crop path)."""
+    chosen = []
+    for embeddings, rates, levels in tracks:
+        pick = slice(position := int(rng.integers(0, len(levels))), position + 1)
+        chosen.append(embedder.pool(embeddings[pick], rates[pick], levels[pick], "average"))
+    return chosen
+
+
 def _score(
     embedder: _Embedder,
     queries: list[PooledTrack],
@@ -102,7 +125,7 @@ def _score(
     data: VideoSet,
     min_frames: int,
     metric: str,
-) -> tuple[float, float]:
+) -> dict[str, float]:
     pairs = track_distances(queries, gallery, embedder.bounds, min_frames, metric)
     cmc, mean_ap = evaluate_rank(
         pairs.distances,
@@ -111,7 +134,8 @@ def _score(
         data.query_cameras,
         data.gallery_cameras,
     )
-    return float(cmc[0]), float(mean_ap)
+    scores = {f"rank{rank}": float(cmc[rank - 1]) for rank in CMC_RANKS}
+    return {**scores, "mAP": float(mean_ap)}
 
 
 def evaluate_mlr_video(
@@ -125,7 +149,8 @@ def evaluate_mlr_video(
     min_frames: int = DEFAULT_MIN_FRAMES,
     level_policy: str = "nearest",
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """``{schedule: {method: {"rank1": [per trial], "mAP": [...]}}}`` where a method is a
+    """``{schedule: {method: {"rank1": [per trial], "rank5", "rank10", "mAP"}}}`` (CMC at
+    :data:`CMC_RANKS` and mAP, each a list over trials) where a method is a
     pooling or ``single-frame``. Same seed, same numbers."""
     height, width = data.gallery[0][0].shape[:2]
     embedder = _Embedder(model, preprocess, (float(height), float(width)), level_policy)
@@ -135,7 +160,7 @@ def evaluate_mlr_video(
     gallery_parts = [_split(part, gallery_lengths) for part in embedder(gallery_frames)]
     gallery_tracks = list(zip(*gallery_parts, strict=True))
     pooled_gallery = {
-        pooling: [embedder.pool(e, r, lv, pooling) for e, r, lv in gallery_tracks]
+        pooling: [embedder.pool(*track, pooling) for track in gallery_tracks]
         for pooling in poolings
     }
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -156,33 +181,12 @@ def evaluate_mlr_video(
                 zip(*[_split(part, query_lengths) for part in embedder(crops)], strict=True)
             )
             for pooling in poolings:
-                pooled = [embedder.pool(e, r, lv, pooling) for e, r, lv in query_parts]
-                rank1, mean_ap = _score(
-                    embedder, pooled, pooled_gallery[pooling], data, min_frames, metric
-                )
-                scores = table.setdefault(pooling, {"rank1": [], "mAP": []})
-                scores["rank1"].append(rank1)
-                scores["mAP"].append(mean_ap)
-            single_q = []
-            for e, r, lv in query_parts:
-                pick = int(rng.integers(0, len(lv)))
-                single_q.append(
-                    embedder.pool(
-                        e[pick : pick + 1], r[pick : pick + 1], lv[pick : pick + 1], "average"
-                    )
-                )
-            single_g = []
-            for e, r, lv in gallery_tracks:
-                pick = int(rng.integers(0, len(lv)))
-                single_g.append(
-                    embedder.pool(
-                        e[pick : pick + 1], r[pick : pick + 1], lv[pick : pick + 1], "average"
-                    )
-                )
-            rank1, mean_ap = _score(embedder, single_q, single_g, data, 1, metric)
-            scores = table.setdefault(SINGLE_FRAME, {"rank1": [], "mAP": []})
-            scores["rank1"].append(rank1)
-            scores["mAP"].append(mean_ap)
+                pooled = [embedder.pool(*part, pooling) for part in query_parts]
+                scores = _score(embedder, pooled, pooled_gallery[pooling], data, min_frames, metric)
+                _record(table, pooling, scores)
+            single_q = _single_frames(embedder, query_parts, rng)
+            single_g = _single_frames(embedder, gallery_tracks, rng)
+            _record(table, SINGLE_FRAME, _score(embedder, single_q, single_g, data, 1, metric))
     return results
 
 
@@ -213,7 +217,7 @@ def video_set(splits: Any, max_frames: int = 16) -> VideoSet:
         paths = list(track.paths)
         if len(paths) > max_frames:
             chosen = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
-            paths = [paths[i] for i in chosen.tolist()]
+            paths = [paths[position] for position in chosen.tolist()]
         images = []
         for path in paths:
             image = read_rgb(path)
@@ -230,3 +234,24 @@ def video_set(splits: Any, max_frames: int = 16) -> VideoSet:
         [track.pid for track in splits.gallery],
         [track.camid for track in splits.gallery],
     )
+
+
+def markdown_table(
+    summary: dict[str, dict[str, dict[str, float]]], methods: Sequence[str]
+) -> list[str]:
+    """Lines of a Markdown table: one row per method, rank-1 and mAP (mean ± std) per column."""
+    columns = list(summary)
+    lines = [
+        "| method | " + " | ".join(f"{name} rank-1 | {name} mAP" for name in columns) + " |",
+        "|---|" + "---:|" * (2 * len(columns)),
+    ]
+    for method in methods:
+        cells = []
+        for column in columns:
+            scores = summary[column][method]
+            cells.append(
+                f"{scores['rank1_mean']:.1f} ± {scores['rank1_std']:.1f} | "
+                f"{scores['mAP_mean']:.1f} ± {scores['mAP_std']:.1f}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines

@@ -168,6 +168,9 @@ def test_evaluate_command_on_a_fake_prid_tree(
     assert set(summary) == {"constant", "random", "ramp"}
     assert set(summary["ramp"]) == {"average", "max", "level-aware", "single-frame"}
     assert summary["ramp"]["average"]["rank1_std"] == 0.0  # the ramp draws nothing
+    # one rate per tracklet: every frame weighs the same, so level-aware is the average
+    assert summary["constant"]["level-aware"] == summary["constant"]["average"]
+    assert set(summary["random"]["max"]) >= {"rank5_mean", "rank10_mean", "mAP_std"}
     assert all(
         0 <= scores["mAP_mean"] <= 100 for table in summary.values() for scores in table.values()
     )

@@ -56,7 +56,13 @@ def main(argv: Sequence[str]) -> int:
     from rareid.data.readers.base import DatasetFormatError, DatasetNotFoundError
     from rareid.data.readers.video import read_video_dataset
     from rareid.tracks.model import checkpoint_problem, load_model, read_checkpoint
-    from rareid.tracks.protocol import SINGLE_FRAME, evaluate_mlr_video, summarize, video_set
+    from rareid.tracks.protocol import (
+        SINGLE_FRAME,
+        evaluate_mlr_video,
+        markdown_table,
+        summarize,
+        video_set,
+    )
     from rareid.tracks.tracklet import TrackInputError
 
     if problem := checkpoint_problem(args.ckpt):
@@ -87,14 +93,8 @@ def main(argv: Sequence[str]) -> int:
         policy,
     )
     summary = summarize(results)
-    print(f"| method | {' | '.join(f'{s} rank-1 | {s} mAP' for s in summary)} |")
-    for method in (*args.poolings, SINGLE_FRAME):
-        cells = [
-            f"{summary[s][method]['rank1_mean']:.1f} ± {summary[s][method]['rank1_std']:.1f} | "
-            f"{summary[s][method]['mAP_mean']:.1f} ± {summary[s][method]['mAP_std']:.1f}"
-            for s in summary
-        ]
-        print(f"| {method} | {' | '.join(cells)} |")
+    for line in markdown_table(summary, (*args.poolings, SINGLE_FRAME)):
+        print(line)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"per_trial": results, "summary": summary}, indent=1))

@@ -86,6 +86,11 @@ def main(argv: Sequence[str]) -> int:
             parser.error(f"--out: {error}")
         if index.checkpoint_sha256 != file_sha256(args.ckpt):
             parser.error(f"--ckpt: {args.ckpt!r} is not the checkpoint {args.out!r} was built with")
+        if reference and abs(reference[0] - index.reference[0]) > 1e-6:
+            parser.error(
+                f"--reference-height: {args.out!r} was built with {index.reference[0]:g} px; "
+                "one index keeps one reference (rebuild it to change it)"
+            )
     else:
         index = TrackIndex.build(
             args.ckpt, [], reference, args.device, model_and_preprocess=(model, preprocess)

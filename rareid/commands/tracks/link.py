@@ -63,7 +63,7 @@ def main(argv: Sequence[str]) -> int:
     written = []
     for camera in sorted(set(index.cameras)):
         lines = []
-        for track in (t for t in range(len(index)) if index.cameras[t] == camera):
+        for track in (item for item in range(len(index)) if index.cameras[item] == camera):
             for row in index.frame_rows(track):
                 frame, box = int(index.frames[row]), index.boxes[row].tolist()
                 if frame >= 1 and box[2] > 0:
@@ -72,9 +72,7 @@ def main(argv: Sequence[str]) -> int:
             mot_dir.mkdir(parents=True, exist_ok=True)
             path = mot_dir / f"{camera}.txt"
             path.write_text(
-                "".join(
-                    f"{f},{i},{x},{y},{w},{h},1,-1,-1,-1\n" for f, i, x, y, w, h in sorted(lines)
-                )
+                "".join(",".join(map(str, row)) + ",1,-1,-1,-1\n" for row in sorted(lines))
             )
             written.append(path.name)
     count = len(set(identities))

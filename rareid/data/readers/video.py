@@ -68,7 +68,7 @@ class VideoSplits:
         ):
             frames = sum(len(track.paths) for track in tracks)
             lines.append(
-                f"  {split:<8}{len({t.pid for t in tracks}):>7}{len(tracks):>8}{frames:>9}"
+                f"  {split:<8}{len({track.pid for track in tracks}):>7}{len(tracks):>8}{frames:>9}"
             )
         return "\n".join(lines + self.notes)
 
@@ -78,7 +78,7 @@ def _dataset_dir(root: Path, names: tuple[str, ...], marker: str, display: str) 
         if (candidate / marker).exists():
             return candidate
     raise DatasetNotFoundError(
-        f"{display}: no {marker!r} under {root} or {', '.join(str(root / n) for n in names)}"
+        f"{display}: no {marker!r} under {root} or {', '.join(str(root / name) for name in names)}"
     )
 
 
@@ -212,7 +212,7 @@ def _two_cameras(
             f"{display}: fewer than 2 people are seen by both cameras under {base}"
         )
     order = np.random.default_rng(split_seed).permutation(len(both))
-    train_names = {both[i] for i in order[: len(both) // 2].tolist()}
+    train_names = {both[position] for position in order[: len(both) // 2].tolist()}
     pid = {name: number for number, name in enumerate(both, start=1)}
 
     def tracks(chosen: list[str], side: int) -> list[VideoTrack]:

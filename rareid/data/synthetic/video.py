@@ -58,14 +58,14 @@ class Walk:
         rng = _rng(self.seed, _K_VIDEO, self.pid, self.camera, self.track_id)
         lane, depth = float(rng.uniform(0.25, 0.75)), float(rng.uniform(0.45, 0.9))
         if self.kind == "approach":
-            scale, x, view = FAR_SCALE + (NEAR_SCALE - FAR_SCALE) * progress, lane, VIEW_FRONT
+            scale, centre, view = FAR_SCALE + (NEAR_SCALE - FAR_SCALE) * progress, lane, VIEW_FRONT
         elif self.kind == "leave":
-            scale, x, view = NEAR_SCALE - (NEAR_SCALE - FAR_SCALE) * progress, lane, VIEW_BACK
+            scale, centre, view = NEAR_SCALE - (NEAR_SCALE - FAR_SCALE) * progress, lane, VIEW_BACK
         else:
             rightwards = rng.random() < 0.5
-            x = -0.05 + 1.1 * (progress if rightwards else 1 - progress)
+            centre = -0.05 + 1.1 * (progress if rightwards else 1 - progress)
             scale, view = depth, VIEW_RIGHT if rightwards else VIEW_LEFT
-        return scale, x, view, 2 * math.pi * (frame - self.start) / 9.0
+        return scale, centre, view, 2 * math.pi * (frame - self.start) / 9.0
 
 
 @dataclass
@@ -84,7 +84,7 @@ def plan_walks(
     scenes = VideoScenes()
     for camera in range(cameras):
         rng = _rng(seed, _K_VIDEO, 0, camera, 10_000)
-        people = [(pid, 0) for pid in walkers] + [(0, k) for k in range(passers_by)]
+        people = [(pid, 0) for pid in walkers] + [(0, stranger) for stranger in range(passers_by)]
         order = rng.permutation(len(people))
         end = 0
         for position, item in enumerate(order.tolist()):
@@ -133,13 +133,13 @@ def render_frame(
         if walk.camera == camera and walk.start <= frame < walk.start + walk.length
     ]
     boxes = []
-    for walk, scale, x, view, phase in sorted(present, key=lambda item: item[1]):
+    for walk, scale, centre, view, phase in sorted(present, key=lambda item: item[1]):
         sprite, coverage = _sprite(world, walk, view, phase)
         sprite_h, sprite_w = max(4, round(_H * scale)), max(2, round(_W * scale))
         small = cv2.resize(sprite, (sprite_w, sprite_h), interpolation=cv2.INTER_AREA)
         alpha = cv2.resize(coverage, (sprite_w, sprite_h), interpolation=cv2.INTER_AREA)
         foot = horizon + (scale - FAR_SCALE) / (NEAR_SCALE - FAR_SCALE) * (height - 2 - horizon)
-        top, left = round(foot - sprite_h), round(x * width - sprite_w / 2)
+        top, left = round(foot - sprite_h), round(centre * width - sprite_w / 2)
         y0, x0 = max(0, top), max(0, left)
         y1, x1 = min(height, top + sprite_h), min(width, left + sprite_w)
         if y1 <= y0 or x1 <= x0:
