@@ -9,13 +9,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rareid.runs import OneLineArgumentParser
 from rareid.tracks.match import DEFAULT_MIN_FRAMES
 from rareid.tracks.pooling import DEFAULT_POOLING, POOLINGS
+
+if TYPE_CHECKING:
+    from rareid.tracks.index import TrackIndex
 
 #: Query tracklets per rank sheet page, and matches drawn per query.
 QUERIES_PER_SHEET = 6
@@ -60,7 +63,9 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--out: {args.out!r} already holds matches; pass --overwrite")
 
 
-def load_queries(parser: argparse.ArgumentParser, args: argparse.Namespace, index: Any) -> Any:
+def load_queries(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, index: TrackIndex
+) -> TrackIndex:
     """The query tracklets as an index: loaded, or embedded like the index's own frames (same
     model, reference size and level policy)."""
     from rareid.tracks.index import TrackIndex, TrackIndexError
@@ -96,7 +101,7 @@ def load_queries(parser: argparse.ArgumentParser, args: argparse.Namespace, inde
 
 
 def ranked_rows(
-    queries: Any, index: Any, args: argparse.Namespace
+    queries: TrackIndex, index: TrackIndex, args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """One row per query x rank and each query's ranked gallery positions; a query never
     matches the gallery tracklet with its own camera and track id."""
@@ -145,7 +150,11 @@ def ranked_rows(
 
 
 def draw_sheets(
-    queries: Any, index: Any, rows: list[dict[str, Any]], rankings: list[list[int]], out: Path
+    queries: TrackIndex,
+    index: TrackIndex,
+    rows: list[dict[str, Any]],
+    rankings: list[list[int]],
+    out: Path,
 ) -> list[Path]:
     """Rank sheet pages: per query, its largest frames, then each match's largest frame with
     the distance, the level used and the verdict."""
