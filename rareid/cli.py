@@ -43,6 +43,10 @@ HELPER_COMMANDS: dict[str, tuple[str, str]] = {
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
     "export": ("rareid.commands.export", "Export a checkpoint to ONNX (checked against PyTorch)."),
+    "tracks": (
+        "rareid.commands.tracks",
+        "Tracklets from video: index, search, link people across cameras; evaluate, synth.",
+    ),
     "experiment": (
         "rareid.commands.experiment",
         "Train and test a grid of variants x seeds; one table, JSON and bar chart.",

@@ -69,7 +69,7 @@ for argv in json.loads(sys.argv[1]):
         status = main(argv)
     heavy = sorted(
         {name.split(".")[0] for name in sys.modules}
-        & {"torch", "lightning", "timm", "albumentations"}
+        & {"torch", "lightning", "timm", "albumentations", "cv2"}
     )
     report[" ".join(argv)] = [status, heavy]
 print(json.dumps(report))

@@ -151,7 +151,7 @@ def _distances(
 ) -> tuple[RAReIDModule, Distances, str, Labels | None]:
     """The model, the genuine and impostor distances per level, the split's name and the
     labels (with --labels)."""
-    from rareid.deploy.gallery.index import resolve_device
+    from rareid.deploy.model.checks import resolve_device
     from rareid.deploy.model.inference import load_model, read_checkpoint
     from rareid.deploy.verify.calibrate import collect_distances, datamodule_from_config
 

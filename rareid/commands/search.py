@@ -247,9 +247,8 @@ def _rank(
     and the prefix distances (Eq. 2) the verdicts are taken from."""
     import torch
 
-    from rareid.deploy.gallery.index import resolve_device
     from rareid.deploy.model.backends import EmbeddingBackend, OnnxBackend, TorchBackend
-    from rareid.deploy.model.checks import check_finite_embeddings
+    from rareid.deploy.model.checks import check_finite_embeddings, resolve_device
     from rareid.deploy.model.inference import load_model
     from rareid.deploy.search.exact import Searcher
 

@@ -28,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Write the dataset, or leave an up-to-date folder as it is (``--force`` rewrites it)."""
-    from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
-
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
+
     write = write_synthetic_dataset if args.force else ensure_synthetic_dataset
     try:
         summary = write(args.out, identities=args.identities, cameras=args.cameras, seed=args.seed)

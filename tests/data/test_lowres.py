@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import pytest
@@ -15,7 +13,6 @@ from rareid.data.lowres import (
     sample_rates,
     synthesize_lowres,
 )
-from rareid.levels import assign_level, estimate_rate
 
 
 def noisy(height: int = 128, width: int = 64, seed: int = 0) -> np.ndarray:
@@ -99,64 +96,6 @@ def test_synthesize_lowres_same_rate_same_pixels():
 def test_synthesize_lowres_bad_size():
     with pytest.raises(ValueError, match="out_size"):
         synthesize_lowres(noisy(), 2, (0, 128))
-
-
-def test_estimate_rate():
-    assert estimate_rate(64, 128) == 2.0
-    assert estimate_rate(128, 128) == 1.0
-    assert math.isclose(estimate_rate(43, 128), 128 / 43)
-    with pytest.raises(ValueError, match="height"):
-        estimate_rate(0, 128)
-    with pytest.raises(ValueError, match="reference_height"):
-        estimate_rate(10, -1)
-
-
-@pytest.mark.parametrize("policy", ["nearest", "lower", "higher"])
-def test_known_rates_get_their_level(policy):
-    rates = [1, 2, 3, 4]
-    assert [assign_level(r, rates, policy) for r in (1, 2, 3, 4)] == [4, 3, 2, 1]
-    # unsorted input and float noise from an estimate
-    assert assign_level(128 / 64.00000000001, [4, 1, 3, 2], policy) == 3
-
-
-def test_nearest_is_log_scale():
-    rates = [1, 2, 3, 4]
-    # 2.4: |log 2.4 - log 2| = 0.18 < |log 3 - log 2.4| = 0.22 (linear distance would pick 2 too)
-    assert assign_level(2.4, rates) == 3
-    # 2.47: linear nearest is 2 (0.47 < 0.53), log nearest is 3 (0.194 < 0.211)
-    assert assign_level(2.47, rates) == 2
-
-
-def test_nearest_tie_goes_to_lower_resolution():
-    assert assign_level(math.sqrt(8), [2, 4]) == 1  # exact log-midpoint of 2 and 4 -> rate 4
-    assert assign_level(math.sqrt(2), [1, 2]) == 1  # -> rate 2 (level 1 of 2)
-    assert assign_level(math.sqrt(2) * 0.999, [1, 2]) == 2  # just below the tie -> rate 1
-
-
-def test_unseen_rates_paper_table_vi():
-    rates = [1, 2, 4, 6, 8]  # levels: 1->5, 2->4, 4->3, 6->2, 8->1
-    assert assign_level(3, rates, "nearest") == 3  # log-nearest of 3 is 4
-    assert assign_level(3, rates, "lower") == 3  # next lower resolution: 4
-    assert assign_level(3, rates, "higher") == 4  # next higher resolution: 2
-    assert assign_level(5, rates, "nearest") == 2  # 6
-    assert assign_level(5, rates, "lower") == 2  # 6
-    assert assign_level(5, rates, "higher") == 3  # 4
-    # outside the known range: clipped
-    for policy in ("nearest", "lower", "higher"):
-        assert assign_level(10, rates, policy) == 1
-        assert assign_level(0.5, rates, policy) == 5
-    # rates {2, 4, 8} of the paper: 3 -> 4 and 6 -> 8 by log distance
-    assert assign_level(3, [2, 4, 8]) == 2
-    assert assign_level(6, [2, 4, 8]) == 1
-
-
-def test_assign_level_errors():
-    with pytest.raises(ValueError, match="level_policy"):
-        assign_level(2, [1, 2], "closest")
-    with pytest.raises(ValueError, match="rate"):
-        assign_level(0, [1, 2])
-    with pytest.raises(ValueError, match="rates"):
-        assign_level(2, [])
 
 
 def test_sample_rates_seeded():

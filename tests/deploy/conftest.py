@@ -181,8 +181,12 @@ def run_cli(argv: list[str]) -> int:
         return int(exit_.code)
 
 
-def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[str]:
-    """``rareid index`` of ``folder`` into ``out``, quiet and in-process (no workers)."""
+def index_args(
+    checkpoint: Path, folder: Path, out: Path, *extra: str, workers: int | None = 0
+) -> list[str]:
+    """``rareid index`` of ``folder`` into ``out``, quiet; in-process (no workers) unless
+    ``workers`` says otherwise (``None``: the command's default)."""
+    threads = [] if workers is None else ["--num-workers", str(workers)]
     return [
         "index",
         "--ckpt",
@@ -192,8 +196,7 @@ def index_args(checkpoint: Path, folder: Path, out: Path, *extra: str) -> list[s
         "--out",
         str(out),
         "--no-progress",
-        "--num-workers",
-        "0",
+        *threads,
         *extra,
     ]
 
@@ -238,6 +241,11 @@ def save_folder_index(checkpoint: Path, folder: Path, out: Path) -> Path:
         model, list_images(folder), root=folder, preprocess=preprocess, checkpoint_path=checkpoint
     )
     return index.save(out)
+
+
+def search_args(index: Path, query: Path, out: Path, *extra: str) -> list[str]:
+    """``rareid search`` of the crops ``query`` against ``index``, results under ``out``."""
+    return ["search", "--index", str(index), "--query", str(query), "--out", str(out), *extra]
 
 
 #: Sub-vector sizes of the random search indexes.

@@ -16,7 +16,7 @@ from rareid.deploy.gallery.index import GalleryIndex
 from rareid.deploy.model.inference import load_model
 from rareid.deploy.verify.calibrate import calibrate_levels
 from rareid.levels import assign_level, estimate_rate
-from tests.deploy.conftest import GALLERY_NAMES
+from tests.deploy.conftest import GALLERY_NAMES, index_args, search_args
 from tests.deploy.conftest import run_cli as run
 
 pytestmark = [
@@ -57,18 +57,7 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     tmp_path, trained_checkpoint, gallery_dir, query_dir, query_truth, world, people, capsys
 ) -> None:
     index_path = tmp_path / "gallery.npz"
-    code = run(
-        [
-            "index",
-            "--ckpt",
-            str(trained_checkpoint),
-            "--gallery",
-            str(gallery_dir),
-            "--out",
-            str(index_path),
-            "--no-progress",
-        ]
-    )
+    code = run(index_args(trained_checkpoint, gallery_dir, index_path, workers=None))
     captured = capsys.readouterr()
     assert code == 0
     assert (
@@ -161,16 +150,7 @@ def test_add_appends_new_images_only_and_refuses_another_checkpoint(
         (parked / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
         path.rename(parked / path.relative_to(folder))
     index_path = tmp_path / "g.npz"
-    base = [
-        "index",
-        "--ckpt",
-        str(trained_checkpoint),
-        "--gallery",
-        str(folder),
-        "--out",
-        str(index_path),
-        "--no-progress",
-    ]
+    base = index_args(trained_checkpoint, folder, index_path, workers=None)
     assert run(base) == 0
     before = GalleryIndex.load(index_path)
     assert len(before) == 3
@@ -192,19 +172,7 @@ def test_add_appends_new_images_only_and_refuses_another_checkpoint(
     checkpoint = torch.load(trained_checkpoint, weights_only=True)
     checkpoint["state_dict"]["head.fc.bias"] += 1.0
     torch.save(checkpoint, other)
-    code = run(
-        [
-            "index",
-            "--ckpt",
-            str(other),
-            "--gallery",
-            str(folder),
-            "--out",
-            str(index_path),
-            "--add",
-            "--no-progress",
-        ]
-    )
+    code = run(index_args(other, folder, index_path, "--add", workers=None))
     err = capsys.readouterr().err
     assert code == 2
     assert "is not the checkpoint the index" in err and "build a new index" in err
@@ -263,16 +231,7 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, monkeypatch, capsys, 
 def test_empty_or_unreadable_gallery_folder_is_refused(tmp_path, trained_checkpoint, capsys):
     folder = tmp_path / "empty"
     folder.mkdir()
-    command = [
-        "index",
-        "--ckpt",
-        str(trained_checkpoint),
-        "--gallery",
-        str(folder),
-        "--out",
-        str(tmp_path / "i.npz"),
-        "--no-progress",
-    ]
+    command = index_args(trained_checkpoint, folder, tmp_path / "i.npz", workers=None)
     assert run(command) == 2
     assert "no jpg/png/bmp/webp image" in capsys.readouterr().err
     (folder / "a.jpg").write_bytes(b"junk")
@@ -295,36 +254,9 @@ def test_search_assigns_levels_with_the_checkpoint_level_policy(
     levels = {}
     for name, ckpt in (("nearest", trained_checkpoint), ("lower", lower)):
         index = tmp_path / f"{name}.npz"
-        assert (
-            run(
-                [
-                    "index",
-                    "--ckpt",
-                    str(ckpt),
-                    "--gallery",
-                    str(gallery_dir),
-                    "--out",
-                    str(index),
-                    "--no-progress",
-                ]
-            )
-            == 0
-        )
+        assert run(index_args(ckpt, gallery_dir, index, workers=None)) == 0
         assert GalleryIndex.load(index).level_policy == name
-        assert (
-            run(
-                [
-                    "search",
-                    "--index",
-                    str(index),
-                    "--query",
-                    str(query),
-                    "--out",
-                    str(tmp_path / name),
-                ]
-            )
-            == 0
-        )
+        assert run(search_args(index, query, tmp_path / name)) == 0
         levels[name] = json.loads((tmp_path / name / "results.json").read_text())[0]["level"]
     assert levels == {"nearest": 2, "lower": 1}
     for option, expected in ((["--level", "3"], 3), (["--rate", "1"], 4)):  # overrides

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.test_experiment import _experiment, write_grid
 
 from rareid.cli import main
 from rareid.commands.experiment import build_parser, make_runner
 from rareid.experiment import LocalRunner, Runner
 from rareid.experiment.cluster import SubmititRunner, fit_and_test
 from rareid.experiment.grid import GridError, load_grid
+from tests.experiment.helpers import run_experiment, write_grid
 
 
 def test_the_launcher_names_the_runner(tmp_path: Path) -> None:
@@ -62,10 +62,10 @@ def test_submitit_local_executor_gives_the_local_runners_table(tmp_path: Path) -
         f"name: tiny\nbase: [conf/quickstart.yaml]\noutput: {tmp_path / 'local'}\n"
         "variants:\n  - name: full\n",
     )
-    local = _experiment(grid, data)
+    local = run_experiment(grid, data)
     assert local.returncode == 0, local.stdout + local.stderr
     cluster = ["--launcher", "submitit", "--cluster", "local", "--gpus-per-run", "0"]
-    jobs = _experiment(grid, data, "--out", str(tmp_path / "jobs"), *cluster)
+    jobs = run_experiment(grid, data, "--out", str(tmp_path / "jobs"), *cluster)
     assert jobs.returncode == 0, jobs.stdout + jobs.stderr
     assert "submitted 1 jobs (1 runs) to local" in jobs.stdout
     assert (tmp_path / "jobs" / "submitit").is_dir()  # submitit's job files and logs

@@ -30,15 +30,9 @@ from rareid.experiment import (
     stack_rank_lists,
 )
 from rareid.models.backbone import Backbone
+from tests.experiment.helpers import REPO, TINY_SETS, run_experiment, write_grid
 
-REPO = Path(__file__).resolve().parents[2]
 GRIDS = sorted((REPO / "conf" / "grids").glob("*.yaml"))
-
-
-def write_grid(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "grid.yaml"
-    path.write_text(text)
-    return path
 
 
 def write_results(folder: Path, results: dict[str, float], rates=(1, 2, 3, 4)) -> None:
@@ -348,46 +342,6 @@ def test_saved_backbone_loads_through_weights_path(tmp_path: Path) -> None:
         assert torch.equal(loaded.model.state_dict()[key], value), key
 
 
-TINY_SETS = [
-    "data.input_size=[64, 32]",
-    "data.p=3",
-    "data.k=2",
-    "data.trials=2",
-    "data.num_workers=0",
-    "model.embedding_dim=32",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.logger=false",
-    "trainer.enable_progress_bar=false",
-    "checkpoint.monitor=null",
-    "progressive.phase_epochs=[0, 0, 0, 0]",
-    "report.tsne=false",
-]
-
-
-def _experiment(grid: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
-    sets = [f"--set={s}" for s in [*TINY_SETS, f"data.root={data}"]]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from rareid.cli import main; sys.exit(main())",
-            "experiment",
-            str(grid),
-            "--seeds",
-            "0",
-            *sets,
-            *extra,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
-
-
 @pytest.mark.e2e
 def test_runner_trains_tests_aggregates_and_resumes(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -406,7 +360,7 @@ variants:
 compare: [IDE + Verif, full]
 """,
     )
-    first = _experiment(grid, data)
+    first = run_experiment(grid, data)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "[1/2] full · seed 0: fit ..." in first.stdout
     assert "[2/2] IDE + Verif · seed 0: done" in first.stdout
@@ -427,7 +381,7 @@ compare: [IDE + Verif, full]
     baseline = out / "ide-plus-verif" / "seed0"
     (baseline / "results" / "results.json").unlink()
     (baseline / "fit.done").unlink()
-    second = _experiment(grid, data)
+    second = run_experiment(grid, data)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "1 of 2 runs already have results (skipped)" in second.stdout
     assert "[1/1] IDE + Verif · seed 0: fit ..." in second.stdout
@@ -436,11 +390,11 @@ compare: [IDE + Verif, full]
     assert (
         f"--ckpt_path={baseline / 'checkpoints' / 'last.ckpt'}" in log.split("$ -m rareid fit")[-1]
     )
-    third = _experiment(grid, data)
+    third = run_experiment(grid, data)
     assert "2 of 2 runs already have results (skipped)" in third.stdout
     assert "fit ..." not in third.stdout
     # Results made with other arguments (another grid reusing the name) are not taken as done.
-    other = _experiment(grid, data, "--set=model.embedding_dim=48")
+    other = run_experiment(grid, data, "--set=model.embedding_dim=48")
     assert other.returncode == 2, other.stdout + other.stderr
     assert "holds results of other arguments" in other.stderr and "run.json" in other.stderr
 

@@ -40,7 +40,7 @@ from rareid.deploy.gallery.index_file import (
     read_index_file,
     write_index_file,
 )
-from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 from rareid.deploy.model.inference import (
     Preprocess,
     file_sha256,
@@ -62,7 +62,8 @@ class GalleryIndex:
     Examples::
 
         model, preprocess = load_model("last.ckpt")
-        index = GalleryIndex.build(model, "gallery/", checkpoint_path="last.ckpt")
+        paths = list_images("gallery/")
+        index = GalleryIndex.build(model, paths, preprocess=preprocess, checkpoint_path="last.ckpt")
         index.save("gallery.npz")
         index = GalleryIndex.load("gallery.npz")  # no pickle: opening it runs no code
     """
@@ -426,15 +427,3 @@ class GalleryIndex:
             storage_dtype=meta.get("storage_dtype", "float32"),
             ann=ann,
         )
-
-
-def embed_tensors(model: RAReIDModule, images: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """``model.embed`` in eval mode (BatchNorm statistics untouched), result on the CPU."""
-    return TorchBackend(model).embed(images, levels)
-
-
-def resolve_device(device: str) -> str:
-    """``auto``: CUDA when available, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device

@@ -14,9 +14,9 @@ from rareid.deploy.gallery.index import (
     IndexChanges,
     Metric,
     StorageDtype,
-    resolve_device,
 )
 from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend
+from rareid.deploy.model.checks import resolve_device
 from rareid.deploy.model.inference import (
     checkpoint_file,
     file_sha256,

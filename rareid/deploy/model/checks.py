@@ -38,3 +38,10 @@ def device_problem(device: str, option: str = "--device") -> str | None:
             f"pass one of them, {option} cpu or {option} auto"
         )
     return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when available, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

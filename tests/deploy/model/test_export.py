@@ -14,6 +14,7 @@ from rareid.deploy.gallery.index import GalleryIndex
 from rareid.deploy.model.backends import OnnxBackend
 from rareid.deploy.model.export import OnnxEmbedder, export_torch
 from rareid.deploy.model.inference import list_images, load_model
+from tests.deploy.conftest import index_args, search_args
 from tests.deploy.conftest import run_cli as run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
@@ -42,39 +43,12 @@ def test_onnx_export_is_checked_on_every_level_and_serves_search(
         embedder.embed(images, torch.tensor([0, 1, 2, 3, 5]))
 
     index = tmp_path / "g.npz"
-    assert (
-        run(
-            [
-                "index",
-                "--ckpt",
-                str(trained_checkpoint),
-                "--gallery",
-                str(gallery_dir),
-                "--out",
-                str(index),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert run(index_args(trained_checkpoint, gallery_dir, index, workers=None)) == 0
     results = {}
     for backend in ("torch", "onnx"):
         extra = ["--onnx", str(onnx_path)] if backend == "onnx" else []
         assert (
-            run(
-                [
-                    "search",
-                    "--index",
-                    str(index),
-                    "--query",
-                    str(query_dir),
-                    "--backend",
-                    backend,
-                    "--out",
-                    str(tmp_path / backend),
-                    *extra,
-                ]
-            )
+            run(search_args(index, query_dir, tmp_path / backend, "--backend", backend, *extra))
             == 0
         )
         results[backend] = json.loads((tmp_path / backend / "results.json").read_text())

@@ -14,7 +14,6 @@ from rareid.deploy.search.exact import (
 )
 from rareid.deploy.verify.verdicts import threshold_for, verdict
 from rareid.evaluation.distances import level_distances
-from rareid.levels import query_level
 from tests.deploy.conftest import SPLIT, random_index
 
 
@@ -81,14 +80,6 @@ def test_search_rejects_bad_levels_and_shapes() -> None:
         Searcher(index).search(queries, levels[:2], k=3)
     with pytest.raises(ValueError, match=r"\(Q, 32\)"):
         Searcher(index).search(queries[:, :8], levels, k=3)
-
-
-def test_query_level_from_height_and_overrides() -> None:
-    rates = [1, 2, 3, 4]
-    assert query_level(64, rates, 128) == (2.0, 3)  # half the reference height: rate 2
-    assert query_level(29, rates, 128)[1] == 1  # rate 4.4: nearest known rate 4
-    assert query_level(200, rates, 128)[1] == 4  # taller than the reference: HR
-    assert query_level(29, rates, 128, rate=1.0) == (1.0, 4)
 
 
 def test_verdicts_come_from_the_threshold_of_the_query_level() -> None:

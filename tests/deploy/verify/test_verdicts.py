@@ -35,6 +35,18 @@ def unresolvable_calibration() -> dict:
     return {"fars": [0.01, 0.001], "levels": levels}
 
 
+def search_calibrated(
+    index_path: Path, calibration: dict, query_dir: Path, out: Path, capsys
+) -> tuple[int, str]:
+    """``rareid search`` of ``query_dir`` once the index holds ``calibration``: the exit status
+    and what it printed."""
+    index = GalleryIndex.load(index_path)
+    index.calibration = calibration
+    index.save(index_path)
+    code = run(["search", "--index", str(index_path), "--query", str(query_dir), "--out", str(out)])
+    return code, capsys.readouterr().out
+
+
 @pytest.fixture
 def small_index(tmp_path, trained_checkpoint, gallery_dir) -> Path:
     return save_folder_index(trained_checkpoint, gallery_dir, tmp_path / "gallery.npz")
@@ -43,14 +55,10 @@ def small_index(tmp_path, trained_checkpoint, gallery_dir) -> Path:
 def test_unresolvable_thresholds_give_no_same_or_different_verdict(
     tmp_path, small_index, query_dir, capsys
 ) -> None:
-    index = GalleryIndex.load(small_index)
-    index.calibration = unresolvable_calibration()
-    index.save(small_index)
     out = tmp_path / "results"
-    code = run(
-        ["search", "--index", str(small_index), "--query", str(query_dir), "--out", str(out)]
+    code, printed = search_calibrated(
+        small_index, unresolvable_calibration(), query_dir, out, capsys
     )
-    printed = capsys.readouterr().out
     assert code == 0
     rows = json.loads((out / "results.json").read_text())
     assert {row["verdict"] for row in rows} == {"uncalibrated"}
@@ -67,14 +75,9 @@ def test_search_prints_which_levels_have_usable_thresholds(
     rng = np.random.default_rng(0)
     genuine = {4: rng.normal(0.2, 0.05, 200), 2: rng.normal(0.5, 0.1, 5)}
     impostor = {4: rng.normal(1.0, 0.1, 2000), 2: rng.normal(1.2, 0.1, 5)}
-    index = GalleryIndex.load(small_index)
-    index.calibration = calibrate_levels(genuine, impostor, fars=(0.01, 0.001))
-    index.save(small_index)
     out = tmp_path / "results"
-    code = run(
-        ["search", "--index", str(small_index), "--query", str(query_dir), "--out", str(out)]
-    )
-    printed = capsys.readouterr().out
+    calibration = calibrate_levels(genuine, impostor, fars=(0.01, 0.001))
+    code, printed = search_calibrated(small_index, calibration, query_dir, out, capsys)
     assert code == 0
     assert "level 4: usable at FAR 0.01, 0.001" in printed
     assert "level 2: uncalibrated" in printed and "level 1: uncalibrated (not calibrated" in printed
