@@ -218,10 +218,81 @@ def _report(
     )
 
 
+def plot_calibration(
+    genuine: dict[int, np.ndarray],
+    impostor: dict[int, np.ndarray],
+    calibration: dict[str, Any],
+    out_path: str | Path,
+) -> Path:
+    """ROC per level (log FAR) with the calibrated points, and the distance distributions;
+    a level without a usable threshold says so in its title."""
+    import matplotlib
+    import numpy as np
+
+    from rareid.deploy.verify.calibrate import roc_curve
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [
+        level
+        for level in sorted(genuine)
+        if np.size(genuine[level]) and np.size(impostor.get(level, []))
+    ]
+    figure, axes = plt.subplots(
+        1, 1 + len(shown), figsize=(4 + 3.4 * len(shown), 3.6), squeeze=False
+    )
+    roc_axis, hist_axes = axes[0][0], axes[0][1:]
+    for level in shown:
+        far, tar = roc_curve(genuine[level], impostor[level])
+        keep = far > 0
+        (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
+        entry = calibration["levels"].get(str(level)) or {}
+        for key in entry.get("thresholds", {}):
+            roc_axis.plot(
+                entry["far"][key] or float(key),
+                entry["tar"][key],
+                "o",
+                color=line.get_color(),
+                markersize=3,
+            )
+    roc_axis.set_xscale("log")
+    roc_axis.set_xlabel("false accept rate")
+    roc_axis.set_ylabel("true accept rate")
+    roc_axis.set_title("ROC per query level", fontsize=10)
+    roc_axis.legend(fontsize=9)
+    styles = ("--", ":", "-.")
+    for axis, level in zip(hist_axes, shown, strict=True):
+        bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
+        axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
+        axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
+        entry = calibration["levels"].get(str(level)) or {}
+        thresholds = entry.get("thresholds", {})
+        for style, (key, value) in zip(styles, thresholds.items(), strict=False):
+            axis.axvline(
+                value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
+            )
+        usable = ", ".join(f"{float(key):g}" for key in thresholds)
+        status = f"usable at FAR {usable}" if usable else "UNCALIBRATED: too few pairs"
+        axis.set_title(
+            f"level {level}: {entry.get('genuine_pairs', 0)} genuine / "
+            f"{entry.get('impostor_pairs', 0)} impostor pairs\n{status}",
+            fontsize=9,
+            color="black" if usable else "tab:red",
+        )
+        axis.legend(fontsize=9)
+    figure.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
+
+
 def main(argv: Sequence[str]) -> int:
     """``rareid calibrate``: per-level thresholds from labelled crops or the validation split,
     into an index and a JSON beside it, plus a PNG of the curves."""
-    from rareid.deploy.verify.calibrate import calibrate_levels, plot_calibration, stored_thresholds
+    from rareid.deploy.verify.calibrate import calibrate_levels, stored_thresholds
 
     parser = build_parser()
     args = parser.parse_args(list(argv))

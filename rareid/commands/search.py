@@ -345,11 +345,12 @@ def _write_and_report(
     """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
     from rareid.commands.search_sheet import (
         QUERIES_PER_SHEET,
+        calibration_caption,
+        calibration_lines,
         draw_rank_sheets,
         summary_table,
         write_results,
     )
-    from rareid.deploy.verify.verdicts import calibration_caption, calibration_lines
 
     out_dir = Path(args.out)
     csv_path, json_path = write_results(rows, out_dir)

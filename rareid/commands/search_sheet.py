@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rareid.deploy.verify.verdicts import level_threshold, usable_fars
+
 #: Query rows per rank-sheet page.
 QUERIES_PER_SHEET = 8
 #: Matches per query drawn on the sheet (the CSV and JSON hold all of them).
@@ -162,3 +164,46 @@ def summary_table(
             line += f"  [flagged: {query['flags']}]"
         lines.append(line)
     return lines
+
+
+def calibration_lines(calibration: dict[str, Any] | None, num_levels: int, far: float) -> list[str]:
+    """One line per level: usable at which FARs and the threshold of the verdicts, or why not."""
+    if not calibration:
+        return [
+            "no calibration: every verdict is 'uncalibrated' (run `rareid calibrate`)",
+        ]
+    lines = []
+    for level in range(1, num_levels + 1):
+        threshold, reason = level_threshold(calibration, level, far)
+        fars = usable_fars(calibration, level)
+        if threshold is not None:
+            lines.append(
+                f"level {level}: usable at FAR {', '.join(f'{value:g}' for value in fars)}; "
+                f"same person if distance <= {threshold:.4g} (FAR {far:g})"
+            )
+        elif fars:
+            lines.append(
+                f"level {level}: uncalibrated at FAR {far:g} ({reason}); usable at FAR "
+                + ", ".join(f"{value:g}" for value in fars)
+            )
+        else:
+            lines.append(f"level {level}: uncalibrated ({reason})")
+    if not any(usable_fars(calibration, level) for level in range(1, num_levels + 1)):
+        lines.append("no level has a usable threshold: every verdict is 'uncalibrated'")
+    return lines
+
+
+def calibration_caption(calibration: dict[str, Any] | None, num_levels: int, far: float) -> str:
+    """A short line for the rank sheet: which levels give verdicts at ``far``."""
+    usable = [
+        level
+        for level in range(1, num_levels + 1)
+        if level_threshold(calibration, level, far)[0] is not None
+    ]
+    if not usable:
+        return f"verdicts: none (no level has a usable threshold at FAR {far:g})"
+    others = [level for level in range(1, num_levels + 1) if level not in usable]
+    text = f"verdicts at FAR {far:g} for levels {', '.join(map(str, usable))}"
+    if others:
+        text += f"; levels {', '.join(map(str, others))} uncalibrated"
+    return text

@@ -5,6 +5,7 @@ error one line (``rareid SUB: error: ... (see rareid SUB --help)``, exit status 
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,12 @@ def test_cuda_device_without_a_gpu_is_one_line(
     assert lines[0].startswith(f"rareid {name}: error: --device cuda: no CUDA GPU")
     assert "--device cpu" in lines[0]
     assert not (tmp_path / "i.npz").exists()
+
+
+@pytest.mark.parametrize("name", list(HELPER_COMMANDS))
+def test_every_helper_is_a_module_with_build_parser_and_main(name: str) -> None:
+    module_name, summary = HELPER_COMMANDS[name]
+    module = importlib.import_module(module_name)
+    assert module_name == f"rareid.commands.{name}" and summary.strip()
+    assert module.build_parser().prog == f"rareid {name}"
+    assert callable(module.main)

@@ -18,7 +18,7 @@ def write_grid(tmp_path: Path, text: str) -> Path:
     return path
 
 
-#: Options that make every run of a grid a few seconds long.
+#: Options that shrink every run of a grid to a tiny model, two batches and one epoch.
 TINY_SETS = [
     "data.input_size=[64, 32]",
     "data.p=3",
