@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from rareid.experiment.grid import Grid, override_args
 from rareid.experiment.plan import Run
@@ -70,17 +71,22 @@ def warm_start_recipe(
     grid: Grid, base: Sequence[str], sets: Mapping[str, Any]
 ) -> tuple[list[str], str]:
     """The warm start's fit arguments and a key of everything that shapes it: the arguments,
-    the text of each config layer, and the options of its synthetic data."""
+    the content of each config layer (parsed, so a comment does not count) and the options of
+    its synthetic data."""
     assert grid.warm_start is not None
     configs = [*base, *grid.warm_start["configs"]]
     args = [f"--config={c}" for c in configs]
     args += override_args({**grid.warm_start["overrides"], **sets})
-    digest = hashlib.sha256()
-    for part in [*args, json.dumps(grid.warm_start.get("synth") or {}, sort_keys=True)]:
-        digest.update(part.encode() + b"\0")
+    layers = []
     for config in configs:
         path = Path(config)
-        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+        layers.append(yaml.safe_load(path.read_text()) if path.is_file() else "(missing)")
+    recipe = {
+        "args": args,
+        "layers": layers,
+        "synth": grid.warm_start.get("synth") or {},
+    }
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
     return args, digest.hexdigest()[:12]
 
 

@@ -540,6 +540,8 @@ def test_warm_start_is_keyed_by_its_recipe(tmp_path: Path) -> None:
     assert first.parent == tmp_path / "w" and folder() == first
     assert folder("{trainer.max_epochs: 2}") != first
     assert folder(sets={"trainer.accelerator": "gpu"}) != first
+    layer.write_text("# a comment does not change the recipe\ntrainer:\n  max_epochs: 8\n")
+    assert folder() == first
     layer.write_text("trainer:\n  max_epochs: 9\n")
     assert folder() != first
 
