@@ -23,7 +23,9 @@ Grid file (YAML)::
     warm_start:                               # optional: one backbone, trained once, shared
       configs: [conf/benchmark/warm_start.yaml]
       overrides: {trainer.max_epochs: 8}
-      out: runs/experiments/warm_start        # shared by the grids that name the same folder
+      out: runs/warm_start                    # <out>/<recipe key>: grids with the same recipe
+                                              # share it; a changed recipe trains a new one
+      shipped: assets/warm_start.safetensors  # optional: this recipe's backbone, trained once
       synth: {out: data/pretrain, identities: 120, seed: 1000}  # optional: its own data
     variants:
       - name: full

@@ -23,6 +23,7 @@ from rareid.experiment.runners import (
     pending,
     run_one,
     train_warm_start,
+    trained_warm_start,
     warm_start_folder,
 )
 
@@ -116,7 +117,7 @@ class SubmititRunner(Runner):
 
     def warm_start(self, grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
         """The warm-start fit is a job too (the launching machine trains nothing)."""
-        if (warm_start_folder(grid, base, sets) / "backbone.pth").is_file():
+        if trained_warm_start(warm_start_folder(grid, base, sets)) is not None:
             return train_warm_start(grid, base, sets)  # says it is reused
         job = self.executor().submit(train_warm_start, grid, base, sets)
         print(f"warm start: job {job.job_id} submitted to {self.cluster}", flush=True)

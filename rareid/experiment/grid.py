@@ -199,8 +199,9 @@ def _rows(data: dict[str, Any], names: list[str], path: Path) -> tuple[Mapping[s
 
 
 def _warm_start(value: Any, path: Path) -> dict[str, Any] | None:
-    """The ``warm_start`` recipe: ``configs``, ``overrides``, the ``out`` folder and the
-    ``synth`` options of its own data (a separate identity pool)."""
+    """The ``warm_start`` recipe: ``configs``, ``overrides``, the ``out`` folder, the ``synth``
+    options of its own data (a separate identity pool) and an optional ``shipped`` backbone
+    file trained with this recipe, used when none has been trained here."""
     if value is None:
         return None
     if not isinstance(value, dict) or not value.get("configs"):
@@ -213,6 +214,7 @@ def _warm_start(value: Any, path: Path) -> dict[str, Any] | None:
         "overrides": _as_mapping(value.get("overrides"), "warm_start.overrides", path),
         "out": value.get("out"),
         "synth": synth,
+        "shipped": value.get("shipped"),
     }
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,13 +99,43 @@ def warm_start_folder(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) 
     return root / warm_start_recipe(grid, base, sets)[1]
 
 
+def trained_warm_start(folder: Path) -> Path | None:
+    """The backbone file a warm-start folder holds (trained here, or a shipped copy)."""
+    for name in ("backbone.pth", "backbone.safetensors"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -> Path:
-    """Fit the grid's warm-start recipe once and save its backbone as a timm state dict."""
+    """Fit the grid's warm-start recipe once and save its backbone as a timm state dict.
+
+    A grid may name a ``shipped`` copy of the same recipe's backbone (trained once with this
+    very recipe, stored in the repository): with no trained one in the recipe's folder, that
+    copy is used instead of training, and the run says so.
+    """
+    assert grid.warm_start is not None
     folder = warm_start_folder(grid, base, sets)
+    found = trained_warm_start(folder)
+    if found is not None:
+        print(f"warm start: {found} (same recipe) exists, reused", flush=True)
+        return found
+    shipped = grid.warm_start.get("shipped")
+    if shipped:
+        source = Path(shipped)
+        if not source.is_file():
+            raise RuntimeError(f"warm start: the shipped backbone {source} is not there")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"backbone{source.suffix}"
+        shutil.copyfile(source, target)
+        print(
+            f"warm start: the shipped backbone {source} (this recipe, trained once; float16) "
+            f"-> {target}; to train it here instead, run the grid without `shipped` or delete "
+            f"{target} and rerun with a grid that does not name it",
+            flush=True,
+        )
+        return target
     weights = folder / "backbone.pth"
-    if weights.is_file():
-        print(f"warm start: {weights} (same recipe) exists, reused", flush=True)
-        return weights
     args, _ = warm_start_recipe(grid, base, sets)
     args += [f"--trainer.default_root_dir={folder}"]
     print(f"warm start: training the shared backbone in {folder} ...", flush=True)

@@ -582,3 +582,27 @@ def test_paired_differences_give_a_student_t_interval_and_a_verdict() -> None:
     table["ours"]["all LR"]["rank1"] = cell({0: 0.31, 1: 0.42, 2: 0.47})
     row = paired_differences(["all LR"], table, "base", "ours").splitlines()[-1]
     assert "not measurably different" in row
+
+
+def test_a_shipped_warm_start_is_used_instead_of_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rareid.experiment.runners import train_warm_start, warm_start_folder
+
+    layer = tmp_path / "warm.yaml"
+    layer.write_text("trainer:\n  max_epochs: 8\n")
+    shipped = tmp_path / "shipped.safetensors"
+    shipped.write_bytes(b"weights")
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            f"warm_start: {{configs: [{layer}], out: {tmp_path}/w, shipped: {shipped}}}\n"
+            "variants: [{name: a}]\n",
+        )
+    )
+    weights = train_warm_start(grid, [], {})
+    assert weights == warm_start_folder(grid, [], {}) / "backbone.safetensors"
+    assert weights.read_bytes() == b"weights"
+    assert "the shipped backbone" in capsys.readouterr().out
+    assert train_warm_start(grid, [], {}) == weights  # now reused, not copied again
+    assert "exists, reused" in capsys.readouterr().out
