@@ -129,9 +129,8 @@ def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -
         target = folder / f"backbone{source.suffix}"
         shutil.copyfile(source, target)
         print(
-            f"warm start: the shipped backbone {source} (this recipe, trained once; float16) "
-            f"-> {target}; to train it here instead, run the grid without `shipped` or delete "
-            f"{target} and rerun with a grid that does not name it",
+            f"warm start: {target} is the shipped {source} (this recipe, trained once); a grid "
+            "of the same recipe that names no shipped copy trains it on this machine",
             flush=True,
         )
         return target

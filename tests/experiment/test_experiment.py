@@ -603,6 +603,6 @@ def test_a_shipped_warm_start_is_used_instead_of_training(
     weights = train_warm_start(grid, [], {})
     assert weights == warm_start_folder(grid, [], {}) / "backbone.safetensors"
     assert weights.read_bytes() == b"weights"
-    assert "the shipped backbone" in capsys.readouterr().out
+    assert "is the shipped" in capsys.readouterr().out
     assert train_warm_start(grid, [], {}) == weights  # now reused, not copied again
     assert "exists, reused" in capsys.readouterr().out
