@@ -201,23 +201,28 @@ def _plot(
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.5 * len(rows), 4), layout="constrained")
-    axes = figure.subplots(1, len(rows), squeeze=False)[0]
-    for axis, (row, recipes) in zip(axes, rows.items(), strict=True):
-        for colour, recipe in enumerate(recipes):
-            for index, curve in enumerate(curves[f"{row}{SEPARATOR}{recipe}"].values()):
-                axis.plot(
-                    [w / 60 for w in curve.wall],
-                    curve.score,
-                    color=f"C{colour}",
-                    alpha=0.8,
-                    label=recipe if index == 0 else None,
-                )
-        axis.set_title(row)
-        axis.set_xlabel("training wall time (min)")
-        axis.set_ylabel(f"validation {metric} (%)")
-        axis.grid(alpha=0.3)
-        axis.legend()
+    recipes = list(dict.fromkeys(recipe for names in rows.values() for recipe in names))
+    figure = Figure(figsize=(5.5 * len(rows), 7), layout="constrained")
+    grid = figure.subplots(2, len(rows), squeeze=False)
+    for column, (row, names) in enumerate(rows.items()):
+        for line, (clock, label) in enumerate(
+            (("wall", "training wall time (min)"), ("cpu", "training CPU time (min)"))
+        ):
+            axis = grid[line][column]
+            for recipe in names:
+                for index, curve in enumerate(curves[f"{row}{SEPARATOR}{recipe}"].values()):
+                    axis.plot(
+                        [seconds / 60 for seconds in getattr(curve, clock)],
+                        curve.score,
+                        color=f"C{recipes.index(recipe)}",
+                        alpha=0.8,
+                        label=recipe if index == 0 else None,
+                    )
+            axis.set_title(row)
+            axis.set_xlabel(label)
+            axis.set_ylabel(f"validation {metric} (%)")
+            axis.grid(alpha=0.3)
+            axis.legend()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
 
