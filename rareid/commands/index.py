@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.runs import OneLineArgumentParser
 
 #: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.gallery.ann`.
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the device of a one-device run: cpu, cuda, cuda:1 ... (auto: GPU if any)",
     )
     add_device_arguments(parser)
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -117,6 +119,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if problem := threads_problem(args.threads):
+        parser.error(problem)
     if args.num_workers < 0:
         parser.error(f"--num-workers: expected 0 or more, got {args.num_workers}")
     if args.backend == "onnx" and not args.onnx:
@@ -177,6 +181,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--gallery: {error}")
     if not paths:
         parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
+    use_threads(args.threads, len(paths))
     if args.add:
         if not out.is_file():
             parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")

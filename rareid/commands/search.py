@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
 from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
+
+#: The per-pair FAR of the verdicts when neither --far nor the calibration chooses one.
+DEFAULT_SEARCH_FAR = 1e-2
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LEVEL_POLICIES,
         help="how an estimated rate becomes a level (default: the checkpoint's data.level_policy)",
     )
-    add("--far", type=float, default=1e-2, help="false-accept rate whose thresholds give verdicts")
+    add(
+        "--far",
+        type=float,
+        help="per-pair false-accept rate whose thresholds give verdicts (default: the FAR "
+        f"calibrated with --far-per-search, else {DEFAULT_SEARCH_FAR:g})",
+    )
     add("--calibration", help="calibration JSON (default: the one stored in the index)")
     add(
         "--min-height",
@@ -103,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the original distance in the re-ranked one (--rerank)",
     )
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
+    add(
+        "--sheets",
+        type=int,
+        nargs="?",
+        const=-1,
+        default=-1,
+        metavar="N",
+        help="draw the rank sheets (default: all pages; N: the first N pages)",
+    )
+    add(
+        "--no-sheets",
+        dest="sheets",
+        action="store_const",
+        const=0,
+        help="no rank sheet: results.csv and results.json only",
+    )
+    add_threads_argument(parser)
     return parser
 
 
@@ -124,13 +150,17 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
+    if args.sheets < -1:
+        parser.error(f"--sheets: expected a number of pages (0 or more), got {args.sheets}")
+    if problem := threads_problem(args.threads):
+        parser.error(problem)
     if args.rate is not None and args.level is not None:
         parser.error("--rate and --level both given: choose one")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
         parser.error(f"--rate: expected a positive rate, got {args.rate}")
     if args.reference_height is not None and not args.reference_height > 0:
         parser.error(f"--reference-height: expected a positive height, got {args.reference_height}")
-    if not 0 < args.far < 1:
+    if args.far is not None and not 0 < args.far < 1:
         parser.error(f"--far: expected a rate in (0, 1), got {args.far}")
     if args.min_height < 1 or args.min_width < 1:
         parser.error("--min-height / --min-width: expected positive sizes in pixels")
@@ -138,6 +168,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--backend onnx needs --onnx FILE (written by `rareid export`)")
     earlier = ("results.csv", "results.json", "rank_sheet.png", sheet_name(1))
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        parser.error(f"--out: {str(out_dir)!r} is a file; give a folder for the results")
     if not args.overwrite and any((out_dir / name).exists() for name in earlier):
         parser.error(f"--out: {str(out_dir)!r} already holds search results; pass --overwrite")
     if args.backend != "onnx":
@@ -180,6 +212,11 @@ def _load_inputs(
             parser.error(f"--calibration: cannot read {args.calibration!r}: {error}")
     ckpt = args.ckpt or index.checkpoint_path
     if args.backend != "onnx":
+        if args.ckpt is None and not index.checkpoint_path:
+            parser.error(
+                f"--onnx: {args.index!r} was built with an ONNX model (no checkpoint recorded); "
+                "pass --backend onnx --onnx MODEL.onnx (or --ckpt CHECKPOINT)"
+            )
         if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
             parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
         if problem := checkpoint_problem(ckpt):
@@ -203,6 +240,7 @@ def _read_queries(
     import cv2
     import numpy as np
 
+    from rareid.data.readers.base import header_problem
     from rareid.deploy.crops import check_crop
     from rareid.levels import query_level
 
@@ -212,7 +250,10 @@ def _read_queries(
     queries = _Queries(reference=reference, reference_width=reference_width)
     policy = args.level_policy or index.level_policy
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        problem = header_problem(str(path))
+        if problem is not None and problem.startswith("too large"):
+            parser.error(f"--query: {str(path)!r} is {problem}")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if problem is None else None
         if image is None:
             queries.skipped.append(path)
             continue
@@ -296,6 +337,8 @@ def _result_rows(
 
     rows: list[dict[str, Any]] = []
     sheet_queries, sheet_matches = [], []
+    # the console names a query by its path under --query (its camera folder, if any)
+    root = Path(args.query) if Path(args.query).is_dir() else None
     for position, (path, info) in enumerate(zip(queries.paths, queries.infos, strict=True)):
         threshold, reason = level_threshold(calibration, info["level"], args.far)
         ranked = []
@@ -328,7 +371,10 @@ def _result_rows(
                     "path": index.absolute_path(gallery_position),
                 }
             )
-        sheet_queries.append({"path": path, "name": str(path), **info})
+        label = (
+            path.relative_to(root).as_posix() if root and path.is_relative_to(root) else path.name
+        )
+        sheet_queries.append({"path": path, "name": str(path), "label": label, **info})
         sheet_matches.append(ranked)
     return rows, sheet_queries, sheet_matches
 
@@ -353,11 +399,18 @@ def _write_and_report(
     )
 
     out_dir = Path(args.out)
-    csv_path, json_path = write_results(rows, out_dir)
+    csv_path, json_path = write_results(rows, out_dir, run_metadata(args, calibration))
     title = "rank sheet, re-ranked (k-reciprocal)" if args.rerank else "rank sheet, plain ranking"
     title += f" of {Path(args.index).name}"
     caption = calibration_caption(calibration, num_levels, args.far)
-    sheets = draw_rank_sheets(sheet_queries, sheet_matches, out_dir, title, caption)
+    if args.rerank:
+        caption += "; order: re-ranked distance, verdict: prefix distance d"
+    shown = len(sheet_queries) if args.sheets < 0 else args.sheets * QUERIES_PER_SHEET
+    sheets = []
+    if shown > 0:
+        sheets = draw_rank_sheets(
+            sheet_queries[:shown], sheet_matches[:shown], out_dir, title, caption
+        )
     distance_label = "re-ranked distance" if args.rerank else "distance"
     for line in summary_table(sheet_queries, sheet_matches, distance_label):
         print(line)
@@ -375,11 +428,71 @@ def _write_and_report(
         print(line)
     if args.rerank:
         print("ordered by the re-ranked distance; verdicts from the prefix distance (Eq. 2)")
-    pages = f"{len(sheets)} rank sheet(s) {sheets[0].name}..{sheets[-1].name}"
-    print(
-        f"wrote {csv_path}, {json_path} and {pages} in {out_dir} "
-        f"({QUERIES_PER_SHEET} queries per sheet)"
-    )
+    if sheets:
+        pages = f"{len(sheets)} rank sheet(s) {sheets[0].name}..{sheets[-1].name}"
+        left = len(sheet_queries) - min(shown, len(sheet_queries))
+        pages += f" ({QUERIES_PER_SHEET} queries per sheet" + (
+            f"; {left} queries not drawn, see --sheets)" if left else ")"
+        )
+    else:
+        pages = "no rank sheet (--no-sheets)"
+    print(f"wrote {csv_path}, {json_path} and {pages} in {out_dir}")
+
+
+def run_metadata(args: argparse.Namespace, calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """What produced results.json: enough to tell two runs apart and to repeat one."""
+    import datetime
+
+    import rareid
+    from rareid.deploy.gallery.index import GalleryIndex
+
+    index = GalleryIndex.load(args.index)
+    return {
+        "rareid_version": rareid.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "index": str(Path(args.index).resolve()),
+        "index_images": len(index),
+        "checkpoint": str(args.ckpt or index.checkpoint_path or ""),
+        "checkpoint_sha256": index.checkpoint_sha256,
+        "onnx": str(Path(args.onnx).resolve()) if args.onnx else None,
+        "backend": args.backend,
+        "ann": index.ann.describe() if index.ann is not None else None,
+        "far": args.far,
+        "far_per_search": (calibration or {}).get("far_per_search"),
+        "calibrated": bool(calibration),
+        "metric": index.metric,
+        "rerank": bool(args.rerank),
+        "top_k": args.top_k,
+        "query": str(args.query),
+        "threads": args.threads,
+    }
+
+
+def search_far(calibration: dict[str, Any] | None) -> float:
+    """The per-pair FAR of the verdicts when --far is not given: the one calibrated to keep a
+    whole search at ``rareid calibrate --far-per-search`` false alarms, else the default."""
+    target = (calibration or {}).get("far_per_search")
+    if target:
+        print(
+            f"verdicts at the per-pair FAR {target['pair_far']:.3g}: at most "
+            f"{target['target']:g} false 'same' per search of {calibration['gallery_size']} "
+            "images (calibrated with --far-per-search)"
+        )
+        return float(target["pair_far"])
+    return DEFAULT_SEARCH_FAR
+
+
+def _mark_stale(index: GalleryIndex, rows: list[dict[str, Any]]) -> None:
+    """Give every row its gallery file's status (ok, deleted, changed since indexing) and say
+    in one line which matched files are stale."""
+    from rareid.deploy.gallery.staleness import describe_stale, stale_files
+
+    position_of = {name: position for position, name in enumerate(index.paths)}
+    stale = stale_files(index, (position_of[row["gallery"]] for row in rows))
+    for row in rows:
+        row["gallery_status"] = stale.get(position_of[row["gallery"]], "ok")
+    if stale:
+        print(describe_stale(index, stale), file=sys.stderr)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -388,8 +501,15 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     _check_options(parser, args)
     index, paths, calibration, ckpt = _load_inputs(parser, args)
+    if args.far is None:
+        args.far = search_far(calibration)
     queries = _read_queries(parser, args, index, paths)
+    args.threads = use_threads(args.threads, len(queries.paths))
     result, original = _rank(parser, args, index, ckpt, queries)
     tables = _result_rows(args, index, calibration, queries, result, original)
-    _write_and_report(args, index.num_levels, calibration, queries, *tables)
+    _mark_stale(index, tables[0])
+    try:
+        _write_and_report(args, index.num_levels, calibration, queries, *tables)
+    except OSError as error:  # a full disk or a read-only folder: each file is whole or absent
+        parser.error(f"--out: cannot write to {args.out!r} ({error.strerror or error})")
     return 0

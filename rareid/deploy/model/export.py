@@ -58,10 +58,17 @@ def _example(model: RAReIDModule, batch: int = 2) -> tuple[torch.Tensor, torch.T
 
 
 def export_metadata(
-    model: RAReIDModule, preprocess: Preprocess, checkpoint_sha256: str = ""
+    model: RAReIDModule,
+    preprocess: Preprocess,
+    checkpoint_sha256: str = "",
+    level_policy: str = "nearest",
 ) -> dict[str, str]:
+    """What an index built from the ONNX file alone needs: rates, sub-vectors, preprocessing,
+    the distance and the level policy, and the checkpoint it came from."""
     return {
         "rareid_checkpoint_sha256": checkpoint_sha256,
+        "rareid_distance": str(model.hparams.distance),
+        "rareid_level_policy": str(level_policy),
         "rareid_rates": json.dumps([float(r) for r in model.rates]),
         "rareid_split_sizes": json.dumps([int(s) for s in model.distance_split_sizes]),
         "rareid_img_size": json.dumps(list(preprocess.img_size)),
@@ -103,8 +110,10 @@ def export_onnx(
             verbose=False,
         )
     program.save(str(out))
+    from rareid.deploy.model.onnx_integrity import WEIGHTS_KEY, weights_sha256
+
     proto = onnx.load(str(out))
-    for key, value in (metadata or {}).items():
+    for key, value in {**(metadata or {}), WEIGHTS_KEY: weights_sha256(proto)}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(out))
