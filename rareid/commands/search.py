@@ -19,13 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
-from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
+from rareid.commands.search_run import (
+    DEFAULT_SEARCH_FAR,
+    add_output_arguments,
+    mark_stale,
+    run_metadata,
+    search_far,
+)
+from rareid.commands.threads import threads_problem, use_threads
 from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
 from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
-
-#: The per-pair FAR of the verdicts when neither --far nor the calibration chooses one.
-DEFAULT_SEARCH_FAR = 1e-2
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,23 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the original distance in the re-ranked one (--rerank)",
     )
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
-    add(
-        "--sheets",
-        type=int,
-        nargs="?",
-        const=-1,
-        default=-1,
-        metavar="N",
-        help="draw the rank sheets (default: all pages; N: the first N pages)",
-    )
-    add(
-        "--no-sheets",
-        dest="sheets",
-        action="store_const",
-        const=0,
-        help="no rank sheet: results.csv and results.json only",
-    )
-    add_threads_argument(parser)
+    add_output_arguments(parser)
     return parser
 
 
@@ -387,8 +375,10 @@ def _write_and_report(
     rows: list[dict[str, Any]],
     sheet_queries: list[dict[str, Any]],
     sheet_matches: list[list[dict[str, Any]]],
+    run: dict[str, Any] | None = None,
 ) -> None:
-    """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
+    """Write results.csv/json (with ``run``, what produced them) and the rank sheets to
+    --out; print the table and a summary."""
     from rareid.commands.search_sheet import (
         QUERIES_PER_SHEET,
         calibration_caption,
@@ -399,7 +389,7 @@ def _write_and_report(
     )
 
     out_dir = Path(args.out)
-    csv_path, json_path = write_results(rows, out_dir, run_metadata(args, calibration))
+    csv_path, json_path = write_results(rows, out_dir, run)
     title = "rank sheet, re-ranked (k-reciprocal)" if args.rerank else "rank sheet, plain ranking"
     title += f" of {Path(args.index).name}"
     caption = calibration_caption(calibration, num_levels, args.far)
@@ -439,62 +429,6 @@ def _write_and_report(
     print(f"wrote {csv_path}, {json_path} and {pages} in {out_dir}")
 
 
-def run_metadata(args: argparse.Namespace, calibration: dict[str, Any] | None) -> dict[str, Any]:
-    """What produced results.json: enough to tell two runs apart and to repeat one."""
-    import datetime
-
-    import rareid
-    from rareid.deploy.gallery.index import GalleryIndex
-
-    index = GalleryIndex.load(args.index)
-    return {
-        "rareid_version": rareid.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "index": str(Path(args.index).resolve()),
-        "index_images": len(index),
-        "checkpoint": str(args.ckpt or index.checkpoint_path or ""),
-        "checkpoint_sha256": index.checkpoint_sha256,
-        "onnx": str(Path(args.onnx).resolve()) if args.onnx else None,
-        "backend": args.backend,
-        "ann": index.ann.describe() if index.ann is not None else None,
-        "far": args.far,
-        "far_per_search": (calibration or {}).get("far_per_search"),
-        "calibrated": bool(calibration),
-        "metric": index.metric,
-        "rerank": bool(args.rerank),
-        "top_k": args.top_k,
-        "query": str(args.query),
-        "threads": args.threads,
-    }
-
-
-def search_far(calibration: dict[str, Any] | None) -> float:
-    """The per-pair FAR of the verdicts when --far is not given: the one calibrated to keep a
-    whole search at ``rareid calibrate --far-per-search`` false alarms, else the default."""
-    target = (calibration or {}).get("far_per_search")
-    if target:
-        print(
-            f"verdicts at the per-pair FAR {target['pair_far']:.3g}: at most "
-            f"{target['target']:g} false 'same' per search of {calibration['gallery_size']} "
-            "images (calibrated with --far-per-search)"
-        )
-        return float(target["pair_far"])
-    return DEFAULT_SEARCH_FAR
-
-
-def _mark_stale(index: GalleryIndex, rows: list[dict[str, Any]]) -> None:
-    """Give every row its gallery file's status (ok, deleted, changed since indexing) and say
-    in one line which matched files are stale."""
-    from rareid.deploy.gallery.staleness import describe_stale, stale_files
-
-    position_of = {name: position for position, name in enumerate(index.paths)}
-    stale = stale_files(index, (position_of[row["gallery"]] for row in rows))
-    for row in rows:
-        row["gallery_status"] = stale.get(position_of[row["gallery"]], "ok")
-    if stale:
-        print(describe_stale(index, stale), file=sys.stderr)
-
-
 def main(argv: Sequence[str]) -> int:
     """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
     parser = build_parser()
@@ -507,9 +441,16 @@ def main(argv: Sequence[str]) -> int:
     args.threads = use_threads(args.threads, len(queries.paths))
     result, original = _rank(parser, args, index, ckpt, queries)
     tables = _result_rows(args, index, calibration, queries, result, original)
-    _mark_stale(index, tables[0])
+    mark_stale(index, tables[0])
     try:
-        _write_and_report(args, index.num_levels, calibration, queries, *tables)
+        _write_and_report(
+            args,
+            index.num_levels,
+            calibration,
+            queries,
+            *tables,
+            run_metadata(args, index, calibration),
+        )
     except OSError as error:  # a full disk or a read-only folder: each file is whole or absent
         parser.error(f"--out: cannot write to {args.out!r} ({error.strerror or error})")
     return 0

@@ -200,7 +200,7 @@ def test_far_per_search_needs_an_index(capsys) -> None:
 
 
 def test_search_uses_the_far_calibrated_per_search(capsys) -> None:
-    from rareid.commands.search import DEFAULT_SEARCH_FAR, search_far
+    from rareid.commands.search_run import DEFAULT_SEARCH_FAR, search_far
 
     assert search_far(None) == DEFAULT_SEARCH_FAR
     calibration = {"gallery_size": 200, "far_per_search": {"target": 0.5, "pair_far": 0.0025}}
