@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "modification time), drop the ones deleted from the gallery folder",
     )
     parser.add_argument(
+        "--rebase",
+        action="store_true",
+        help="with --add, when the gallery folder moved: index the new folder, keeping the "
+        "embeddings of the files that are the same there",
+    )
+    parser.add_argument(
         "--backend",
         choices=("torch", "onnx"),
         default="torch",
@@ -161,6 +167,23 @@ def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
 
 
+def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
+    """Refuse ``--add`` on a gallery that moved, in one line; with ``--rebase`` point the
+    index at the new folder first (the update then embeds only what differs)."""
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.gallery.rebase import moved_gallery, moved_message
+    from rareid.deploy.gallery.rebase import rebase as rebase_index
+
+    index = GalleryIndex.load(out)
+    if not moved_gallery(index, gallery):
+        return
+    if not rebase:
+        raise GalleryIndexError(moved_message(index, gallery))
+    report = rebase_index(index, gallery)
+    index.save(out)
+    print(report.describe())
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rareid.deploy.gallery.index import GalleryIndexError
     from rareid.deploy.gallery.update import IndexLock, build_or_update
@@ -182,6 +205,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not paths:
         parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
     use_threads(args.threads, len(paths))
+    if args.rebase and not args.add:
+        parser.error("--rebase applies with --add (an existing index whose gallery moved)")
+    if args.rebase and layout is not None:
+        parser.error("--rebase runs on one device: leave out --devices/--num-nodes")
     if args.add:
         if not out.is_file():
             parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")
@@ -194,6 +221,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except UsageError as error:
             parser.error(str(error))
     try:
+        if args.add and writer:
+            _follow_gallery(out, args.gallery, args.rebase)
         summary = build_or_update(
             out,
             paths,
