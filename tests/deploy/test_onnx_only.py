@@ -175,3 +175,24 @@ def test_damaged_onnx_files_are_one_line(
     assert _onnx_index(broken, folder, tmp_path / "g.npz") == 2
     line = one_error_line(capsys.readouterr().err, "index")
     assert f"'{broken}'" in line and message in line
+
+
+def test_a_full_disk_during_export_leaves_no_partial_file(
+    tmp_path, trained_checkpoint, capsys, monkeypatch
+) -> None:
+    import errno
+
+    import rareid.runs
+
+    pytest.importorskip("onnxruntime")
+
+    def full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rareid.runs.os, "fsync", full)
+    out = tmp_path / "model.onnx"
+    assert run(["export", "--ckpt", str(trained_checkpoint), "--out", str(out)]) == 2
+    assert "No space left on device" in one_error_line(capsys.readouterr().err, "export")
+    assert list(tmp_path.iterdir()) == []  # neither model.onnx nor a staged file
+    monkeypatch.undo()
+    assert run(["export", "--ckpt", str(trained_checkpoint), "--out", str(out)]) == 0

@@ -109,14 +109,22 @@ def export_onnx(
             opset_version=opset,
             verbose=False,
         )
-    program.save(str(out))
     from rareid.deploy.model.onnx_integrity import WEIGHTS_KEY, weights_sha256
+    from rareid.runs import TEMP_PREFIX, atomic_write
 
-    proto = onnx.load(str(out))
-    for key, value in {**(metadata or {}), WEIGHTS_KEY: weights_sha256(proto)}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(out))
+    # Staged beside the output and renamed over it: an interrupted export or a full disk
+    # leaves no partial model.onnx that a rerun would refuse to replace.
+    staged = out.parent / f"{TEMP_PREFIX}{out.name}"
+    try:
+        program.save(str(staged))
+        proto = onnx.load(str(staged))
+        for key, value in {**(metadata or {}), WEIGHTS_KEY: weights_sha256(proto)}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        data = proto.SerializeToString()
+        atomic_write(out, lambda handle: handle.write(data))
+    finally:
+        staged.unlink(missing_ok=True)
     return out
 
 
