@@ -355,6 +355,15 @@ def plot_calibration(
             axis.axvline(
                 value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
             )
+        refused = entry.get("refused_thresholds", {})
+        for style, (key, value) in zip(styles, refused.items(), strict=False):
+            axis.axvline(
+                value,
+                color="0.6",
+                linewidth=0.8,
+                linestyle=style,
+                label=f"FAR {float(key):g} (refused)",
+            )
         axis.set_title(
             histogram_title(calibration, str(level)),
             fontsize=8,

@@ -199,6 +199,7 @@ def calibrate_levels(
             "usable": unusable is None,
             "unusable": unusable,
             "thresholds": {},
+            "refused_thresholds": {},
             "tar": {},
             "far": {},
             "resolvable": {},
@@ -215,6 +216,8 @@ def calibrate_levels(
             tar = float(np.mean(good <= threshold))
             entry["tar"][key] = tar
             entry["far"][key] = float(np.mean(bad <= threshold))
+            if unusable is not None or tar < min_tar:
+                entry["refused_thresholds"][key] = threshold  # drawn, never used
             if unusable is not None:
                 entry["unresolved"][key] = unusable
             elif tar < min_tar:

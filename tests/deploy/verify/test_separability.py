@@ -58,6 +58,7 @@ def test_same_person_farther_than_others_is_unusable() -> None:
     assert entry["genuine_median"] > entry["impostor_median"]
     assert entry["usable"] is False and entry["thresholds"] == {}
     assert entry["tar"]["0.01"] < 0.01  # measured, reported, never used
+    assert "0.01" in entry["refused_thresholds"]  # drawn on the picture, greyed
     assert "same-person median distance" in entry["unusable"]
 
 
