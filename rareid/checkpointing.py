@@ -6,6 +6,8 @@
 * :func:`last_epoch_checkpoint` saves ``last.ckpt`` at the end of every training epoch.
 * :func:`adapt_classifier` lets a checkpoint be evaluated on data with another number of
   training identities (evaluation never uses the classifier).
+* :func:`read_checkpoint` (from :mod:`rareid.checkpoint_reader`, free of Lightning) reads
+  a checkpoint for training and deployment alike.
 * :func:`model_options_from_checkpoint` makes the checkpoint, not the command line, define
   the model that is evaluated.
 """
@@ -16,8 +18,6 @@ import errno
 import hashlib
 import logging
 import os
-import pickle
-import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+# The reader lives in the Lightning-free rareid.checkpoint_reader; its names stay reachable here.
+from rareid.checkpoint_reader import CheckpointError as CheckpointError
+from rareid.checkpoint_reader import describe_unreadable as describe_unreadable
+from rareid.checkpoint_reader import read_checkpoint as read_checkpoint
 from rareid.runs import (
     RunFailure,
     UsageError,
@@ -124,71 +128,6 @@ def last_epoch_checkpoint(dirpath: str | os.PathLike) -> ModelCheckpoint:
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's contents on CPU; a missing or foreign file is a ``UsageError``.
-
-    The error says what the file is (empty, text, damaged, a plain state dict, pickled
-    objects beyond tensors) rather than passing on torch's message, which suggests
-    ``weights_only=False``: that would run whatever code the file holds.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"checkpoint {str(path)!r} not found; give an existing file to --ckpt_path "
-            "(or best / last for <default_root_dir>/checkpoints/{best,last}.ckpt)"
-        )
-    written_by = "give a checkpoint written by rareid fit (<run>/checkpoints/*.ckpt)"
-    try:
-        # Tensors and plain containers only: reading a checkpoint never runs its code.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: torch raises many types
-        raise UsageError(
-            f"checkpoint {str(path)!r} {describe_unreadable(path, error)}; {written_by}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        if isinstance(checkpoint, dict) and all(
-            isinstance(value, torch.Tensor) for value in checkpoint.values()
-        ):
-            what = f"holds a plain state dict ({len(checkpoint)} tensors, no model options)"
-        else:
-            what = f"holds a {type(checkpoint).__name__} without a state_dict"
-        raise UsageError(
-            f"checkpoint {str(path)!r} {what}, not a Lightning checkpoint; {written_by}"
-        )
-    return checkpoint
-
-
-#: What torch names a pickled object outside its allow-list ("Unsupported global: GLOBAL x.y").
-_GLOBAL_PATTERN = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def describe_unreadable(path: Path, error: Exception) -> str:
-    """What a file that ``torch.load(weights_only=True)`` refused is, in a few words."""
-    size = path.stat().st_size
-    if size == 0:
-        return "is an empty file (0 bytes)"
-    with path.open("rb") as handle:
-        head = handle.read(512)
-    is_zip, is_pickle = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
-    if isinstance(error, pickle.UnpicklingError) and (is_zip or is_pickle):
-        found = _GLOBAL_PATTERN.search(str(error))
-        if found is not None:
-            return (
-                f"holds pickled Python objects ({found.group(1)}) beyond tensors; rareid "
-                "never loads those, as loading them would run code from the file"
-            )
-    if is_zip or is_pickle:
-        return f"is damaged or truncated ({size} bytes; {type(error).__name__})"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as cut:  # a character split at the end of the sample is fine
-        text = head[: cut.start].decode("utf-8") if cut.start >= len(head) - 3 else "\x00"
-    if text and all(char.isprintable() or char.isspace() for char in text):
-        first = text.strip().splitlines()[0][:40] if text.strip() else ""
-        return f"is a text file, not a checkpoint (it starts with {first!r})"
-    return f"is not a PyTorch checkpoint ({size} bytes of unknown content)"
 
 
 def adapt_classifier(

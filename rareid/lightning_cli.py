@@ -9,6 +9,7 @@ and the one-line errors (:func:`rareid.runs.one_line_errors`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -31,6 +32,7 @@ from rareid.checkpointing import (
 from rareid.data.datamodule import ReIDDataModule
 from rareid.data.transforms import backbone_statistics
 from rareid.lightning_parser import add_rareid_arguments, explicit_options
+from rareid.models.backbone import restoring_from_checkpoint
 from rareid.runs import RunFolder, Stage, one_line_errors
 from rareid.runtime import cpu_malloc_wanted, default_loggers, keep_freed_memory
 
@@ -133,6 +135,15 @@ class RAReIDCLI(LightningCLI):
         )
         self.run_folder.open()  # closed by __init__, whatever happens next
         self.stage = "build"
+
+    def instantiate_classes(self) -> None:
+        """With ``--ckpt_path`` the model's initial weights (``pretrained``, ``weights_path``)
+        are not read: the checkpoint overwrites them, and a checkpoint must load without the
+        warm-start file of the run that wrote it."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        restoring = config is not None and config.get("ckpt_path") is not None
+        with restoring_from_checkpoint() if restoring else contextlib.nullcontext():
+            super().instantiate_classes()
 
     def after_instantiate_classes(self) -> None:
         self.stage = "run"

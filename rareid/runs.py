@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Literal, NoReturn
+from typing import Any, BinaryIO, Literal, NoReturn
 
 LOCK_NAME = ".rareid.lock"
 CHECKPOINT_DIR = "checkpoints"
@@ -34,8 +35,25 @@ class RunFailure(RuntimeError):
     """A run that cannot go on (a NaN loss, a full disk), reported as one line (exit status 1)."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: not when the help already says it, nor when it is
+    ``None`` (the help says what an unset option means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default:" in text or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """``argparse`` for rareid's helper commands: an error is one line, not usage + error."""
+    """``argparse`` for rareid's helper commands: an error is one line, not usage + error;
+    ``--help`` shows each default once (see :class:`DefaultsHelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("formatter_class") is argparse.ArgumentDefaultsHelpFormatter:
+            kwargs["formatter_class"] = DefaultsHelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
@@ -266,6 +284,14 @@ class RunFolder:
                 f"--overwrite: deleted {len(found)} checkpoint(s) of an earlier run in "
                 f"{checkpoint_dir(self.root)}: {describe(found)}"
             )
+        # The earlier run's test results and embeddings would sit beside the new checkpoints
+        # as if they were theirs.
+        for name in ("results", "predictions"):
+            folder = Path(self.root) / name
+            if folder.is_dir():
+                count = sum(1 for item in folder.rglob("*") if item.is_file())
+                shutil.rmtree(folder)
+                print(f"--overwrite: deleted {folder} ({count} file(s) of the earlier run)")
 
     def close(self) -> None:
         if self.lock is not None:

@@ -124,6 +124,22 @@ def resolve_precision(
     return "32-true", "the CPU has neither AMX nor AVX512-BF16 (bf16 would be emulated)"
 
 
+#: wandb's folders outside its run directory (debug logs, cache, staging), and the values this
+#: process gave them: a folder the user chose is left alone.
+_WANDB_FOLDERS = ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
+_wandb_folders_set: dict[str, str] = {}
+
+
+def keep_wandb_in(folder: Path) -> None:
+    """Point wandb's cache, config and staging folders into the run folder (they default to
+    ~/.cache and ~/.config), so that an offline run leaves nothing outside it."""
+    for key in _WANDB_FOLDERS:
+        if key in os.environ and os.environ[key] != _wandb_folders_set.get(key):
+            continue  # set by the user
+        value = str((folder / key.removeprefix("WANDB_").removesuffix("_DIR").lower()).resolve())
+        os.environ[key] = _wandb_folders_set[key] = value
+
+
 def default_loggers(root: str | os.PathLike) -> list[Logger]:
     """CSV metrics (first, so it decides ``trainer.log_dir``) and wandb in offline mode.
 
@@ -136,6 +152,7 @@ def default_loggers(root: str | os.PathLike) -> list[Logger]:
     if importlib.util.find_spec("wandb") is None:
         print("rareid: wandb is not installed; logging CSV metrics only", file=sys.stderr)
         return [csv_logger]
+    keep_wandb_in(root / "wandb")
     wandb_logger = WandbLogger(save_dir=str(root), project="rareid", name=root.name, offline=True)
     # Lightning's WandbLogger always passes anonymous=None (lightning/pytorch/loggers/wandb.py)
     # and wandb warns "The anonymous setting has no effect" for any value but unset.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rareid.runs import OneLineArgumentParser
+from rareid.runs import OneLineArgumentParser, atomic_write
 
 _METRICS = (("rank1", "rank-1"), ("rank5", "rank-5"), ("rank10", "rank-10"), ("mAP", "mAP"))
 _LEVEL_KEY = re.compile(r"^level(\d+)/")
@@ -159,6 +159,9 @@ def build_parser(prog: str = "rareid aggregate") -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, help="folder for aggregate.md and aggregate.json (default: print only)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier aggregate.md/json in --out"
+    )
     return parser
 
 
@@ -167,6 +170,17 @@ def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(list(argv))
     files = [str(path) for path in args.results]
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"--out {args.out}: is a file; give a folder")
+        earlier = [
+            name for name in ("aggregate.md", "aggregate.json") if (args.out / name).exists()
+        ]
+        if earlier and not args.overwrite:
+            parser.error(
+                f"--out {args.out}: already holds {' and '.join(earlier)} (earlier results); "
+                "pass --overwrite to replace them or choose another folder"
+            )
     if len(set(files)) != len(files):
         parser.error("the same results file is given twice; each split counts once")
     spreads, left_out = aggregate([_read(path, parser) for path in args.results])
@@ -176,9 +190,12 @@ def main(argv: Sequence[str], prog: str = "rareid aggregate") -> int:
         print(f"left out ({len(left_out)}, missing or null in some split): {', '.join(left_out)}")
     if args.out is not None:
         try:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "aggregate.md").write_text(table + "\n")
-            (args.out / "aggregate.json").write_text(to_json(spreads, files, left_out) + "\n")
+            for name, text in (
+                ("aggregate.md", table + "\n"),
+                ("aggregate.json", to_json(spreads, files, left_out) + "\n"),
+            ):
+                data = text.encode()
+                atomic_write(args.out / name, lambda handle, data=data: handle.write(data))
         except OSError as error:
             parser.error(f"--out {args.out}: cannot write there ({error.strerror or error})")
         print(f"aggregate: {args.out / 'aggregate.md'}, {args.out / 'aggregate.json'}")

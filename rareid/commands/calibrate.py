@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
-from rareid.deploy.verify.calibrate import DEFAULT_FARS
-from rareid.runs import OneLineArgumentParser
+from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
+from rareid.deploy.verify.calibrate import DEFAULT_FARS, DEFAULT_MIN_TAR
+from rareid.runs import OneLineArgumentParser, atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,11 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
         "or a folder with one sub-folder per person; every file must be in --index",
     )
     add("--ckpt", help="trained checkpoint (default with --labels: the index's checkpoint)")
+    add(
+        "--onnx",
+        help="with --labels: embed with this ONNX model of `rareid export` instead of a "
+        "checkpoint (an index built with --backend onnx)",
+    )
     add("--config", help="a training config whose validation split to calibrate on")
     add("--root", help="override data.root of --config")
     add("--out", help="JSON to write (default: calibration.json beside --index or --ckpt)")
     add("--png", help="picture of the curves (default: beside --out, .png)")
     add("--far", type=float, nargs="+", default=list(DEFAULT_FARS), help="false-accept rates")
+    add(
+        "--far-per-search",
+        type=float,
+        help="false 'same' verdicts one search may give on average over the whole gallery of "
+        "--index (e.g. 0.1): also calibrates the per-pair FAR that keeps it there "
+        "(this target / gallery size); `rareid search` uses that FAR unless given --far",
+    )
+    add(
+        "--min-tar",
+        type=float,
+        default=DEFAULT_MIN_TAR,
+        help="least true-accept rate at a FAR for its threshold to give verdicts",
+    )
+    add("--overwrite", action="store_true", help="replace an existing --out / --png")
+    add_threads_argument(parser)
     add("--batch-size", type=int, default=64, help="images per embedding batch")
     add("--device", default="auto", help="torch device (auto, cpu, cuda, ...)")
     return parser
@@ -63,12 +84,23 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(f"--far: expected rates in (0, 1), got {far}")
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if not 0 <= args.min_tar < 1:
+        parser.error(f"--min-tar: expected a rate in [0, 1), got {args.min_tar}")
+    if args.far_per_search is not None:
+        if args.far_per_search <= 0:
+            parser.error(f"--far-per-search: expected a positive number, got {args.far_per_search}")
+        if not args.index:
+            parser.error("--far-per-search needs --index: the gallery's size sets the per-pair FAR")
     if args.labels and args.config:
         parser.error("--labels and --config both given: calibrate on one of them")
     if args.labels and not args.index:
         parser.error("--labels needs --index (the labelled images' embeddings are read from it)")
     if not args.labels and not args.config:
         parser.error("give --index with --labels (your own crops) or --ckpt with --config")
+    if args.onnx and (args.config or args.ckpt):
+        parser.error("--onnx calibrates with --index and --labels, without --ckpt or --config")
+    if args.onnx and not Path(args.onnx).is_file():
+        parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     if args.config and not args.ckpt:
         parser.error("--config needs --ckpt (the checkpoint to calibrate)")
     if args.config and not Path(args.config).is_file():
@@ -79,6 +111,18 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     if problem := device_problem(args.device):
         parser.error(problem)
+    out = Path(args.out) if args.out else Path(args.index or args.ckpt).parent / "calibration.json"
+    for flag, path in (
+        ("--out", out),
+        ("--png", Path(args.png) if args.png else out.with_suffix(".png")),
+    ):
+        if path.is_dir():
+            parser.error(f"{flag}: {str(path)!r} is a folder; give a file name")
+        if path.exists() and not args.overwrite:
+            parser.error(
+                f"{flag}: {str(path)!r} exists (an earlier calibration); pass --overwrite to "
+                f"replace it or choose another {flag}"
+            )
 
 
 def _load_index(
@@ -94,7 +138,15 @@ def _load_index(
             index = GalleryIndex.load(args.index)
         except (FileNotFoundError, GalleryIndexError) as error:
             parser.error(f"--index: {error}")
+    if args.onnx:
+        assert index is not None
+        return index, "", index.checkpoint_sha256
     ckpt = args.ckpt or (index.checkpoint_path if index is not None else None)
+    if index is not None and args.ckpt is None and not index.checkpoint_path:
+        parser.error(
+            f"--onnx: {args.index!r} was built with an ONNX model (no checkpoint recorded); "
+            "pass --onnx MODEL.onnx (or --ckpt CHECKPOINT)"
+        )
     if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
         parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
     if problem := checkpoint_problem(ckpt):
@@ -143,12 +195,42 @@ def _label_distances(
     return label_distances(index, labels, TorchBackend(model), args.batch_size), labels
 
 
+def _onnx_label_distances(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, index: GalleryIndex
+) -> tuple[Distances, str, Labels]:
+    """The labelled crops' distances embedded by the ONNX model of an ONNX-built index (the
+    file does not record the training identities: said, not checked)."""
+    import sys
+
+    from rareid.deploy.model.backends import OnnxBackend
+    from rareid.deploy.verify.labels import label_distances, read_labels
+
+    try:
+        backend = OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256 or None)
+        index.check_model(backend)
+        labels = read_labels(args.labels, index)
+        if labels.identities < 2:
+            parser.error(
+                f"--labels: {labels.identities} identity in {args.labels!r}: impostor "
+                "pairs need at least two people"
+            )
+        print(
+            "note: an ONNX model does not record its training identities: make sure the "
+            "labelled people were not in its training split",
+            file=sys.stderr,
+        )
+        distances = label_distances(index, labels, backend, args.batch_size)
+    except (ImportError, ValueError, OSError) as error:
+        parser.error(str(error))
+    return distances, f"labels {args.labels}", labels
+
+
 def _distances(
     parser: argparse.ArgumentParser,
     args: argparse.Namespace,
     index: GalleryIndex | None,
     ckpt: str,
-) -> tuple[RAReIDModule, Distances, str, Labels | None]:
+) -> tuple[RAReIDModule | None, Distances, str, Labels | None]:
     """The model, the genuine and impostor distances per level, the split's name and the
     labels (with --labels)."""
     from rareid.deploy.model.checks import resolve_device
@@ -156,6 +238,9 @@ def _distances(
     from rareid.deploy.verify.calibrate import collect_distances, datamodule_from_config
 
     labels = None
+    if args.onnx:
+        assert index is not None
+        return None, *_onnx_label_distances(parser, args, index)
     try:
         model, preprocess = load_model(ckpt, resolve_device(args.device))
         if args.labels:
@@ -183,23 +268,20 @@ def _report(
     png: Path,
     num_levels: int,
 ) -> None:
-    """One line per level (thresholds, TAR, or why none) and what was written where."""
-    from rareid.deploy.verify.calibrate import stored_thresholds
+    """One line per level (AUC, thresholds, TAR, false alarms per search, or why none) and
+    what was written where."""
+    from rareid.deploy.verify.calibrate import level_summary, stored_thresholds
 
     stored = []
-    for level, entry in sorted(calibration["levels"].items(), key=lambda item: int(item[0])):
-        cells = [
-            f"FAR {float(key):g}: d <= {entry['thresholds'][key]:.4g} (TAR {entry['tar'][key]:.3f})"
-            for key in entry["thresholds"]
-        ]
-        cells += [
-            f"FAR {float(key):g}: none stored, {why}" for key, why in entry["unresolved"].items()
-        ]
-        if entry["thresholds"]:
+    for level in sorted(calibration["levels"], key=int):
+        if calibration["levels"][level]["thresholds"]:
             stored.append(level)
+        print(level_summary(calibration, level))
+    target = calibration.get("far_per_search")
+    if target is not None:
         print(
-            f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} "
-            f"impostor pairs; {'; '.join(cells)}"
+            f"at most {target['target']:g} false 'same' per search of {calibration['gallery_size']} "
+            f"images: per-pair FAR {target['pair_far']:.3g} (rareid search uses it unless --far)"
         )
     missing = [str(k) for k in range(1, num_levels + 1) if str(k) not in stored]
     print(
@@ -209,7 +291,7 @@ def _report(
             if args.index
             else ""
         )
-        + f" (levels {', '.join(stored)})"
+        + f" (levels {', '.join(stored) or 'none'})"
         + (
             f"; levels {', '.join(missing)} have none: their verdicts stay 'uncalibrated'"
             if missing
@@ -229,6 +311,7 @@ def plot_calibration(
     import matplotlib
     import numpy as np
 
+    from rareid.commands.calibrate_picture import histogram_title
     from rareid.deploy.verify.calibrate import roc_curve
 
     matplotlib.use("Agg")
@@ -272,21 +355,35 @@ def plot_calibration(
             axis.axvline(
                 value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
             )
-        usable = ", ".join(f"{float(key):g}" for key in thresholds)
-        status = f"usable at FAR {usable}" if usable else "UNCALIBRATED: too few pairs"
+        refused = entry.get("refused_thresholds", {})
+        for style, (key, value) in zip(styles, refused.items(), strict=False):
+            axis.axvline(
+                value,
+                color="0.6",
+                linewidth=0.8,
+                linestyle=style,
+                label=f"FAR {float(key):g} (refused)",
+            )
         axis.set_title(
-            f"level {level}: {entry.get('genuine_pairs', 0)} genuine / "
-            f"{entry.get('impostor_pairs', 0)} impostor pairs\n{status}",
-            fontsize=9,
-            color="black" if usable else "tab:red",
+            histogram_title(calibration, str(level)),
+            fontsize=8,
+            color="black" if thresholds else "tab:red",
         )
+        axis.set_xlabel("distance")
         axis.legend(fontsize=9)
     figure.tight_layout()
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    try:
+        atomic_write(out, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    finally:
+        plt.close(figure)
     return out
+
+
+def _any_measured(calibration: dict[str, Any]) -> bool:
+    """Whether some level had enough pairs to be measured (a threshold refused for its AUC or
+    TAR is a result to report, not a shortage of pairs)."""
+    return any(entry["tar"] for entry in calibration["levels"].values())
 
 
 def main(argv: Sequence[str]) -> int:
@@ -297,12 +394,22 @@ def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     _check_options(parser, args)
+    if problem := threads_problem(args.threads):
+        parser.error(problem)
     index, ckpt, digest = _load_index(parser, args)
+    use_threads(args.threads, len(index) if index is not None else 0)
     out = Path(args.out) if args.out else Path(args.index or ckpt).parent / "calibration.json"
     png_path = Path(args.png) if args.png else out.with_suffix(".png")
     model, (genuine, impostor), split, labels = _distances(parser, args, index, ckpt)
-    calibration = calibrate_levels(genuine, impostor, args.far)
-    if stored_thresholds(calibration) == 0:
+    calibration = calibrate_levels(
+        genuine,
+        impostor,
+        args.far,
+        min_tar=args.min_tar,
+        gallery_size=len(index) if index is not None else None,
+        far_per_search=args.far_per_search,
+    )
+    if stored_thresholds(calibration) == 0 and not _any_measured(calibration):
         if labels is not None:
             from rareid.deploy.verify.labels import describe_shortage
 
@@ -312,16 +419,19 @@ def main(argv: Sequence[str]) -> int:
             f"{max(args.far):g} at every level: hold out more identities or ask a larger --far"
         )
     calibration.update(
-        metric=model.hparams.distance,
+        metric=model.hparams.distance if model is not None else index.metric,
         split=split,
         checkpoint_sha256=digest,
-        rates=[float(r) for r in model.rates],
+        rates=[float(r) for r in (model.rates if model is not None else index.rates)],
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(calibration, indent=1))
-    png = plot_calibration(genuine, impostor, calibration, png_path)
+    text = json.dumps(calibration, indent=1).encode()
+    try:
+        atomic_write(out, lambda handle: handle.write(text))
+        png = plot_calibration(genuine, impostor, calibration, png_path)
+    except OSError as error:
+        parser.error(f"--out: cannot write {str(out)!r} ({error.strerror or error})")
     if index is not None:
         index.calibration = calibration
         index.save(args.index)
-    _report(args, calibration, out, png, len(model.rates))
+    _report(args, calibration, out, png, len(calibration["rates"]))
     return 0

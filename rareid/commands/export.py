@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.runs import OneLineArgumentParser
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", help="output file (default: next to the checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    add_threads_argument(parser)
     return parser
 
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
 
-    if problem := checkpoint_problem(args.ckpt):
+    if problem := checkpoint_problem(args.ckpt) or threads_problem(args.threads):
         parser.error(problem)
     suffix = ".onnx" if args.format == "onnx" else ".pt2"
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(suffix)
@@ -73,8 +75,9 @@ def main(argv: Sequence[str]) -> int:
         export_onnx,
         export_torch,
     )
-    from rareid.deploy.model.inference import file_sha256, load_model
+    from rareid.deploy.model.inference import file_sha256, load_model, read_checkpoint
 
+    use_threads(args.threads, 0)  # a few check batches: one thread unless asked
     try:
         if args.format == "onnx":
             require_onnx()
@@ -83,7 +86,13 @@ def main(argv: Sequence[str]) -> int:
             export_torch(model, out)
             print(f"wrote {out} (torch.export.load(path).module()(images, levels))")
             return 0
-        metadata = export_metadata(model, preprocess, file_sha256(args.ckpt))
+        data = read_checkpoint(args.ckpt).get("datamodule_hyper_parameters") or {}
+        metadata = export_metadata(
+            model,
+            preprocess,
+            file_sha256(args.ckpt),
+            level_policy=str(data.get("level_policy") or "nearest"),
+        )
         export_onnx(model, out, metadata)
         differences = check_onnx(model, out)
     except (ImportError, ValueError, OSError) as error:

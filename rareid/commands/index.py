@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.runs import OneLineArgumentParser
 
 #: Approximate-search index kinds (faiss ``index_factory`` families), see :mod:`rareid.deploy.gallery.ann`.
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="update an existing index: embed new images, re-embed changed ones (size or "
         "modification time), drop the ones deleted from the gallery folder",
+    )
+    parser.add_argument(
+        "--rebase",
+        action="store_true",
+        help="with --add, when the gallery folder moved: index the new folder, keeping the "
+        "embeddings of the files that are the same there",
     )
     parser.add_argument(
         "--backend",
@@ -76,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the device of a one-device run: cpu, cuda, cuda:1 ... (auto: GPU if any)",
     )
     add_device_arguments(parser)
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -117,6 +125,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if problem := threads_problem(args.threads):
+        parser.error(problem)
     if args.num_workers < 0:
         parser.error(f"--num-workers: expected 0 or more, got {args.num_workers}")
     if args.backend == "onnx" and not args.onnx:
@@ -157,6 +167,23 @@ def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
 
 
+def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
+    """Refuse ``--add`` on a gallery that moved, in one line; with ``--rebase`` point the
+    index at the new folder first (the update then embeds only what differs)."""
+    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
+    from rareid.deploy.gallery.rebase import moved_gallery, moved_message
+    from rareid.deploy.gallery.rebase import rebase as rebase_index
+
+    index = GalleryIndex.load(out)
+    if not moved_gallery(index, gallery):
+        return
+    if not rebase:
+        raise GalleryIndexError(moved_message(index, gallery))
+    report = rebase_index(index, gallery)
+    index.save(out)
+    print(report.describe())
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rareid.deploy.gallery.index import GalleryIndexError
     from rareid.deploy.gallery.update import IndexLock, build_or_update
@@ -177,6 +204,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--gallery: {error}")
     if not paths:
         parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
+    use_threads(args.threads, len(paths))
+    if args.rebase and not args.add:
+        parser.error("--rebase applies with --add (an existing index whose gallery moved)")
+    if args.rebase and layout is not None:
+        parser.error("--rebase runs on one device: leave out --devices/--num-nodes")
     if args.add:
         if not out.is_file():
             parser.error(f"--add: index {str(out)!r} does not exist; build it first without --add")
@@ -189,6 +221,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except UsageError as error:
             parser.error(str(error))
     try:
+        if args.add and writer:
+            _follow_gallery(out, args.gallery, args.rebase)
         summary = build_or_update(
             out,
             paths,

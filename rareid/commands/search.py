@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.search_run import (
+    DEFAULT_SEARCH_FAR,
+    add_output_arguments,
+    mark_stale,
+    run_metadata,
+    search_far,
+)
+from rareid.commands.threads import threads_problem, use_threads
 from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
 from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
@@ -71,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LEVEL_POLICIES,
         help="how an estimated rate becomes a level (default: the checkpoint's data.level_policy)",
     )
-    add("--far", type=float, default=1e-2, help="false-accept rate whose thresholds give verdicts")
+    add(
+        "--far",
+        type=float,
+        help="per-pair false-accept rate whose thresholds give verdicts (default: the FAR "
+        f"calibrated with --far-per-search, else {DEFAULT_SEARCH_FAR:g})",
+    )
     add("--calibration", help="calibration JSON (default: the one stored in the index)")
     add(
         "--min-height",
@@ -103,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the original distance in the re-ranked one (--rerank)",
     )
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
+    add_output_arguments(parser)
     return parser
 
 
@@ -124,13 +138,17 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
+    if args.sheets < -1:
+        parser.error(f"--sheets: expected a number of pages (0 or more), got {args.sheets}")
+    if problem := threads_problem(args.threads):
+        parser.error(problem)
     if args.rate is not None and args.level is not None:
         parser.error("--rate and --level both given: choose one")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
         parser.error(f"--rate: expected a positive rate, got {args.rate}")
     if args.reference_height is not None and not args.reference_height > 0:
         parser.error(f"--reference-height: expected a positive height, got {args.reference_height}")
-    if not 0 < args.far < 1:
+    if args.far is not None and not 0 < args.far < 1:
         parser.error(f"--far: expected a rate in (0, 1), got {args.far}")
     if args.min_height < 1 or args.min_width < 1:
         parser.error("--min-height / --min-width: expected positive sizes in pixels")
@@ -138,6 +156,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--backend onnx needs --onnx FILE (written by `rareid export`)")
     earlier = ("results.csv", "results.json", "rank_sheet.png", sheet_name(1))
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        parser.error(f"--out: {str(out_dir)!r} is a file; give a folder for the results")
     if not args.overwrite and any((out_dir / name).exists() for name in earlier):
         parser.error(f"--out: {str(out_dir)!r} already holds search results; pass --overwrite")
     if args.backend != "onnx":
@@ -180,6 +200,11 @@ def _load_inputs(
             parser.error(f"--calibration: cannot read {args.calibration!r}: {error}")
     ckpt = args.ckpt or index.checkpoint_path
     if args.backend != "onnx":
+        if args.ckpt is None and not index.checkpoint_path:
+            parser.error(
+                f"--onnx: {args.index!r} was built with an ONNX model (no checkpoint recorded); "
+                "pass --backend onnx --onnx MODEL.onnx (or --ckpt CHECKPOINT)"
+            )
         if args.ckpt is None and (not ckpt or not Path(ckpt).is_file()):
             parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
         if problem := checkpoint_problem(ckpt):
@@ -203,6 +228,7 @@ def _read_queries(
     import cv2
     import numpy as np
 
+    from rareid.data.readers.base import header_problem
     from rareid.deploy.crops import check_crop
     from rareid.levels import query_level
 
@@ -212,7 +238,10 @@ def _read_queries(
     queries = _Queries(reference=reference, reference_width=reference_width)
     policy = args.level_policy or index.level_policy
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        problem = header_problem(str(path))
+        if problem is not None and problem.startswith("too large"):
+            parser.error(f"--query: {str(path)!r} is {problem}")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if problem is None else None
         if image is None:
             queries.skipped.append(path)
             continue
@@ -296,6 +325,8 @@ def _result_rows(
 
     rows: list[dict[str, Any]] = []
     sheet_queries, sheet_matches = [], []
+    # the console names a query by its path under --query (its camera folder, if any)
+    root = Path(args.query) if Path(args.query).is_dir() else None
     for position, (path, info) in enumerate(zip(queries.paths, queries.infos, strict=True)):
         threshold, reason = level_threshold(calibration, info["level"], args.far)
         ranked = []
@@ -328,7 +359,10 @@ def _result_rows(
                     "path": index.absolute_path(gallery_position),
                 }
             )
-        sheet_queries.append({"path": path, "name": str(path), **info})
+        label = (
+            path.relative_to(root).as_posix() if root and path.is_relative_to(root) else path.name
+        )
+        sheet_queries.append({"path": path, "name": str(path), "label": label, **info})
         sheet_matches.append(ranked)
     return rows, sheet_queries, sheet_matches
 
@@ -341,8 +375,10 @@ def _write_and_report(
     rows: list[dict[str, Any]],
     sheet_queries: list[dict[str, Any]],
     sheet_matches: list[list[dict[str, Any]]],
+    run: dict[str, Any] | None = None,
 ) -> None:
-    """Write results.csv/json and the rank sheets to --out; print the table and a summary."""
+    """Write results.csv/json (with ``run``, what produced them) and the rank sheets to
+    --out; print the table and a summary."""
     from rareid.commands.search_sheet import (
         QUERIES_PER_SHEET,
         calibration_caption,
@@ -353,11 +389,18 @@ def _write_and_report(
     )
 
     out_dir = Path(args.out)
-    csv_path, json_path = write_results(rows, out_dir)
+    csv_path, json_path = write_results(rows, out_dir, run)
     title = "rank sheet, re-ranked (k-reciprocal)" if args.rerank else "rank sheet, plain ranking"
     title += f" of {Path(args.index).name}"
     caption = calibration_caption(calibration, num_levels, args.far)
-    sheets = draw_rank_sheets(sheet_queries, sheet_matches, out_dir, title, caption)
+    if args.rerank:
+        caption += "; order: re-ranked distance, verdict: prefix distance d"
+    shown = len(sheet_queries) if args.sheets < 0 else args.sheets * QUERIES_PER_SHEET
+    sheets = []
+    if shown > 0:
+        sheets = draw_rank_sheets(
+            sheet_queries[:shown], sheet_matches[:shown], out_dir, title, caption
+        )
     distance_label = "re-ranked distance" if args.rerank else "distance"
     for line in summary_table(sheet_queries, sheet_matches, distance_label):
         print(line)
@@ -375,11 +418,15 @@ def _write_and_report(
         print(line)
     if args.rerank:
         print("ordered by the re-ranked distance; verdicts from the prefix distance (Eq. 2)")
-    pages = f"{len(sheets)} rank sheet(s) {sheets[0].name}..{sheets[-1].name}"
-    print(
-        f"wrote {csv_path}, {json_path} and {pages} in {out_dir} "
-        f"({QUERIES_PER_SHEET} queries per sheet)"
-    )
+    if sheets:
+        pages = f"{len(sheets)} rank sheet(s) {sheets[0].name}..{sheets[-1].name}"
+        left = len(sheet_queries) - min(shown, len(sheet_queries))
+        pages += f" ({QUERIES_PER_SHEET} queries per sheet" + (
+            f"; {left} queries not drawn, see --sheets)" if left else ")"
+        )
+    else:
+        pages = "no rank sheet (--no-sheets)"
+    print(f"wrote {csv_path}, {json_path} and {pages} in {out_dir}")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -388,8 +435,22 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     _check_options(parser, args)
     index, paths, calibration, ckpt = _load_inputs(parser, args)
+    if args.far is None:
+        args.far = search_far(calibration)
     queries = _read_queries(parser, args, index, paths)
+    args.threads = use_threads(args.threads, len(queries.paths))
     result, original = _rank(parser, args, index, ckpt, queries)
     tables = _result_rows(args, index, calibration, queries, result, original)
-    _write_and_report(args, index.num_levels, calibration, queries, *tables)
+    mark_stale(index, tables[0])
+    try:
+        _write_and_report(
+            args,
+            index.num_levels,
+            calibration,
+            queries,
+            *tables,
+            run_metadata(args, index, calibration),
+        )
+    except OSError as error:  # a full disk or a read-only folder: each file is whole or absent
+        parser.error(f"--out: cannot write to {args.out!r} ({error.strerror or error})")
     return 0

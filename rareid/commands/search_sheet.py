@@ -9,13 +9,15 @@ drawn, ``QUERIES_PER_SHEET`` to a page (``rank_sheet_001.png``, ``rank_sheet_002
 from __future__ import annotations
 
 import csv
+import io
 import json
-import textwrap
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rareid.deploy.verify.verdicts import level_threshold, usable_fars
+from rareid.runs import atomic_write
 
 #: Query rows per rank-sheet page.
 QUERIES_PER_SHEET = 8
@@ -37,31 +39,54 @@ def sheet_name(number: int) -> str:
     return f"rank_sheet_{number:03d}.png"
 
 
-def write_results(rows: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
-    """``results.csv`` and ``results.json`` (one row per query x rank)."""
+def write_results(
+    rows: list[dict[str, Any]], out_dir: Path, run: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """``results.csv`` (one row per query x rank) and ``results.json``: ``run`` (what
+    produced it: index, checkpoint hash, FAR, backend ...) and ``matches`` (the same rows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
     fields: list[str] = []
     for row in rows:
         fields += [key for key in row if key not in fields]
-    with open(csv_path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=fields or ["query"], restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    json_path.write_text(json.dumps(rows, indent=1))
+    # Written whole or not at all (temporary file + rename): a full disk leaves no empty
+    # results.csv that would block the rerun.
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=fields or ["query"], restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    document = json.dumps({"run": run or {}, "matches": rows}, indent=1)
+    for path, text in ((csv_path, table.getvalue()), (json_path, document)):
+        data = text.encode()
+        atomic_write(path, lambda handle, data=data: handle.write(data))
     return csv_path, json_path
 
 
 def wrap_name(name: str, width: int = NAME_WRAP) -> str:
-    """A file name broken into lines of ``width`` characters (at separators when it can)."""
-    lines = textwrap.wrap(
-        name.replace("/", "/\u200b"),
-        width,
-        break_long_words=True,
-        break_on_hyphens=True,
-        drop_whitespace=False,  # the lines put together give the name back
-    )
-    return "\n".join(line.replace("\u200b", "") for line in lines) or name
+    """A file name broken into lines of about ``width`` characters: after a path separator
+    (or a space, ``-`` or ``_``) when it can, and never inside the extension. The lines put
+    together give the name back."""
+    stem, dot, extension = name.rpartition(".")
+    if not dot or "/" in extension or len(extension) > 5:
+        stem, extension = name, ""
+    else:
+        extension = "." + extension
+    pieces = [piece for piece in re.split(r"(?<=[/ _-])", stem) if piece]
+    if pieces:
+        pieces[-1] += extension
+    else:
+        pieces = [extension]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        while len(lines[-1]) + len(piece) > width and len(piece) - len(extension) > width:
+            room = width - len(lines[-1])  # a word longer than a line: cut it, not its extension
+            lines[-1] += piece[:room]
+            piece = piece[room:]
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line for line in lines if line) or name
 
 
 def shorten(name: str, limit: int = TABLE_NAME_CHARS) -> str:
@@ -70,6 +95,28 @@ def shorten(name: str, limit: int = TABLE_NAME_CHARS) -> str:
         return name
     head = (limit - 1) // 2
     return name[:head] + "\u2026" + name[len(name) - (limit - 1 - head) :]
+
+
+def shorten_path(name: str, limit: int = TABLE_NAME_CHARS) -> str:
+    """``name`` within ``limit`` characters keeping its last folder and file (the camera is
+    often the folder): the leading folders go first, then the middle of what is left."""
+    if len(name) <= limit:
+        return name
+    parts = name.split("/")
+    if len(parts) < 3:
+        return shorten(name, limit)
+    return shorten("\u2026/" + "/".join(parts[-2:]), limit)
+
+
+def distance_text(match: dict[str, Any]) -> str:
+    """The distance line under a match: with re-ranking, the re-ranked distance that ordered
+    it and the prefix distance ``d`` its verdict was taken from, named apart."""
+    if "rerank_distance" in match:
+        return (
+            f"re-ranked {match['rerank_distance']:.4g}\n"
+            f"d {match['distance']:.4g}: {match['verdict']}"
+        )
+    return f"d {match['order_distance']:.4g}  {match['verdict']}"
 
 
 def draw_rank_sheets(
@@ -115,17 +162,22 @@ def draw_rank_sheets(
                     axes[row][col].imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
                 _label(
                     axes[row][col],
-                    f"#{col} {wrap_name(str(match['gallery']))}\n"
-                    f"d {match['order_distance']:.4g}  {match['verdict']}",
+                    f"#{col} {wrap_name(str(match['gallery']))}\n{distance_text(match)}",
                     VERDICT_COLORS[match["verdict"]],
                 )
         heading = f"{title} - page {page + 1} of {pages}"
         figure.suptitle(heading + (f"\n{caption}" if caption else ""), fontsize=SHEET_FONT_PT + 2)
         figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
         path = out_dir / sheet_name(page + 1)
-        figure.savefig(path, dpi=SHEET_DPI)
+        # bbox "tight" grows the page to every label (a label below a tile is no axis
+        # decoration, so the layout alone would clip the last lines of a one-row page).
+        atomic_write(path, lambda handle, figure=figure: _save(figure, handle))
         written.append(path)
     return written
+
+
+def _save(figure: Any, handle: Any) -> None:
+    figure.savefig(handle, format="png", dpi=SHEET_DPI, bbox_inches="tight", pad_inches=0.1)
 
 
 def _label(axis: Any, text: str, color: str) -> None:
@@ -153,13 +205,12 @@ def summary_table(
     lines = [f"{'query':<{TABLE_NAME_CHARS}}  lvl  top {top} matches ({distance_label}, verdict)"]
     for query, ranked in zip(queries, matches, strict=True):
         cells = "  ".join(
-            f"{rank}. {shorten(str(match['gallery']))} {match['order_distance']:.4g} "
+            f"{rank}. {shorten_path(str(match['gallery']))} {match['order_distance']:.4g} "
             f"{match['verdict']}"
             for rank, match in enumerate(ranked[:top], start=1)
         )
-        line = (
-            f"{shorten(Path(query['name']).name):<{TABLE_NAME_CHARS}}  {query['level']:>3}  {cells}"
-        )
+        name = shorten_path(query.get("label", query["name"]))
+        line = f"{name:<{TABLE_NAME_CHARS}}  {query['level']:>3}  {cells}"
         if query.get("flags"):
             line += f"  [flagged: {query['flags']}]"
         lines.append(line)

@@ -194,7 +194,7 @@ class ReIDDataModule(L.LightningDataModule):
             )
         if dataset_options is not None and not isinstance(dataset_options, dict):
             raise ValueError(f"dataset_options: expected a mapping, got {dataset_options!r}")
-        self.seed = int(seed)
+        self.seed = check_positive_int("data.seed", seed, minimum=0)
         resolve_val_count(val_identities, eligible=1 << 62, total=1 << 62)  # type and sign
         # Normalisation constants are validated by building the transforms once.
         EvalTransform(self.input_size, mean, std, interpolation)

@@ -151,7 +151,9 @@ def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -
 
 def save_backbone(checkpoint: Path, out: Path) -> Path:
     """The timm backbone's weights of a rareid checkpoint, loadable by ``model.weights_path``."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    from rareid.checkpoint_reader import read_checkpoint
+
+    state = read_checkpoint(checkpoint)["state_dict"]
     prefix = "backbone.model."
     backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not backbone:

@@ -7,8 +7,10 @@ because it differs by family (NCHW for ResNet/ConvNeXt, NHWC for Swin).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,21 @@ import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+#: Set while a model is rebuilt from a checkpoint: its state dict overwrites every weight, so
+#: the initial weights (``pretrained``, ``weights_path``) are neither fetched nor read.
+_RESTORING = contextvars.ContextVar("rareid_restoring_from_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def restoring_from_checkpoint() -> Iterator[None]:
+    """Backbones built inside this block start from random weights: a checkpoint is about to
+    overwrite them, so a warm-start file of the training run need not exist here."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,8 @@ class Backbone(nn.Module):
         self, name: str, pretrained: bool, weights_path: str | None, timm_kwargs: dict
     ) -> nn.Module:
         kwargs = {**timm_kwargs, "num_classes": 0, "global_pool": ""}
+        if _RESTORING.get():
+            pretrained, weights_path = False, None
         if weights_path is not None:
             path = Path(weights_path).expanduser()
             if not path.is_file():

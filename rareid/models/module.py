@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 from rareid.evaluation import MLRMetric
 from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
+from rareid.models.backbone import restoring_from_checkpoint
 from rareid.models.checks import (
     OPTIMISATION_OPTIONS,
     check_optimisation_options,
@@ -129,6 +131,11 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         check_optimisation_options(**{name: self.hparams[name] for name in OPTIMISATION_OPTIONS})
+        if any(int(epoch) != epoch or int(epoch) < 1 for epoch in milestones):
+            raise ValueError(
+                f"model.milestones: expected epochs 1, 2, ... at which the learning rate decays, "
+                f"got {list(milestones)} (a milestone below 1 never fires)"
+            )
         check_training_options(mask_schedule, use_cls_loss, use_verif_loss)
         check_query_subvectors(query_subvectors, varying_length, len(normalize_rates(rates)))
         self._build_network(self.hparams)
@@ -164,8 +171,20 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> RAReIDModule:
-        """Lightning's loader, returning the model in eval mode (ready for ``embed``)."""
-        return super().load_from_checkpoint(*args, **kwargs).eval()
+        """Lightning's loader, returning the model in eval mode (ready for ``embed``).
+
+        A local file is first read by rareid's checkpoint reader, so a damaged or foreign
+        file is a ``CheckpointError`` naming it. The model is rebuilt without its initial
+        weights (the state dict overwrites them): a checkpoint loads on its own, without
+        the warm-start file of the run that wrote it.
+        """
+        source = args[0] if args else kwargs.get("checkpoint_path")
+        if isinstance(source, str | os.PathLike) and "://" not in str(source):
+            from rareid.checkpoint_reader import read_checkpoint
+
+            read_checkpoint(source)
+        with restoring_from_checkpoint():
+            return super().load_from_checkpoint(*args, **kwargs).eval()
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -91,7 +91,7 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["matches"]
     assert (out / "results.csv").read_text().count("\n") == len(rows) + 1
     assert (out / "rank_sheet_001.png").stat().st_size > 1000
     assert (out / "rank_sheet_003.png").is_file()  # 24 queries, 8 per sheet: all drawn
@@ -128,7 +128,7 @@ def test_index_then_search_ranks_the_true_identity_first_with_verdicts(
     assert run(again) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert run([*again, "--overwrite", "--rerank", "--backend", "torch"]) == 0
-    reranked = json.loads((out / "results.json").read_text())
+    reranked = json.loads((out / "results.json").read_text())["matches"]
     assert all("rerank_distance" in row for row in reranked)
     printed = capsys.readouterr().out
     assert "re-ranked distance" in printed
@@ -257,7 +257,9 @@ def test_search_assigns_levels_with_the_checkpoint_level_policy(
         assert run(index_args(ckpt, gallery_dir, index, workers=None)) == 0
         assert GalleryIndex.load(index).level_policy == name
         assert run(search_args(index, query, tmp_path / name)) == 0
-        levels[name] = json.loads((tmp_path / name / "results.json").read_text())[0]["level"]
+        levels[name] = json.loads((tmp_path / name / "results.json").read_text())["matches"][0][
+            "level"
+        ]
     assert levels == {"nearest": 2, "lower": 1}
     for option, expected in ((["--level", "3"], 3), (["--rate", "1"], 4)):  # overrides
         out = tmp_path / f"override{expected}"
@@ -267,7 +269,7 @@ def test_search_assigns_levels_with_the_checkpoint_level_policy(
             )
             == 0
         )
-        assert json.loads((out / "results.json").read_text())[0]["level"] == expected
+        assert json.loads((out / "results.json").read_text())["matches"][0]["level"] == expected
     assert (
         run(
             [

@@ -272,6 +272,10 @@ def verify_splits(
     return {split: [r for r in records if r.path not in bad] for split, records in splits.items()}
 
 
+#: Images with more pixels than this are refused before decoding: a person crop is never
+#: that large, and decoding one (a "decompression bomb") can take tens of gigabytes.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+
 #: Files up to this size are decoded in full by :func:`header_problem` (it costs no more than
 #: reading their header); no real person crop is that small.
 TINY_IMAGE_BYTES = 1024
@@ -316,11 +320,38 @@ def header_problem(path: str) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError:
+        return too_large(*_header_size(path))
     except (OSError, UnidentifiedImageError, ValueError) as err:
         return f"not a readable image ({err})"
     if width < 1 or height < 1:
         return "image of size zero"
+    if width * height > MAX_IMAGE_PIXELS:
+        return too_large(width, height)
     return None
+
+
+def too_large(width: int, height: int) -> str:
+    """The problem of an image over :data:`MAX_IMAGE_PIXELS` (never decoded)."""
+    size = f"{width}x{height} pixels" if width and height else "its header's size"
+    return (
+        f"too large to decode ({size}, limit {MAX_IMAGE_PIXELS // (1024 * 1024)} megapixels): "
+        "no person crop is this big; crop or downscale it"
+    )
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """(width, height) from the header without PIL's pixel limit, or (0, 0)."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # any header PIL cannot read: the size is simply unknown
+        return 0, 0
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def find_bad_images(paths: Iterable[str]) -> dict[str, str]:

@@ -143,7 +143,15 @@ class AnnIndex:
                     if train is None
                     else _prefix_rows(train, 0, train_rows, length, metric)
                 )
-                index.train(train)
+                try:
+                    index.train(train)
+                except RuntimeError as error:  # faiss: too few points for its clusters
+                    reason = str(error).split("failed: ")[-1].split("\n")[0].strip()
+                    raise ValueError(
+                        f"--ann {kind}: a gallery of {rows} image(s) is too small to train it "
+                        f"({reason}); leave out --ann (exact search suits small galleries) "
+                        "or index more images"
+                    ) from None
             for start in range(0, rows, ADD_CHUNK_ROWS):
                 index.add(_prefix_rows(vectors, start, start + ADD_CHUNK_ROWS, length, metric))
             factories.append(description)

@@ -196,6 +196,13 @@ class GalleryIndex:
         """Embed ``paths`` at the HR level. ``root`` (default: their common folder) makes the
         stored paths relative. Unreadable images land in ``index.skipped``."""
         paths = [Path(p) for p in paths]
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(paths)} gallery file(s) do not exist (e.g. "
+                f"{', '.join(repr(name) for name in missing[:3])}): nothing was indexed; pass "
+                "existing files (list_images(folder) lists a folder's images)"
+            )
         if root is None:
             root = os.path.commonpath([str(p.resolve().parent) for p in paths]) if paths else "."
         index = cls.empty(model, root, preprocess, checkpoint_path)

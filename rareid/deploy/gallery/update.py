@@ -52,6 +52,16 @@ class IndexLock(RunLock):
         return self
 
 
+def check_metric(metric: Metric | None, index: GalleryIndex) -> None:
+    """Refuse a ``--metric`` the model does not measure: its distances would be ranked by
+    another rule than the one it was trained for."""
+    if metric is not None and metric != index.metric:
+        raise GalleryIndexError(
+            f"--metric {metric}: the model measures {index.metric} distances (recorded in its "
+            f"checkpoint or ONNX file); drop --metric or pass --metric {index.metric}"
+        )
+
+
 def build_or_update(
     out: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
@@ -109,6 +119,7 @@ def build_or_update(
         backend = TorchBackend(model)
         if index is None:
             index = GalleryIndex.empty(model, gallery, preprocess, checkpoint)
+    check_metric(metric, index)
     previous_ann = index.ann.kind if index.ann is not None else None
     if dtype is not None:  # None: the loaded index keeps its own
         index.storage_dtype = dtype

@@ -104,8 +104,11 @@ class OnnxBackend(EmbeddingBackend):
             for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
             if p in onnxruntime.get_available_providers()
         ]
-        self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        from rareid.deploy.model.onnx_integrity import check_weights, open_session
+
+        self.session = open_session(path, providers)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        check_weights(path, self.metadata)
         digest = self.metadata.get("rareid_checkpoint_sha256", "")
         if expected_sha256 and digest and digest != expected_sha256:
             raise ValueError(

@@ -58,10 +58,17 @@ def _example(model: RAReIDModule, batch: int = 2) -> tuple[torch.Tensor, torch.T
 
 
 def export_metadata(
-    model: RAReIDModule, preprocess: Preprocess, checkpoint_sha256: str = ""
+    model: RAReIDModule,
+    preprocess: Preprocess,
+    checkpoint_sha256: str = "",
+    level_policy: str = "nearest",
 ) -> dict[str, str]:
+    """What an index built from the ONNX file alone needs: rates, sub-vectors, preprocessing,
+    the distance and the level policy, and the checkpoint it came from."""
     return {
         "rareid_checkpoint_sha256": checkpoint_sha256,
+        "rareid_distance": str(model.hparams.distance),
+        "rareid_level_policy": str(level_policy),
         "rareid_rates": json.dumps([float(r) for r in model.rates]),
         "rareid_split_sizes": json.dumps([int(s) for s in model.distance_split_sizes]),
         "rareid_img_size": json.dumps(list(preprocess.img_size)),
@@ -102,12 +109,22 @@ def export_onnx(
             opset_version=opset,
             verbose=False,
         )
-    program.save(str(out))
-    proto = onnx.load(str(out))
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(out))
+    from rareid.deploy.model.onnx_integrity import WEIGHTS_KEY, weights_sha256
+    from rareid.runs import TEMP_PREFIX, atomic_write
+
+    # Staged beside the output and renamed over it: an interrupted export or a full disk
+    # leaves no partial model.onnx that a rerun would refuse to replace.
+    staged = out.parent / f"{TEMP_PREFIX}{out.name}"
+    try:
+        program.save(str(staged))
+        proto = onnx.load(str(staged))
+        for key, value in {**(metadata or {}), WEIGHTS_KEY: weights_sha256(proto)}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        data = proto.SerializeToString()
+        atomic_write(out, lambda handle: handle.write(data))
+    finally:
+        staged.unlink(missing_ok=True)
     return out
 
 

@@ -91,6 +91,24 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
+    def __post_init__(self) -> None:
+        """Refuse a malformed size or statistics here, not as a cryptic error at the first
+        image (``Preprocess(5)``: an int where (height, width) belongs)."""
+        for name, value, length in (
+            ("img_size", self.img_size, 2),
+            ("mean", self.mean, 3),
+            ("std", self.std, 3),
+        ):
+            if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != length:
+                raise TypeError(
+                    f"Preprocess {name}: expected a sequence of {length} numbers, got {value!r}; "
+                    "build it with Preprocess.from_checkpoint(path) or Preprocess((H, W))"
+                )
+        if not all(isinstance(side, int | np.integer) and side > 0 for side in self.img_size):
+            raise TypeError(
+                f"Preprocess img_size: expected two positive ints, got {self.img_size!r}"
+            )
+
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> Preprocess:
         """From a loaded Lightning checkpoint (``torch.load`` result)."""
@@ -168,9 +186,12 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint file (:func:`checkpoint_file`) as a dict, on the CPU, with ``weights_only``
-    (no code runs)."""
-    return torch.load(checkpoint_file(path), map_location="cpu", weights_only=True)
+    """A checkpoint file (:func:`checkpoint_file`) as a dict, on the CPU, through the one reader
+    of :mod:`rareid.checkpoint_reader` (no code runs; a foreign or damaged file is a
+    ``CheckpointError`` naming it)."""
+    from rareid.checkpoint_reader import read_checkpoint as read_checkpoint_file
+
+    return read_checkpoint_file(checkpoint_file(path))
 
 
 def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
@@ -236,8 +257,11 @@ def embed_images(
 ) -> torch.Tensor:
     """Zero-padded embeddings (N, d) on the CPU of ``images`` (or of one image) at their levels,
     in batches."""
+    from rareid.deploy.model.inputs import integer_levels, positive_batch_size
+
+    positive_batch_size(batch_size)
     images = image_list(images)
-    levels = torch.as_tensor(levels).long().reshape(-1)
+    levels = integer_levels(levels)
     if levels.numel() != len(images):
         raise ValueError(f"expected one level per image ({len(images)}), got {levels.numel()}")
     was_training = model.training

@@ -54,6 +54,12 @@ def half_weights(source: str | Path, out: str | Path) -> Path:
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend([*casts, *nodes])
+    # The weights changed on purpose: record their new hash, or loading would refuse them.
+    from rareid.deploy.model.onnx_integrity import WEIGHTS_KEY, weights_sha256
+
+    for entry in model.metadata_props:
+        if entry.key == WEIGHTS_KEY:
+            entry.value = weights_sha256(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))

@@ -24,6 +24,7 @@ import torch
 
 from rareid.deploy.gallery.ann import ann_candidates, faiss_available, require_faiss
 from rareid.deploy.model.backends import EmbeddingBackend, as_backend
+from rareid.deploy.model.inputs import finite_queries, integer_levels
 from rareid.levels import prefix_lengths
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class Searcher:
         and applies, torch otherwise). Same results either way.
         """
         index = self.index
-        levels = torch.as_tensor(levels).long().reshape(-1)
+        levels = integer_levels(levels)
         queries = torch.as_tensor(queries).detach().float().cpu()
         _check_queries(index, queries, levels, k)
         k = min(k, len(index))
@@ -258,7 +259,7 @@ class Searcher:
         and search."""
         runtime = as_backend(model)
         self.index.check_model(runtime)
-        levels = torch.as_tensor(levels).long().reshape(-1)
+        levels = integer_levels(levels)
         embeddings = runtime.embed(self.index.preprocess(images), levels)
         return self.search(embeddings, levels, k, engine)
 
@@ -275,6 +276,7 @@ def _check_queries(
         )
     if levels.numel() != queries.shape[0]:
         raise ValueError(f"levels: expected {queries.shape[0]} levels, got {levels.numel()}")
+    finite_queries(queries)
     if levels.numel() and (int(levels.min()) < 1 or int(levels.max()) > num_levels):
         raise ValueError(f"levels: expected values in 1..{num_levels}, got {levels.tolist()}")
     if k < 1:

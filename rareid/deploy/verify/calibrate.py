@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 DEFAULT_FARS: tuple[float, ...] = (1e-2, 1e-3)
 
 
+#: A level is usable only when the lower end of its ROC AUC's 95 % interval is above this:
+#: at 0.5 its distances do not tell the same person from another better than a coin.
+AUC_FLOOR = 0.5
+#: Default least true-accept rate at a FAR for its threshold to give verdicts: below it, almost
+#: every "same" the threshold gives is a false alarm.
+DEFAULT_MIN_TAR = 0.05
+#: Two-sided 95 % normal quantile.
+Z_95 = 1.959964
+
 #: Impostor pairs a level needs at FAR ``f`` to resolve it: ``MIN_FALSE_ACCEPTS / f`` (below, the
 #: threshold is set by fewer than that many impostors and the FAR it promises is not measured).
 MIN_FALSE_ACCEPTS = 1
@@ -87,16 +96,76 @@ def unresolved_reason(genuine_pairs: int, impostor_pairs: int, far: float) -> st
     return None
 
 
+def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """ROC area under the curve: the chance that a genuine pair is closer than an impostor
+    pair (ties count half); 0.5 is a model that cannot tell people apart."""
+    from sklearn.metrics import roc_auc_score
+
+    genuine = np.asarray(genuine, dtype=np.float64).reshape(-1)
+    impostor = np.asarray(impostor, dtype=np.float64).reshape(-1)
+    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+    return float(roc_auc_score(labels, -np.concatenate([genuine, impostor])))
+
+
+def auc_interval(
+    auc: float, positives: int, negatives: int, z: float = Z_95
+) -> tuple[float, float]:
+    """Hanley and McNeil's (1982) normal interval of an AUC from ``positives`` genuine and
+    ``negatives`` impostor pairs. It treats pairs as independent, while pairs share images,
+    so the interval is if anything too narrow: the TAR floor backs it up."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / max(positives * negatives, 1)
+    spread = z * math.sqrt(max(variance, 0.0))
+    return max(0.0, auc - spread), min(1.0, auc + spread)
+
+
+def separability(good: np.ndarray, bad: np.ndarray) -> tuple[float | None, list[float], str | None]:
+    """(AUC, its 95 % interval, why the level is unusable or None) of one level's pairs."""
+    if good.size == 0 or bad.size == 0:
+        which = "genuine" if good.size == 0 else "impostor"
+        return None, [], f"no {which} pair: separability cannot be measured"
+    auc = roc_auc(good, bad)
+    low, high = auc_interval(auc, good.size, bad.size)
+    if low <= AUC_FLOOR:
+        return (
+            auc,
+            [low, high],
+            (
+                f"not separable: ROC AUC {auc:.3f} (95 % CI {low:.3f}-{high:.3f}) is not clearly "
+                f"above {AUC_FLOOR:g}; same-person median distance "
+                f"{float(np.median(good)):.4g} vs different-person {float(np.median(bad)):.4g}"
+            ),
+        )
+    return auc, [low, high], None
+
+
+def pair_far_for_search(far_per_search: float, gallery_size: int) -> float:
+    """The per-pair FAR at which a search of ``gallery_size`` images expects at most
+    ``far_per_search`` false "same" verdicts (the expected count is FAR times the size)."""
+    return far_per_search / max(int(gallery_size), 1)
+
+
 def calibrate_levels(
     genuine: dict[int, np.ndarray],
     impostor: dict[int, np.ndarray],
     fars: Sequence[float] = DEFAULT_FARS,
+    min_tar: float = DEFAULT_MIN_TAR,
+    gallery_size: int | None = None,
+    far_per_search: float | None = None,
 ) -> dict[str, Any]:
     """Thresholds and TAR per level at each FAR (``levels[str(level)]``), as stored in an index.
 
     A FAR a level cannot resolve (fewer than ``1 / FAR`` impostor pairs, or no genuine pair)
     stores no threshold: its ``resolvable`` entry is False and ``unresolved`` says why, so that
     ``rareid search`` answers ``uncalibrated`` there instead of a verdict from a few pairs.
+    A level whose ROC AUC is not clearly above 0.5 is ``usable: False`` and stores no
+    threshold at all; a FAR whose TAR is below ``min_tar`` stores none either (with the
+    reason), as nearly every "same" it gave would be wrong. With ``gallery_size`` the
+    calibration also holds the expected false "same" verdicts per search at each FAR, and
+    with ``far_per_search`` the per-pair FAR that keeps a search at that many (calibrated
+    as one more FAR).
 
     Examples::
 
@@ -106,16 +175,31 @@ def calibrate_levels(
         >>> calibration["levels"]["1"]["resolvable"]  # 200 impostor pairs cannot measure 0.001
         {'0.01': True, '0.001': False}
     """
+    fars = [float(far) for far in fars]
+    search_target = None
+    if far_per_search is not None:
+        if gallery_size is None:
+            raise ValueError("far_per_search needs the gallery size")
+        pair_far = pair_far_for_search(far_per_search, gallery_size)
+        search_target = {"target": float(far_per_search), "pair_far": pair_far}
+        if not any(math.isclose(pair_far, far, rel_tol=1e-9) for far in fars):
+            fars.append(pair_far)
     levels: dict[str, Any] = {}
     for level in sorted(set(genuine) | set(impostor)):
         good = np.asarray(genuine.get(level, []), dtype=np.float64)
         bad = np.asarray(impostor.get(level, []), dtype=np.float64)
+        auc, interval, unusable = separability(good, bad)
         entry: dict[str, Any] = {
             "genuine_pairs": int(good.size),
             "impostor_pairs": int(bad.size),
             "genuine_median": float(np.median(good)) if good.size else None,
             "impostor_median": float(np.median(bad)) if bad.size else None,
+            "auc": auc,
+            "auc_ci": interval,
+            "usable": unusable is None,
+            "unusable": unusable,
             "thresholds": {},
+            "refused_thresholds": {},
             "tar": {},
             "far": {},
             "resolvable": {},
@@ -129,11 +213,56 @@ def calibrate_levels(
                 entry["unresolved"][key] = reason
                 continue
             threshold = threshold_at_far(good, bad, far)
-            entry["thresholds"][key] = threshold
-            entry["tar"][key] = float(np.mean(good <= threshold))
+            tar = float(np.mean(good <= threshold))
+            entry["tar"][key] = tar
             entry["far"][key] = float(np.mean(bad <= threshold))
+            if unusable is not None or tar < min_tar:
+                entry["refused_thresholds"][key] = threshold  # drawn, never used
+            if unusable is not None:
+                entry["unresolved"][key] = unusable
+            elif tar < min_tar:
+                entry["unresolved"][key] = (
+                    f"TAR {tar:.3f} at FAR {far:g} is below the floor {min_tar:g}: nearly "
+                    "every 'same' would be a false alarm"
+                )
+            else:
+                entry["thresholds"][key] = threshold
         levels[str(level)] = entry
-    return {"fars": [float(f) for f in fars], "levels": levels}
+    calibration: dict[str, Any] = {"fars": fars, "min_tar": float(min_tar), "levels": levels}
+    if gallery_size is not None:
+        calibration["gallery_size"] = int(gallery_size)
+        calibration["false_same_per_search"] = {repr(far): far * int(gallery_size) for far in fars}
+    if search_target is not None:
+        calibration["far_per_search"] = search_target
+    return calibration
+
+
+def level_summary(calibration: dict[str, Any], level: str) -> str:
+    """One line of a level: pairs, AUC with its interval, TAR at each FAR and the false
+    "same" per search, or why the level gives no verdict."""
+    entry = calibration["levels"][level]
+    head = f"level {level}: {entry['genuine_pairs']} genuine / {entry['impostor_pairs']} impostor pairs"
+    if entry.get("auc") is not None:
+        low, high = entry["auc_ci"]
+        head += f"; AUC {entry['auc']:.3f} (95 % CI {low:.3f}-{high:.3f})"
+    per_search = calibration.get("false_same_per_search") or {}
+    cells = []
+    for far in calibration["fars"]:
+        key = repr(float(far))
+        cell = f"FAR {far:g}"
+        if key in entry["thresholds"]:
+            cell += f": d <= {entry['thresholds'][key]:.4g}"
+        if key in entry["tar"]:
+            cell += f" TAR {entry['tar'][key]:.3f}"
+        if key in per_search:
+            cell += f", {per_search[key]:.3g} false 'same' per search"
+        if key in entry["unresolved"] and entry.get("usable", True):
+            cell += f" - none stored, {entry['unresolved'][key]}"
+        cells.append(cell)
+    text = f"{head}; {'; '.join(cells)}"
+    if entry.get("usable") is False:
+        text += f" - UNUSABLE, verdicts 'uncalibrated': {entry['unusable']}"
+    return text
 
 
 def stored_thresholds(calibration: dict[str, Any]) -> int:

@@ -71,7 +71,8 @@ def read_labels(spec: str | os.PathLike, index: GalleryIndex) -> Labels:
         if not entries:
             raise LabelsError(f"--labels: {str(source)!r} has no person sub-folder with images")
     elif source.is_file():
-        with open(source, newline="") as stream:
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first path
+        with open(source, newline="", encoding="utf-8-sig") as stream:
             rows = [row for row in csv.reader(stream) if row and any(cell.strip() for cell in row)]
         if rows and rows[0][0].strip().lower() in ("path", "file", "image", "filename"):
             rows = rows[1:]

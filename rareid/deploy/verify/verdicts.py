@@ -4,7 +4,9 @@ A verdict is ``same`` or ``different`` only where the calibration of the query's
 usable threshold at the requested false-accept rate (FAR). A level the calibration never saw, a
 FAR it was not asked for, or a threshold it marked unresolvable (fewer impostor pairs than
 ``1 / FAR``: the threshold is then set by a handful of pairs and the FAR it promises is not
-measured) gives ``uncalibrated``, with the reason.
+measured), a level whose distances do not separate people (ROC AUC not clearly above 0.5) or a
+FAR whose true-accept rate is below the calibration's floor gives ``uncalibrated``, with the
+reason.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def level_threshold(
     entry = (calibration.get("levels") or {}).get(str(level))
     if entry is None:
         return None, f"not calibrated: the calibration holds no pair at level {level}"
+    if entry.get("usable") is False:
+        return None, str(entry.get("unusable") or "the level's distances do not separate people")
     key = _far_key(entry, far)
     if key is None:
         known = ", ".join(f"{float(value):g}" for value in calibration.get("fars") or [])

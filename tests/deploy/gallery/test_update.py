@@ -142,9 +142,20 @@ def test_onnx_backend_builds_the_index_without_a_checkpoint_and_half_weights_agr
         "index", "--backend", "onnx", "--onnx", str(onnx_path), "--gallery", str(gallery_dir),
         "--out", str(by_onnx), "--no-progress", "--num-workers", "0",
     ]  # fmt: skip
-    assert run(onnx_only) == 2  # the distance is not in the file: one line asks for it
+    import onnx
+
+    older = onnx.load(str(onnx_path))  # an export from before the distance was recorded
+    kept = [entry for entry in older.metadata_props if entry.key != "rareid_distance"]
+    del older.metadata_props[:]
+    older.metadata_props.extend(kept)
+    older_path = tmp_path / "older.onnx"
+    onnx.save(older, str(older_path))
+    older_only = [str(older_path) if item == str(onnx_path) else item for item in onnx_only]
+    assert run(older_only) == 2  # the distance is not in the file: one line asks for it
     assert "--metric" in capsys.readouterr().err
-    assert run([*onnx_only, "--metric", "euclidean"]) == 0
+    assert run([*older_only, "--metric", "euclidean"]) == 0
+    by_onnx.unlink()
+    assert run(onnx_only) == 0  # today's export records the distance: no --metric needed
     a, b = GalleryIndex.load(by_torch), GalleryIndex.load(by_onnx)
     assert a.paths == b.paths and a.checkpoint_sha256 == b.checkpoint_sha256
     assert a.preprocess == b.preprocess and a.split_sizes == b.split_sizes

@@ -51,7 +51,7 @@ def test_onnx_export_is_checked_on_every_level_and_serves_search(
             run(search_args(index, query_dir, tmp_path / backend, "--backend", backend, *extra))
             == 0
         )
-        results[backend] = json.loads((tmp_path / backend / "results.json").read_text())
+        results[backend] = json.loads((tmp_path / backend / "results.json").read_text())["matches"]
     assert [r["gallery"] for r in results["onnx"]] == [r["gallery"] for r in results["torch"]]
     for a, b in zip(results["onnx"], results["torch"], strict=True):
         assert a["distance"] == pytest.approx(b["distance"], rel=1e-3, abs=1e-4)

@@ -49,15 +49,15 @@ def test_calibration_per_level_reports_tar_and_resolvability() -> None:
 @pytest.fixture(scope="module")
 def synthetic_config(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic_dataset(root / "data", identities=12, cameras=2, seed=0, progress=False)
+    write_synthetic_dataset(root / "data", identities=48, cameras=2, seed=0, progress=False)
     config = {
         "data": {
             "dataset": "synthetic",
             "root": str(root / "data"),
             "input_size": [64, 32],
             "num_workers": 0,
-            "val_trials": 2,
-            "val_identities": 3,  # held out from the 6 training identities: impostor pairs exist
+            "val_trials": 4,
+            "val_identities": 10,  # held out: impostor pairs exist, enough pairs for an AUC
         }
     }
     path = root / "config.yaml"

@@ -60,7 +60,7 @@ def test_unresolvable_thresholds_give_no_same_or_different_verdict(
         small_index, unresolvable_calibration(), query_dir, out, capsys
     )
     assert code == 0
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["matches"]
     assert {row["verdict"] for row in rows} == {"uncalibrated"}
     assert all("too few" in row["verdict_reason"] for row in rows)
     assert "same" not in {row["verdict"] for row in rows}
@@ -81,7 +81,7 @@ def test_search_prints_which_levels_have_usable_thresholds(
     assert code == 0
     assert "level 4: usable at FAR 0.01, 0.001" in printed
     assert "level 2: uncalibrated" in printed and "level 1: uncalibrated (not calibrated" in printed
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["matches"]
     by_level = {row["level"]: row for row in rows}
     assert by_level[4]["verdict"] in {"same", "different"}
     assert by_level[2]["verdict"] == "uncalibrated" and "too few" in by_level[2]["verdict_reason"]
