@@ -38,6 +38,7 @@ from rareid.data.protocol import (
     build_eval_table,
     hold_out_validation,
     resolve_val_count,
+    with_val_distractors,
 )
 from rareid.data.readers import ReIDSplits, build_dataset, resolve_dataset_name
 from rareid.data.readers.base import (
@@ -45,7 +46,6 @@ from rareid.data.readers.base import (
     ImageRecord,
     bad_images_message,
     find_bad_images,
-    list_images,
 )
 from rareid.data.samplers import PKSampler
 from rareid.data.splitfile import (
@@ -92,10 +92,8 @@ class ReIDDataModule(L.LightningDataModule):
             checkpoint is selected on them): a count, or a fraction of the training ids;
             ``0`` = no validation. Drawn by ``seed``; see :func:`hold_out_validation`.
         val_trials: number of trials of validation.
-        val_distractors: a folder of person crops of people the model never trains on (e.g.
-            a separate pool's gallery), added to every validation gallery as distractors. A
-            handful of held-out identities makes a gallery a model soon ranks almost
-            perfectly; distractors keep validation discriminating, as the test gallery is.
+        val_distractors: a folder of crops of people no run trains on, added to every
+            validation gallery (see :func:`with_val_distractors`).
         gallery_mode: "single" (one random HR image per identity per trial) or "multi".
         interpolation: downsampling interpolation of LR synthesis ("area", "linear", ...).
         level_policy: how an unseen / estimated rate gets a level ("nearest", "lower", "higher").
@@ -245,7 +243,6 @@ class ReIDDataModule(L.LightningDataModule):
             "reference_height": hp.reference_height,
             "hr_reference": hp.hr_reference,
             "naive_rate": self.naive_rate,
-            # only when set, so that the split hashes of every other setting stay as they were
             **({"val_distractors": hp.val_distractors} if hp.get("val_distractors") else {}),
         }
 
@@ -253,42 +250,18 @@ class ReIDDataModule(L.LightningDataModule):
     def fit_split(self) -> FitSplit:
         """Training records and the validation set held out from them (never test ids)."""
         document = self.split_document
-        if document is None:
-            split = hold_out_validation(self.dataset, self.hparams.val_identities, self.seed)
-        else:
-            split = hold_out_validation(
-                self.dataset,
-                len(document["val_ids"]),
-                self.seed,
-                held_ids=document["val_ids"],
-                train_ids=document["train_ids"],
-            )
-        return self._with_val_distractors(split)
-
-    def _with_val_distractors(self, split: FitSplit) -> FitSplit:
-        """``val_distractors``' images join the validation gallery as distractors (pid 0)."""
-        folder = self.hparams.get("val_distractors")
-        if folder is None or split.val is None:
-            return split
-        path = Path(os.path.expanduser(folder))
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"val_distractors: {folder} is not a folder; give a folder of person crops "
-                "the model does not train on (e.g. data/pretrain/bounding_box_test)"
-            )
-        images = list_images(path)
-        if not images:
-            raise ValueError(f"val_distractors: no .jpg/.png images in {folder}")
-        distractors = [ImageRecord(str(image), 0, 0) for image in images]
-        val = replace(split.val, gallery=[*split.val.gallery, *distractors])
-        return replace(split, val=val)
+        count = self.hparams.val_identities if document is None else len(document["val_ids"])
+        fixed = (
+            {}
+            if document is None
+            else {"held_ids": document["val_ids"], "train_ids": document["train_ids"]}
+        )
+        split = hold_out_validation(self.dataset, count, self.seed, **fixed)
+        return with_val_distractors(split, self.hparams.get("val_distractors"))
 
     @property
     def num_classes(self) -> int:
-        """Number of training identities left after the hold-out (for the classifier).
-
-        0 for a dataset without a training split (it can be tested, not trained on).
-        """
+        """Training identities left after the hold-out (0 for a test-only dataset)."""
         if not self.dataset.train:
             return 0
         return self.fit_split.num_classes
@@ -364,14 +337,8 @@ class ReIDDataModule(L.LightningDataModule):
 
     @staticmethod
     def _stage_key(stage: str) -> str:
-        keys = {
-            "fit": "val",
-            "val": "val",
-            "validate": "val",
-            "validation": "val",
-            "test": "test",
-            "predict": "test",
-        }
+        keys = {"fit": "val", "val": "val", "validate": "val", "validation": "val"}
+        keys.update({"test": "test", "predict": "test"})
         if stage not in keys:
             raise ValueError(f"stage: unknown value {stage!r}; choose one of {sorted(keys)}")
         return keys[stage]

@@ -25,13 +25,15 @@ held out from the training split (:func:`hold_out_validation`), never on test id
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from rareid.data.readers.base import ImageRecord, ReIDSplits, image_height
+from rareid.data.readers.base import ImageRecord, ReIDSplits, image_height, list_images
 from rareid.levels import (
     MAX_TRIALS,
     LevelPolicy,
@@ -405,3 +407,24 @@ def _group_by_pid(records: Sequence[ImageRecord]) -> dict[int, list[ImageRecord]
     for record in records:
         groups.setdefault(record.pid, []).append(record)
     return groups
+
+
+def with_val_distractors(split: FitSplit, folder: str | None) -> FitSplit:
+    """``folder``'s images join the validation gallery as distractors (pid 0, every trial).
+
+    A handful of held-out identities makes a gallery a model soon ranks almost perfectly;
+    crops of people no run trains on keep validation discriminating, as the test gallery is.
+    """
+    if folder is None or split.val is None:
+        return split
+    path = Path(os.path.expanduser(folder))
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"val_distractors: {folder} is not a folder; give a folder of person crops the "
+            "model does not train on (e.g. data/pretrain/bounding_box_test)"
+        )
+    images = list_images(path)
+    if not images:
+        raise ValueError(f"val_distractors: no .jpg/.png images in {folder}")
+    distractors = [ImageRecord(str(image), 0, 0) for image in images]
+    return replace(split, val=replace(split.val, gallery=[*split.val.gallery, *distractors]))
