@@ -51,13 +51,25 @@ def test_speed_up_to_the_anchors_plateau(tta, tmp_path: Path) -> None:
     names = ["full · anchor", "full · fast", "full · slow"]
     text = tta.report(tmp_path, names, [0], "anchor", "mAP", 0.95, tmp_path / "chart.png")
     timing = text.split("Fitted")[0]
-    rows = {line.split(" | ")[1]: line for line in timing.splitlines() if line.startswith("| full")}
+    rows = {
+        tuple(line.split(" | ")[1:3]): line
+        for line in timing.splitlines()
+        if line.startswith("| full")
+    }
     # target 0.95 * 80 = 76: the anchor reaches it after 40 s (20 CPU s), the fast one after 8 s
-    assert "| 1/1 | 40.0 | 20.0 | 40.0 | 1.00× | 1.00× | 80.0 |" in rows["anchor"]
-    assert "| 1/1 | 8.0 | 4.0 | 20.0 | 5.00× | 5.00× | 68.7 |" in rows["fast"]
-    assert "not reached" in rows["slow"]
+    assert "| 1/1 | 40.0 | 20.0 | 40.0 | 1.00× | 1.00× | 80.0 |" in rows[("anchor", "first")]
+    assert "| 1/1 | 8.0 | 4.0 | 20.0 | 5.00× | 5.00× | 68.7 |" in rows[("fast", "first")]
+    assert "| 1/1 | 8.0 | 4.0 | 20.0 | 5.00× | 5.00× | 68.7 |" in rows[("fast", "2 in a row")]
+    assert "not reached" in rows[("slow", "first")]
     assert "| full | fast | 50.0 | 50.0 | 50.0 | 50.0 | 12.0 |" in text
     assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+def test_two_in_a_row_ignores_a_single_spike(tta) -> None:
+    curve = tta.Curve(wall=[1, 2, 3, 4], cpu=[1, 2, 3, 4], steps=[1, 2, 3, 4], score=[9, 1, 9, 9])
+    assert curve.first_at(5) == 0
+    assert curve.first_at(5, in_a_row=2) == 2
+    assert curve.first_at(10, in_a_row=2) is None
 
 
 def test_resumed_fits_keep_one_row_per_step(tta, tmp_path: Path) -> None:
