@@ -300,12 +300,11 @@ def paired_differences(
     lines = [
         f"Paired over seeds, {method} - {baseline} (points, mean [95 % CI]; seeds ahead):",
         "",
-        "| queries | rank-1 | mAP | verdict (rank-1) |",
+        "| queries | rank-1 | mAP | verdict (rank-1; mAP) |",
         "|---|---:|---:|---|",
     ]
     for label in columns:
-        cells = []
-        verdict = "–"
+        cells, verdicts = [], []
         for metric in METRICS:
             pair = [table.get(name, {}).get(label, {}).get(metric) for name in (baseline, method)]
             if not all(pair):
@@ -321,13 +320,13 @@ def paired_differences(
             ahead = sum(difference > 0 for difference in differences)
             interval = "" if math.isnan(low) else f" [{low:+.1f}, {high:+.1f}]"
             cells.append(f"{mean:+.1f}{interval}; {ahead}/{len(differences)}")
-            if metric == "rank1" and not math.isnan(low):
-                verdict = (
+            if not math.isnan(low):
+                verdicts.append(
                     "measurably better"
                     if low > 0
                     else "measurably worse"
                     if high < 0
                     else "not measurably different"
                 )
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {verdict} |")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {'; '.join(verdicts) or '–'} |")
     return "\n".join(lines)
