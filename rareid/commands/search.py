@@ -127,7 +127,7 @@ class _Queries:
     paths: list[Path] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
     infos: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
     reference: float = 0.0
     reference_width: float = 0.0
 
@@ -243,7 +243,7 @@ def _read_queries(
             parser.error(f"--query: {str(path)!r} is {problem}")
         image = cv2.imread(str(path), cv2.IMREAD_COLOR) if problem is None else None
         if image is None:
-            queries.skipped.append(path)
+            queries.skipped[path] = problem or "unreadable or not an image"
             continue
         height, width = (int(side) for side in image.shape[:2])
         if args.level is not None:
@@ -258,8 +258,8 @@ def _read_queries(
         queries.infos.append(
             {"height": height, "width": width, "rate": rate, "level": level, "flags": flags}
         )
-    for path in queries.skipped:
-        print(f"skipped query {path}: unreadable or not an image", file=sys.stderr)
+    for path, problem in queries.skipped.items():
+        print(f"skipped query {path}: {problem}", file=sys.stderr)
     if not queries.images:
         parser.error(f"--query: none of the {len(paths)} images could be read")
     return queries

@@ -166,3 +166,29 @@ def test_a_full_disk_during_search_is_one_line_and_leaves_no_partial_file(
     assert not any(path.is_file() for path in out.rglob("*"))
     monkeypatch.undo()
     assert run(argv) == 0  # no half-written file blocks the rerun
+
+
+@pytest.mark.e2e
+def test_a_truncated_jpeg_query_is_named_and_skipped(
+    tmp_path: Path, trained_checkpoint: Path, gallery_dir: Path, query_dir: Path, capsys
+) -> None:
+    """A damaged query is never searched on the pixels libjpeg guessed: the file is named with
+    what is wrong and counted among the skipped queries."""
+    import cv2
+
+    index = save_folder_index(trained_checkpoint, gallery_dir, tmp_path / "g.npz")
+    queries = tmp_path / "q"
+    queries.mkdir()
+    image = cv2.imread(str(sorted(query_dir.glob("*.png"))[-1]))
+    good = queries / "good.jpg"
+    cv2.imwrite(str(good), image)
+    data = cv2.imencode(".jpg", cv2.resize(image, (64, 128)))[1].tobytes()
+    damaged = queries / "damaged.jpg"
+    damaged.write_bytes(data[: len(data) * 2 // 3])
+    code = run(
+        ["search", "--index", str(index), "--query", str(queries), "--out", str(tmp_path / "r")]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"skipped query {damaged}: truncated JPEG" in captured.err
+    assert "1 unreadable skipped" in captured.out + captured.err
