@@ -192,3 +192,14 @@ def test_a_truncated_jpeg_query_is_named_and_skipped(
     assert code == 0, captured.err
     assert f"skipped query {damaged}: truncated JPEG" in captured.err
     assert "1 unreadable skipped" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("content", ["path,person\na.jpg,1\n", ""], ids=["csv", "empty"])
+def test_index_add_to_a_file_that_is_no_index_says_so(
+    tmp_path: Path, trained_checkpoint: Path, gallery_dir: Path, capsys, content: str
+) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text(content)
+    code = run(index_args(trained_checkpoint, gallery_dir, labels, "--add"))
+    line = one_error_line(capsys.readouterr().err, "index")
+    assert code == 2 and f"'{labels}' is not an index file" in line and "pickle" not in line
