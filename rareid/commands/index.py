@@ -165,6 +165,16 @@ def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             "--device picks the device of a one-device run; with --devices or --num-nodes "
             "choose the kind with --accelerator cpu or gpu"
         )
+    if args.accelerator == "gpu":
+        import torch
+
+        found = torch.cuda.device_count()
+        if found < args.devices:
+            have = f"only {found} GPU{'s' if found != 1 else ''}" if found else "no GPU"
+            parser.error(
+                f"--accelerator gpu: this machine has {have} for --devices {args.devices}; "
+                "ask for fewer devices or embed with --accelerator cpu"
+            )
 
 
 def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
