@@ -205,9 +205,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     writer = True  # the process that locks and writes the index
     if args.devices * args.num_nodes > 1:
         from rareid.deploy.gallery.distributed import DeviceLayout, is_rank_zero
+        from rareid.runtime import follow_launching_parent
 
         layout = DeviceLayout(args.devices, args.num_nodes, args.accelerator, args.strategy)
         writer = is_rank_zero()
+        if not writer:
+            follow_launching_parent()  # a rank started by this command's rank 0 dies with it
     try:
         paths = list_images(args.gallery)
     except FileNotFoundError as error:

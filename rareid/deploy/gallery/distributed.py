@@ -33,7 +33,7 @@ from rareid.deploy.gallery.files import GalleryFiles, IndexChanges, collate_gall
 from rareid.deploy.gallery.index import GalleryIndexError
 from rareid.deploy.model.backends import TorchBackend
 from rareid.deploy.model.inference import Preprocess
-from rareid.runtime import quiet_third_party_noise
+from rareid.runtime import mark_parent_for_children, quiet_third_party_noise
 
 if TYPE_CHECKING:
     from rareid.deploy.gallery.index import GalleryIndex
@@ -252,6 +252,8 @@ def update_on_devices(
         model, changes.todo, index.preprocess, index.num_levels, batch_size, num_workers
     )
     quiet_third_party_noise()  # in every rank: Lightning re-runs the command for the others
+    if is_rank_zero():
+        mark_parent_for_children()  # the ranks Lightning starts die with this process
     with quiet_lightning():
         try:
             trainer = L.Trainer(
