@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.arguments import cannot_write, checkpoint_problem
 from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.runs import OneLineArgumentParser
 
@@ -233,6 +233,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             lock = IndexLock(out).acquire()
         except UsageError as error:
             parser.error(str(error))
+        except OSError as error:  # the folder cannot be made or written
+            parser.error(cannot_write("--out", out, error))
     try:
         if args.add and writer:
             _follow_gallery(out, args.gallery, args.rebase)
@@ -252,6 +254,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             layout=layout,
         )
+    except PermissionError as error:
+        parser.error(cannot_write("--out", out, error))
     except (GalleryIndexError, ValueError, OSError) as error:
         parser.error(str(error))
     finally:
