@@ -228,7 +228,7 @@ def _read_queries(
     import cv2
     import numpy as np
 
-    from rareid.data.readers.base import header_problem
+    from rareid.data.readers.base import decode_strictly, header_problem
     from rareid.deploy.crops import check_crop
     from rareid.levels import query_level
 
@@ -241,9 +241,10 @@ def _read_queries(
         problem = header_problem(str(path))
         if problem is not None and problem.startswith("too large"):
             parser.error(f"--query: {str(path)!r} is {problem}")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if problem is None else None
-        if image is None:
-            queries.skipped[path] = problem or "unreadable or not an image"
+        if problem is None:
+            image, problem = decode_strictly(str(path))
+        if problem is not None:
+            queries.skipped[path] = problem
             continue
         height, width = (int(side) for side in image.shape[:2])
         if args.level is not None:

@@ -185,13 +185,17 @@ def test_a_truncated_jpeg_query_is_named_and_skipped(
     data = cv2.imencode(".jpg", cv2.resize(image, (64, 128)))[1].tobytes()
     damaged = queries / "damaged.jpg"
     damaged.write_bytes(data[: len(data) * 2 // 3])
+    patched = queries / "patched.jpg"  # cut short, then given an end-of-image marker
+    patched.write_bytes(data[: len(data) * 2 // 3] + b"\xff\xd9")
     code = run(
         ["search", "--index", str(index), "--query", str(queries), "--out", str(tmp_path / "r")]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"skipped query {damaged}: truncated JPEG" in captured.err
-    assert "1 unreadable skipped" in captured.out + captured.err
+    assert f"skipped query {patched}: damaged image (the decoder says: Corrupt JPEG" in captured.err
+    assert "2 unreadable skipped" in captured.out + captured.err
+    assert "good.jpg" in captured.out
 
 
 @pytest.mark.parametrize("content", ["path,person\na.jpg,1\n", ""], ids=["csv", "empty"])
