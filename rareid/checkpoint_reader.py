@@ -109,3 +109,18 @@ def describe_unreadable(path: Path, error: Exception) -> str:
         first = text.strip().splitlines()[0][:40] if text.strip() else ""
         return f"is a text file, not a checkpoint (it starts with {first!r})"
     return f"is not a PyTorch checkpoint ({size} bytes of unknown content)"
+
+
+#: Hex digits kept of a training file's SHA-256: a checkpoint records one per training image.
+CONTENT_DIGEST_LENGTH = 16
+
+
+def content_digest(path: str | os.PathLike) -> str | None:
+    """A short SHA-256 of the file's bytes (``None`` when it cannot be read): a renamed copy
+    of a training image has the digest of the original."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:CONTENT_DIGEST_LENGTH]
+    except OSError:
+        return None

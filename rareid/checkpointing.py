@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 # The reader lives in the Lightning-free rareid.checkpoint_reader; its names stay reachable here.
 from rareid.checkpoint_reader import CheckpointError as CheckpointError
+from rareid.checkpoint_reader import content_digest
 from rareid.checkpoint_reader import describe_unreadable as describe_unreadable
 from rareid.checkpoint_reader import read_checkpoint as read_checkpoint
 from rareid.runs import (
@@ -220,7 +222,9 @@ def _plain(value: Any) -> Any:
 
 def training_identities(datamodule: Any) -> dict[str, Any] | None:
     """The identities and files of ``datamodule``'s training split, as a checkpoint records
-    them (``None`` when it has no training split)."""
+    them (``None`` when it has no training split), with a digest of each file's content, so
+    that ``rareid calibrate`` recognises a renamed copy of a training image. The digests are
+    computed once per datamodule, not at every save."""
     split = getattr(datamodule, "fit_split", None) if datamodule is not None else None
     if split is None or not hasattr(split, "train_ids"):
         return None
@@ -229,12 +233,20 @@ def training_identities(datamodule: Any) -> dict[str, Any] | None:
         os.path.relpath(record.path, root) if os.path.isabs(record.path) else record.path
         for record in split.train
     )
+    listing = hashlib.sha256("\n".join(files).encode()).hexdigest()
+    cached = getattr(datamodule, "_rareid_training_contents", None)
+    if cached is None or cached[0] != listing:
+        digests = (content_digest(root / name) for name in files)
+        cached = (listing, sorted({digest for digest in digests if digest is not None}))
+        with contextlib.suppress(AttributeError):  # else: digests at every save
+            datamodule._rareid_training_contents = cached
     return {
         "dataset": str(datamodule.hparams.get("dataset", "")),
         "root": str(root),
         "pids": sorted(int(pid) for pid in split.train_ids),
         "files": files,
-        "sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+        "sha256": listing,
+        "contents": cached[1],
     }
 
 

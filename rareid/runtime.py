@@ -7,6 +7,7 @@ import ctypes
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +23,10 @@ __all__ = [
     "cpu_bf16_flags",
     "cpu_malloc_wanted",
     "default_loggers",
+    "die_with_parent",
+    "follow_launching_parent",
     "keep_freed_memory",
+    "mark_parent_for_children",
     "quiet_third_party_noise",
     "resolve_precision",
 ]
@@ -183,3 +187,40 @@ def quiet_third_party_noise() -> None:
 class _NoLitLoggerTip(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "litlogger" not in record.getMessage().lower()
+
+
+#: Set by a rareid process that re-runs itself in child processes (``index --devices N``):
+#: its id, so that each child can tie its life to it.
+PARENT_VARIABLE = "RAREID_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Be killed when the parent process dies, even by ``kill -9``, so that no orphan keeps
+    working for a command that is gone (Linux's parent-death signal; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def mark_parent_for_children() -> None:
+    """Before a launcher re-runs this command in child processes: tell them whose they are
+    (read by :func:`follow_launching_parent`)."""
+    os.environ[PARENT_VARIABLE] = str(os.getpid())
+
+
+def follow_launching_parent() -> None:
+    """In a child that a rareid process launched (:func:`mark_parent_for_children`): die with
+    that parent, and stop at once if it is already gone. The mark is removed so the child's
+    own children do not take it for theirs."""
+    parent = os.environ.pop(PARENT_VARIABLE, None)
+    if parent is None:
+        return
+    die_with_parent()
+    if str(os.getppid()) != parent:  # the parent died before the signal was armed
+        sys.stderr.write(f"the rareid process {parent} that started this one is gone: stopping\n")
+        os._exit(1)

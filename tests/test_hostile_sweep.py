@@ -191,3 +191,23 @@ def test_wandb_offline_files_stay_in_the_run_folder(
         for key in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
             assert Path(os.environ[key]).is_relative_to((tmp_path / run / "wandb").resolve())
         assert os.environ["WANDB_CONFIG_DIR"] == str(tmp_path / "mine")
+
+
+def test_synth_and_experiment_outputs_that_cannot_be_written_are_one_line(
+    tmp_path: Path, capsys
+) -> None:
+    """An output folder that cannot be made (below a regular file: as root, a read-only
+    folder still takes writes) is one line naming it, exit status 2."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    code = main(["synth", "--out", str(blocker / "synthetic"), "--identities", "4"])
+    line = one_error_line(capsys.readouterr().err, "synth")
+    assert code == 2 and "--out: cannot write" in line and "a file" in line
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"base: [conf/quickstart.yaml]\noutput: {blocker / 'out'}\n"
+        "variants:\n  - name: full\n    overrides: {}\n"
+    )
+    code = main(["experiment", str(grid), "--seeds", "0", "--report-only"])
+    line = one_error_line(capsys.readouterr().err, "experiment")
+    assert code == 2 and "cannot write" in line and "a file" in line

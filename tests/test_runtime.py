@@ -66,3 +66,51 @@ def test_opt_out_environment_variable(
     else:
         monkeypatch.setenv("RAREID_CPU_MALLOC", value)
     assert cpu_malloc_wanted() is wanted
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie waiting to be reaped is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_a_launched_child_dies_with_its_parent_killed_by_sigkill() -> None:
+    """What ``rareid index --devices 2`` does: rank 0 marks itself and starts a child that
+    re-runs the command; a ``kill -9`` of rank 0 takes the child with it."""
+    import os
+    import signal
+    import time
+
+    child = (
+        "from rareid.runtime import follow_launching_parent; follow_launching_parent(); "
+        "import time; time.sleep(60)"
+    )
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        from rareid.runtime import mark_parent_for_children
+        mark_parent_for_children()
+        worker = subprocess.Popen([sys.executable, "-c", {child!r}])
+        print(worker.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    worker = int(process.stdout.readline())
+    time.sleep(2)  # the worker arms its parent-death signal
+    assert _alive(worker)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive

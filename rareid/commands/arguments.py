@@ -18,3 +18,12 @@ def checkpoint_problem(path: str | None, option: str = "--ckpt") -> str | None:
     if not file.is_file():
         return f"{option}: checkpoint {path!r} does not exist"
     return None
+
+
+def cannot_write(what: str, path: object, error: OSError) -> str:
+    """One line for an output that cannot be written (a read-only folder, a file in the way of
+    a folder, a full disk), saying what to do."""
+    reason = error.strerror or str(error)
+    if error.filename is not None and str(error.filename) != str(path):
+        reason += f": {str(error.filename)!r}"
+    return f"{what}: cannot write {str(path)!r} ({reason}); choose a place you can write to"

@@ -8,6 +8,7 @@ arguments are read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -261,6 +262,22 @@ def _distances(
     return model, distances, split, labels
 
 
+def _earlier_files(*paths: Path) -> dict[Path, bytes | None]:
+    """The bytes of each output that exists already (``None``: absent), to put back when the
+    calibration cannot be stored whole."""
+    return {path: path.read_bytes() if path.is_file() else None for path in paths}
+
+
+def _put_back(earlier: dict[Path, bytes | None]) -> None:
+    """Outputs as they were before this calibration (absent ones removed)."""
+    for path, data in earlier.items():
+        with contextlib.suppress(OSError):
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, lambda handle, data=data: handle.write(data))
+
+
 def _report(
     args: argparse.Namespace,
     calibration: dict[str, Any],
@@ -425,13 +442,23 @@ def main(argv: Sequence[str]) -> int:
         rates=[float(r) for r in (model.rates if model is not None else index.rates)],
     )
     text = json.dumps(calibration, indent=1).encode()
+    earlier = _earlier_files(out, png_path)
     try:
         atomic_write(out, lambda handle: handle.write(text))
         png = plot_calibration(genuine, impostor, calibration, png_path)
     except OSError as error:
+        _put_back(earlier)
         parser.error(f"--out: cannot write {str(out)!r} ({error.strerror or error})")
     if index is not None:
         index.calibration = calibration
-        index.save(args.index)
+        try:
+            index.save(args.index)
+        except OSError as error:  # no calibration.json may claim thresholds the index lacks
+            _put_back(earlier)
+            parser.error(
+                f"--index: cannot store the thresholds in {args.index!r} "
+                f"({error.strerror or error}); nothing was written: calibrate a copy of the "
+                "index in a folder you can write to"
+            )
     _report(args, calibration, out, png, len(calibration["rates"]))
     return 0

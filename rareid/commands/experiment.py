@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rareid.commands.arguments import cannot_write
 from rareid.experiment.grid import Grid, GridError, load_grid, parse_sets
 from rareid.experiment.plan import Run, plan_runs, runs_made_otherwise
 from rareid.experiment.preflight import preflight
@@ -193,7 +194,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"grid {grid.name}: {len(runs)} runs, {_duration(time.perf_counter() - started)}")
         if failed:
             print(f"{len(failed)} runs failed; re-run the same command to retry them", flush=True)
-    text, _ = report(grid, seeds)
+    try:
+        text, _ = report(grid, seeds)
+    except OSError as error:
+        parser.error(cannot_write(f"{args.grid}: output", grid.output, error))
     print("\n" + text)
     print(f"\ntable: {grid.output / 'table.md'}\nchart: {grid.output / 'chart.png'}")
     return 1 if failed else 0

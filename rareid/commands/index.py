@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.arguments import cannot_write, checkpoint_problem
 from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
 from rareid.runs import OneLineArgumentParser
 
@@ -165,6 +165,16 @@ def _check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             "--device picks the device of a one-device run; with --devices or --num-nodes "
             "choose the kind with --accelerator cpu or gpu"
         )
+    if args.accelerator == "gpu":
+        import torch
+
+        found = torch.cuda.device_count()
+        if found < args.devices:
+            have = f"only {found} GPU{'s' if found != 1 else ''}" if found else "no GPU"
+            parser.error(
+                f"--accelerator gpu: this machine has {have} for --devices {args.devices}; "
+                "ask for fewer devices or embed with --accelerator cpu"
+            )
 
 
 def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
@@ -195,9 +205,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     writer = True  # the process that locks and writes the index
     if args.devices * args.num_nodes > 1:
         from rareid.deploy.gallery.distributed import DeviceLayout, is_rank_zero
+        from rareid.runtime import follow_launching_parent
 
         layout = DeviceLayout(args.devices, args.num_nodes, args.accelerator, args.strategy)
         writer = is_rank_zero()
+        if not writer:
+            follow_launching_parent()  # a rank started by this command's rank 0 dies with it
     try:
         paths = list_images(args.gallery)
     except FileNotFoundError as error:
@@ -220,6 +233,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             lock = IndexLock(out).acquire()
         except UsageError as error:
             parser.error(str(error))
+        except OSError as error:  # the folder cannot be made or written
+            parser.error(cannot_write("--out", out, error))
     try:
         if args.add and writer:
             _follow_gallery(out, args.gallery, args.rebase)
@@ -239,6 +254,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             layout=layout,
         )
+    except PermissionError as error:
+        parser.error(cannot_write("--out", out, error))
     except (GalleryIndexError, ValueError, OSError) as error:
         parser.error(str(error))
     finally:

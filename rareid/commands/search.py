@@ -127,7 +127,7 @@ class _Queries:
     paths: list[Path] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
     infos: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
     reference: float = 0.0
     reference_width: float = 0.0
 
@@ -228,7 +228,7 @@ def _read_queries(
     import cv2
     import numpy as np
 
-    from rareid.data.readers.base import header_problem
+    from rareid.data.readers.base import decode_strictly, header_problem
     from rareid.deploy.crops import check_crop
     from rareid.levels import query_level
 
@@ -241,9 +241,10 @@ def _read_queries(
         problem = header_problem(str(path))
         if problem is not None and problem.startswith("too large"):
             parser.error(f"--query: {str(path)!r} is {problem}")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if problem is None else None
-        if image is None:
-            queries.skipped.append(path)
+        if problem is None:
+            image, problem = decode_strictly(str(path))
+        if problem is not None:
+            queries.skipped[path] = problem
             continue
         height, width = (int(side) for side in image.shape[:2])
         if args.level is not None:
@@ -258,8 +259,8 @@ def _read_queries(
         queries.infos.append(
             {"height": height, "width": width, "rate": rate, "level": level, "flags": flags}
         )
-    for path in queries.skipped:
-        print(f"skipped query {path}: unreadable or not an image", file=sys.stderr)
+    for path, problem in queries.skipped.items():
+        print(f"skipped query {path}: {problem}", file=sys.stderr)
     if not queries.images:
         parser.error(f"--query: none of the {len(paths)} images could be read")
     return queries

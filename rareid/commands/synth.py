@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from rareid.commands.arguments import cannot_write
 from rareid.runs import OneLineArgumentParser
 
 
@@ -35,7 +36,13 @@ def main(argv: Sequence[str]) -> int:
     write = write_synthetic_dataset if args.force else ensure_synthetic_dataset
     try:
         summary = write(args.out, identities=args.identities, cameras=args.cameras, seed=args.seed)
-    except (ValueError, FileExistsError) as error:
+    except FileExistsError as error:
+        if error.errno is not None:  # a file where the folder should be
+            parser.error(cannot_write("--out", args.out, error))
+        parser.error(str(error))  # a folder with other content: the writer says what to do
+    except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        parser.error(cannot_write("--out", args.out, error))
     print(summary)
     return 0

@@ -8,7 +8,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,18 +21,7 @@ import yaml
 
 from rareid.experiment.grid import Grid, override_args
 from rareid.experiment.plan import Run
-
-
-def _die_with_parent() -> None:
-    """In the child, before it runs: be killed when the runner dies, even by ``kill -9``
-    (Linux's parent-death signal; elsewhere the child finishes its run on its own)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+from rareid.runtime import die_with_parent
 
 
 def _rareid(subcommand: str, args: Sequence[str], log: Path) -> int:
@@ -45,7 +33,7 @@ def _rareid(subcommand: str, args: Sequence[str], log: Path) -> int:
         handle.write(f"\n$ {shlex.join(command[1:])}\n")
         handle.flush()
         env = {**os.environ, "WANDB_SILENT": "true"}
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = die_with_parent if sys.platform.startswith("linux") else None
         return subprocess.run(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
         ).returncode

@@ -278,6 +278,23 @@ def test_ensure_skips_complete_and_rewrites_changed(tmp_path: Path) -> None:
     assert (root / ".complete").exists()
 
 
+def test_force_keeps_and_counts_a_users_file_at_the_top(tmp_path: Path, capsys) -> None:
+    """A rewrite of a synthetic dataset keeps a user's own file beside its folders and says so."""
+    from rareid.cli import main
+
+    root = tmp_path / "d"
+    args = ["synth", "--out", str(root), "--identities", "4", "--cameras", "2"]
+    assert main(args) == 0
+    (root / "notes.txt").write_text("mine")
+    (root / "my crops").mkdir()
+    (root / "my crops" / "a.jpg").write_bytes(b"x")
+    capsys.readouterr()
+    assert main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert (root / "notes.txt").read_text() == "mine" and (root / "my crops" / "a.jpg").is_file()
+    assert "kept 2 files rareid synth did not write (my crops/a.jpg, notes.txt)" in out
+
+
 def test_refuses_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("mine")

@@ -166,3 +166,110 @@ def test_a_full_disk_during_search_is_one_line_and_leaves_no_partial_file(
     assert not any(path.is_file() for path in out.rglob("*"))
     monkeypatch.undo()
     assert run(argv) == 0  # no half-written file blocks the rerun
+
+
+@pytest.mark.e2e
+def test_a_truncated_jpeg_query_is_named_and_skipped(
+    tmp_path: Path, trained_checkpoint: Path, gallery_dir: Path, query_dir: Path, capsys
+) -> None:
+    """A damaged query is never searched on the pixels libjpeg guessed: the file is named with
+    what is wrong and counted among the skipped queries."""
+    import cv2
+
+    index = save_folder_index(trained_checkpoint, gallery_dir, tmp_path / "g.npz")
+    queries = tmp_path / "q"
+    queries.mkdir()
+    image = cv2.imread(str(sorted(query_dir.glob("*.png"))[-1]))
+    good = queries / "good.jpg"
+    cv2.imwrite(str(good), image)
+    data = cv2.imencode(".jpg", cv2.resize(image, (64, 128)))[1].tobytes()
+    damaged = queries / "damaged.jpg"
+    damaged.write_bytes(data[: len(data) * 2 // 3])
+    patched = queries / "patched.jpg"  # cut short, then given an end-of-image marker
+    patched.write_bytes(data[: len(data) * 2 // 3] + b"\xff\xd9")
+    code = run(
+        ["search", "--index", str(index), "--query", str(queries), "--out", str(tmp_path / "r")]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"skipped query {damaged}: truncated JPEG" in captured.err
+    assert f"skipped query {patched}: damaged image (the decoder says: Corrupt JPEG" in captured.err
+    assert "2 unreadable skipped" in captured.out + captured.err
+    assert "good.jpg" in captured.out
+
+
+@pytest.mark.parametrize("content", ["path,person\na.jpg,1\n", ""], ids=["csv", "empty"])
+def test_index_add_to_a_file_that_is_no_index_says_so(
+    tmp_path: Path, trained_checkpoint: Path, gallery_dir: Path, capsys, content: str
+) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text(content)
+    code = run(index_args(trained_checkpoint, gallery_dir, labels, "--add"))
+    line = one_error_line(capsys.readouterr().err, "index")
+    assert code == 2 and f"'{labels}' is not an index file" in line and "pickle" not in line
+
+
+@pytest.mark.e2e
+def test_outputs_that_cannot_be_written_are_one_line(
+    tmp_path: Path, trained_checkpoint: Path, gallery_dir: Path, capsys
+) -> None:
+    """An --out whose folder cannot be made (it lies below a regular file: as root, a
+    read-only folder still takes writes) is one line naming the option, exit status 2."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    code = run(index_args(trained_checkpoint, gallery_dir, blocker / "g.npz"))
+    line = one_error_line(capsys.readouterr().err, "index")
+    assert (
+        code == 2
+        and line.startswith("rareid index: error: --out: cannot write")
+        and "a file" in line
+    )
+    index = save_folder_index(trained_checkpoint, gallery_dir, tmp_path / "g.npz")
+    code = run(
+        ["search", "--index", str(index), "--query", str(gallery_dir), "--out", str(blocker / "r")]
+    )
+    line = one_error_line(capsys.readouterr().err, "search")
+    assert code == 2 and "--out: cannot write" in line
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "overwritten"])
+def test_calibrate_whose_index_cannot_be_written_leaves_no_calibration_claiming_it(
+    tmp_path: Path, trained_checkpoint: Path, world, people, monkeypatch, capsys, earlier: bool
+) -> None:
+    """The thresholds go to calibration.json and into the index: when the index cannot be
+    written, calibration.json is not left saying they were stored (an earlier one is kept)."""
+    from rareid.deploy.gallery.index import GalleryIndex
+    from tests.deploy.conftest import write_rgb
+
+    folder = tmp_path / "crops"
+    rows = ["path,person,camera"]
+    for number, pid in enumerate(people):
+        for frame in range(4):
+            name = f"p{number}/f{frame}.png"
+            write_rgb(folder / name, world.render(pid, frame % 2, 40 + frame))
+            rows.append(f"{name},id{number},c{frame % 2}")
+    labels = folder / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    index = save_folder_index(trained_checkpoint, folder, tmp_path / "g.npz")
+    out = tmp_path / "calibration.json"
+    if earlier:
+        out.write_text('{"earlier": true}')
+        out.with_suffix(".png").write_bytes(b"earlier picture")
+
+    def refuse(self, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(GalleryIndex, "save", refuse)
+    argv = ["calibrate", "--index", str(index), "--labels", str(labels), "--far", "0.1"]
+    code = run([*argv, *(["--overwrite"] if earlier else [])])
+    line = one_error_line(capsys.readouterr().err, "calibrate")
+    assert code == 2 and f"--index: cannot store the thresholds in '{index}'" in line
+    assert "Permission denied" in line
+    if earlier:
+        assert out.read_text() == '{"earlier": true}'
+        assert out.with_suffix(".png").read_bytes() == b"earlier picture"
+    else:
+        assert not out.exists() and not out.with_suffix(".png").exists()
+    monkeypatch.undo()
+    assert GalleryIndex.load(index).calibration is None

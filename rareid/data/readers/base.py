@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,3 +393,37 @@ def image_height(path: str) -> int:
             return int(image.size[1])
     except (OSError, UnidentifiedImageError) as err:
         raise OSError(f"could not read the size of image {path!r}: {err}") from None
+
+
+#: What libjpeg says when it fills in the missing or broken part of an image.
+DAMAGE_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+
+
+def decode_strictly(path: str) -> tuple[np.ndarray | None, str | None]:
+    """``cv2.imread`` of ``path`` (BGR) with what the decoder complained about: libjpeg
+    decodes a damaged JPEG (cut short, then ended) with only a warning of its own on the
+    process's stderr, which names no file. That warning is caught here and returned as the
+    problem (the image is then ``None``), so the caller can name the file; other remarks of
+    the decoder are passed on with the file's name."""
+    import tempfile
+
+    import cv2
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        said = " ".join(capture.read().decode(errors="replace").split())
+    if image is None:
+        return None, "unreadable or not an image"
+    if any(marker in said for marker in DAMAGE_WARNINGS):
+        return None, f"damaged image (the decoder says: {said})"
+    if said:  # a remark on a usable image (a PNG's colour profile): shown, with the file
+        print(f"{path}: {said}", file=sys.stderr)
+    return image, None

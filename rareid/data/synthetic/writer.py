@@ -260,10 +260,27 @@ def _user_files(root: Path, ours: set[str]) -> list[str]:
     return sorted(found)
 
 
+def _top_level_user_files(root: Path, entries: set[str]) -> list[str]:
+    """Files beside the dataset folders that the writer never writes (relative, POSIX): a
+    rewrite leaves them where they are, and the dataset reader never reads them."""
+    found = []
+    for name in sorted(entries - set(_OUR_ENTRIES)):
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            found += [
+                child.relative_to(root).as_posix()
+                for child in path.rglob("*")
+                if not child.is_dir()
+            ]
+        else:
+            found.append(name)
+    return found
+
+
 def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
-    """Create ``root`` or delete what a previous synthetic dataset wrote there; refuse foreign
-    content at the top and a user's file under a ``planned`` name. Returns the user's files
-    kept inside the dataset folders."""
+    """Create ``root`` or delete what a previous synthetic dataset wrote there; refuse a folder
+    that holds no synthetic dataset and a user's file under a ``planned`` name. Returns the
+    user's files, which are kept (in the dataset folders and beside them)."""
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"synthetic dataset output {root} exists and is not a folder")
     if not root.exists():
@@ -272,8 +289,7 @@ def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
     entries = {p.name for p in root.iterdir()}
     if not entries:
         return ()
-    foreign = sorted(entries - set(_OUR_ENTRIES))
-    if foreign or not entries & {"synthetic.json", MANIFEST}:
+    if not entries & {"synthetic.json", MANIFEST}:
         raise FileExistsError(
             f"synthetic dataset output {root} already exists and does not hold a rareid synthetic "
             f"dataset (found {sorted(entries)[:5]}); choose an empty or new folder"
@@ -285,7 +301,7 @@ def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
             f"synthetic dataset output {root}: neither {MANIFEST} nor synthetic.json says which "
             f"of its {count} files rareid synth wrote; move the folder away or delete it"
         )
-    kept = _user_files(root, ours)
+    kept = _user_files(root, ours) + _top_level_user_files(root, entries)
     clash = [name for name in kept if name in planned]
     if clash:
         raise FileExistsError(
@@ -297,7 +313,7 @@ def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
         (root / relative).unlink(missing_ok=True)
     for name in _OUR_FILES:
         (root / name).unlink(missing_ok=True)
-    return tuple(kept)
+    return tuple(sorted(kept))
 
 
 def _write_images(world: SyntheticWorld, jobs: list[_Job], root: Path, progress: bool) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
@@ -32,6 +33,7 @@ from rareid.deploy.gallery.files import GalleryFiles, IndexChanges, collate_gall
 from rareid.deploy.gallery.index import GalleryIndexError
 from rareid.deploy.model.backends import TorchBackend
 from rareid.deploy.model.inference import Preprocess
+from rareid.runtime import mark_parent_for_children, quiet_third_party_noise
 
 if TYPE_CHECKING:
     from rareid.deploy.gallery.index import GalleryIndex
@@ -249,18 +251,25 @@ def update_on_devices(
     embedder = GalleryEmbedder(
         model, changes.todo, index.preprocess, index.num_levels, batch_size, num_workers
     )
+    quiet_third_party_noise()  # in every rank: Lightning re-runs the command for the others
+    if is_rank_zero():
+        mark_parent_for_children()  # the ranks Lightning starts die with this process
     with quiet_lightning():
-        trainer = L.Trainer(
-            accelerator=layout.accelerator,
-            devices=layout.devices,
-            num_nodes=layout.num_nodes,
-            strategy=layout.strategy,
-            use_distributed_sampler=False,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-        )
+        try:
+            trainer = L.Trainer(
+                accelerator=layout.accelerator,
+                devices=layout.devices,
+                num_nodes=layout.num_nodes,
+                strategy=layout.strategy,
+                use_distributed_sampler=False,
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=progress,
+            )
+        except MisconfigurationException as error:  # devices this machine does not have
+            message = " ".join(str(error).split())
+            raise ValueError(f"--devices/--accelerator: {message}") from None
         trainer.predict(embedder, return_predictions=False)
     if not trainer.is_global_zero:
         return None

@@ -44,6 +44,12 @@ def read_index_file(
         )
     if not path.is_file():
         raise FileNotFoundError(f"index {str(path)!r} does not exist; build it with `rareid index`")
+    kind = _not_an_archive(path)
+    if kind is not None:
+        raise GalleryIndexError(
+            f"{str(path)!r} is not an index file ({kind}): give the .npz file written by "
+            "`rareid index` (if it was one, it is damaged: rebuild it with `rareid index`)"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
         if not hasattr(archive, "files"):
@@ -74,6 +80,22 @@ def read_index_file(
             f"{str(path)!r} is not a readable rareid index file (damaged, cut short or another "
             f"file: {reason}): rebuild it with `rareid index`"
         ) from None
+
+
+def _not_an_archive(path: Path) -> str | None:
+    """What ``path`` is when its first bytes are not those of a NumPy archive (``None`` when
+    they are): a CSV or any other file gets its own words, not NumPy's guess that it holds
+    pickled data."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError:
+        return None  # said by the reader below
+    if not head:
+        return "an empty file"
+    if head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        return None
+    return "a text file" if head.isascii() else "another kind of file"
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], split_sizes: list[int], path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rareid.checkpoint_reader import content_digest
 from rareid.deploy.model.inference import list_images
 
 if TYPE_CHECKING:
@@ -115,17 +116,27 @@ def trained_identities(
     labels: Labels, index: GalleryIndex, record: dict[str, Any] | None
 ) -> list[str]:
     """The labelled people the checkpoint trained on, by its training record: a labelled image
-    that is one of the training files (by name), or a person labelled with a training id
-    whose images lie in the training dataset's folder."""
+    that is one of the training files (by name, or by content: a renamed copy), or a person
+    labelled with a training id whose images lie in the training dataset's folder.
+
+    Contents are compared with the digests the checkpoint recorded; a checkpoint written
+    before digests were recorded is compared with the training files still readable at its
+    recorded root."""
     if not record:
         return []
-    names = {Path(name).name for name in record.get("files") or []}
+    files = record.get("files") or []
+    names = {Path(name).name for name in files}
     train_ids = {str(pid) for pid in record.get("pids") or []}
     root = Path(record.get("root") or "/nonexistent").resolve()
+    contents = record.get("contents")
+    if contents is None:
+        contents = (content_digest(root / name) for name in files)
+    known = {digest for digest in contents if digest is not None}
     found = set()
     for position, person in zip(labels.positions, labels.people, strict=True):
         path = index.absolute_path(position).resolve()
-        if path.name in names or (path.is_relative_to(root) and _as_id(person) in train_ids):
+        by_id = path.is_relative_to(root) and _as_id(person) in train_ids
+        if path.name in names or by_id or (known and content_digest(path) in known):
             found.add(person)
     return sorted(found)
 

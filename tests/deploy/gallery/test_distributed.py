@@ -73,6 +73,7 @@ def test_two_cpu_processes_write_the_one_process_index(
     # one summary line, from rank 0 only, counting as one device counts
     assert result.stdout.strip().splitlines() == [single.strip().replace(str(one), str(two))]
     assert result.stderr.count("skipped") == 1 and "broken.jpg" in result.stderr
+    assert "deprecat" not in result.stderr.lower(), result.stderr  # nothing a user can change
     assert not (tmp_path / ".two.npz.lock").exists()
 
     delete_change_and_add(folder)
@@ -177,11 +178,13 @@ def test_another_rank_neither_locks_nor_writes(
         (["--accelerator", "cpu"], "--accelerator applies with --devices or --num-nodes above 1"),
         (["--devices", "2", "--device", "cuda"], "--device picks the device of a one-device run"),
         (["--num-nodes", "2", "--backend", "onnx", "--onnx", "m.onnx"], "ONNX runs on one"),
+        (["--devices", "2", "--accelerator", "gpu"], "--accelerator gpu: this machine has no"),
     ],
 )
 def test_device_options_misused_are_one_line_and_exit_status_2(
     tmp_path, monkeypatch, capsys, extra, message
 ):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # as on a machine without GPU
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.ckpt").write_bytes(b"not read before the options are checked")
     (tmp_path / "m.onnx").write_bytes(b"not read before the options are checked")

@@ -174,6 +174,45 @@ def test_calibrate_refuses_identities_the_checkpoint_trained_on(
     assert code == 2 and "were in the training split" in err[-1] and "id0" in err[-1]
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["digests", "readable-files"])
+def test_calibrate_refuses_renamed_copies_of_training_images(
+    tmp_path, labelled_index, trained_checkpoint, capsys, recorded: bool
+) -> None:
+    """A training image copied under another name is recognised by its content: by the
+    digests the checkpoint recorded, or (older checkpoints) by the training files themselves."""
+    import shutil
+
+    import torch
+
+    from rareid.checkpoint_reader import content_digest
+
+    index_path, labels = labelled_index
+    labelled = labels.parent / "person 2" / "frame_4.png"
+    training = tmp_path / "market" / "bounding_box_train" / "0007_c1s1_000001.jpg"
+    training.parent.mkdir(parents=True)
+    shutil.copy(labelled, training)
+    record = {
+        "root": str(tmp_path / "market"),
+        "pids": [7],
+        "files": ["bounding_box_train/0007_c1s1_000001.jpg"],
+    }
+    if recorded:
+        record["contents"] = [content_digest(training)]
+        training.unlink()  # the digests suffice: the training data need not be here
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    checkpoint["rareid_training_identities"] = record
+    copy = tmp_path / "recorded.ckpt"
+    torch.save(checkpoint, copy)
+    index = GalleryIndex.load(index_path)
+    index.checkpoint_sha256 = file_sha256(copy)
+    index.save(index_path)
+    code = run(
+        ["calibrate", "--index", str(index_path), "--labels", str(labels), "--ckpt", str(copy)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "were in the training split" in err[-1] and "(id2)" in err[-1]
+
+
 def test_checkpoint_records_the_training_identities() -> None:
     from types import SimpleNamespace
 
@@ -193,3 +232,24 @@ def test_checkpoint_records_the_training_identities() -> None:
     record = checkpoint["rareid_training_identities"]
     assert record["pids"] == [2] and record["files"] == ["train/0002_c1.jpg"]
     assert record["root"] == "/data/set" and len(record["sha256"]) == 64
+    assert record["contents"] == []  # /data/set is not readable here
+
+
+def test_checkpoint_records_the_training_contents(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rareid.checkpoint_reader import content_digest
+    from rareid.data.readers.base import ImageRecord
+    from tests.deploy.conftest import make_model
+
+    image = tmp_path / "train" / "0002_c1.jpg"
+    image.parent.mkdir()
+    image.write_bytes(b"jpeg bytes")
+    split = SimpleNamespace(train=[ImageRecord(str(image), 0, 0)], train_ids=(2,))
+    datamodule = SimpleNamespace(fit_split=split, hparams={"root": str(tmp_path)})
+    model = make_model()
+    model._trainer = SimpleNamespace(datamodule=datamodule)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    record = checkpoint["rareid_training_identities"]
+    assert record["contents"] == [content_digest(image)]
