@@ -160,7 +160,7 @@ def report(
                     test_rows.setdefault(label, []).append(value)
             for in_a_row, criterion in ((1, "first"), (2, "2 in a row")):
                 reached = 0
-                walls, cpus, stepss, speed_wall, speed_cpu = [], [], [], [], []
+                walls, cpus, step_counts, speed_wall, speed_cpu = [], [], [], [], []
                 for seed, curve in curves[name].items():
                     reference = curves.get(anchor_name, {}).get(seed)
                     if reference is None:
@@ -173,12 +173,12 @@ def report(
                     reached += 1
                     walls.append(curve.wall[at])
                     cpus.append(curve.cpu[at])
-                    stepss.append(curve.steps[at])
+                    step_counts.append(curve.steps[at])
                     speed_wall.append(reference.wall[at_anchor] / max(curve.wall[at], 1e-9))
                     speed_cpu.append(reference.cpu[at_anchor] / max(curve.cpu[at], 1e-9))
                 lines.append(
                     f"| {row} | {recipe} | {criterion} | {reached}/{len(curves[name])} "
-                    f"| {_mean_std(walls)} | {_mean_std(cpus)} | {_mean_std(stepss)} "
+                    f"| {_mean_std(walls)} | {_mean_std(cpus)} | {_mean_std(step_counts)} "
                     f"| {_ratio(speed_wall)} | {_ratio(speed_cpu)} | {_mean_std(final)} |"
                 )
             tests.append(

@@ -137,6 +137,23 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
     path.write_bytes(data.tobytes())
 
 
+def write_labelled_crops(
+    folder: Path, world: SyntheticWorld, people: list[int], frames: int = 6, name: str = ""
+) -> Path:
+    """``frames`` renders of each person over 2 cameras under ``folder`` and their labels CSV
+    (``path,person,camera``); ``name`` is the file-name pattern (default: a folder a person)."""
+    pattern = name or "person {number}/frame_{frame}.png"
+    rows = ["path,person,camera"]
+    for number, pid in enumerate(people):
+        for frame in range(frames):
+            file = pattern.format(number=number, frame=frame)
+            write_rgb(folder / file, world.render(pid, frame % 2, 40 + frame))
+            rows.append(f"{file},id{number},c{frame % 2}")
+    labels = folder / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return labels
+
+
 @pytest.fixture(scope="session")
 def gallery_dir(tmp_path_factory, world, people) -> Path:
     """One HR crop per person (camera 0) under arbitrary names, plus a corrupt file."""

@@ -240,17 +240,10 @@ def test_calibrate_whose_index_cannot_be_written_leaves_no_calibration_claiming_
     """The thresholds go to calibration.json and into the index: when the index cannot be
     written, calibration.json is not left saying they were stored (an earlier one is kept)."""
     from rareid.deploy.gallery.index import GalleryIndex
-    from tests.deploy.conftest import write_rgb
+    from tests.deploy.conftest import write_labelled_crops
 
     folder = tmp_path / "crops"
-    rows = ["path,person,camera"]
-    for number, pid in enumerate(people):
-        for frame in range(4):
-            name = f"p{number}/f{frame}.png"
-            write_rgb(folder / name, world.render(pid, frame % 2, 40 + frame))
-            rows.append(f"{name},id{number},c{frame % 2}")
-    labels = folder / "labels.csv"
-    labels.write_text("\n".join(rows) + "\n")
+    labels = write_labelled_crops(folder, world, people, frames=4, name="p{number}/f{frame}.png")
     index = save_folder_index(trained_checkpoint, folder, tmp_path / "g.npz")
     out = tmp_path / "calibration.json"
     if earlier:

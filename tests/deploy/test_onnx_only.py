@@ -11,7 +11,7 @@ import pytest
 
 from rareid.deploy.gallery.index import GalleryIndex
 from tests.deploy.conftest import run_cli as run
-from tests.deploy.conftest import write_rgb
+from tests.deploy.conftest import write_labelled_crops
 from tests.helpers import one_error_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
@@ -28,15 +28,7 @@ def exported(tmp_path_factory, trained_checkpoint) -> Path:
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, world, people) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("labelled") / "crops"
-    rows = ["path,person,camera"]
-    for number, pid in enumerate(people):
-        for frame in range(6):
-            name = f"person {number}/frame_{frame}.png"
-            write_rgb(folder / name, world.render(pid, frame % 2, 40 + frame))
-            rows.append(f"{name},id{number},c{frame % 2}")
-    labels = folder / "labels.csv"
-    labels.write_text("\n".join(rows) + "\n")
-    return folder, labels
+    return folder, write_labelled_crops(folder, world, people)
 
 
 def _onnx_index(exported: Path, gallery: Path, out: Path, *extra: str) -> int:

@@ -21,7 +21,7 @@ from rareid.deploy.verify.calibrate import (
 )
 from rareid.deploy.verify.verdicts import level_threshold
 from tests.deploy.conftest import run_cli as run
-from tests.deploy.conftest import save_folder_index, write_rgb
+from tests.deploy.conftest import save_folder_index, write_labelled_crops
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,15 +107,7 @@ def test_false_alarms_per_search_follow_the_gallery_size() -> None:
 def labelled_folder(tmp_path, world, people) -> tuple[Path, Path]:
     """6 people x 6 frames x 2 cameras and their labels CSV."""
     folder = tmp_path / "mine" / "crops"
-    rows = ["path,person,camera"]
-    for number, pid in enumerate(people):
-        for frame in range(6):
-            name = f"person {number}/frame_{frame}.png"
-            write_rgb(folder / name, world.render(pid, frame % 2, 40 + frame))
-            rows.append(f"{name},id{number},c{frame % 2}")
-    labels = folder / "labels.csv"
-    labels.write_text("\n".join(rows) + "\n")
-    return folder, labels
+    return folder, write_labelled_crops(folder, world, people)
 
 
 @pytest.fixture

@@ -150,6 +150,19 @@ def test_calibrate_on_too_few_labels_is_one_line_and_stores_nothing(
     assert not (index_path.parent / "calibration.json").exists()
 
 
+def calibrate_with(checkpoint: dict, copy: Path, index_path: Path, labels: Path) -> int:
+    """Save ``checkpoint`` as ``copy``, point the index at it, and calibrate on ``labels``."""
+    import torch
+
+    torch.save(checkpoint, copy)
+    index = GalleryIndex.load(index_path)
+    index.checkpoint_sha256 = file_sha256(copy)
+    index.save(index_path)
+    return run(
+        ["calibrate", "--index", str(index_path), "--labels", str(labels), "--ckpt", str(copy)]
+    )
+
+
 def test_calibrate_refuses_identities_the_checkpoint_trained_on(
     tmp_path, labelled_index, trained_checkpoint, capsys
 ) -> None:
@@ -162,14 +175,7 @@ def test_calibrate_refuses_identities_the_checkpoint_trained_on(
         "pids": [1, 2],
         "files": ["bounding_box_train/frame_3.png"],
     }
-    copy = tmp_path / "recorded.ckpt"
-    torch.save(checkpoint, copy)
-    index = GalleryIndex.load(index_path)
-    index.checkpoint_sha256 = file_sha256(copy)
-    index.save(index_path)
-    code = run(
-        ["calibrate", "--index", str(index_path), "--labels", str(labels), "--ckpt", str(copy)]
-    )
+    code = calibrate_with(checkpoint, tmp_path / "recorded.ckpt", index_path, labels)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "were in the training split" in err[-1] and "id0" in err[-1]
 
@@ -201,14 +207,7 @@ def test_calibrate_refuses_renamed_copies_of_training_images(
         training.unlink()  # the digests suffice: the training data need not be here
     checkpoint = torch.load(trained_checkpoint, weights_only=True)
     checkpoint["rareid_training_identities"] = record
-    copy = tmp_path / "recorded.ckpt"
-    torch.save(checkpoint, copy)
-    index = GalleryIndex.load(index_path)
-    index.checkpoint_sha256 = file_sha256(copy)
-    index.save(index_path)
-    code = run(
-        ["calibrate", "--index", str(index_path), "--labels", str(labels), "--ckpt", str(copy)]
-    )
+    code = calibrate_with(checkpoint, tmp_path / "recorded.ckpt", index_path, labels)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "were in the training split" in err[-1] and "(id2)" in err[-1]
 
