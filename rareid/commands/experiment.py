@@ -165,10 +165,10 @@ def main(argv: Sequence[str]) -> int:
         if not args.dry_run:
             from rareid.data.synthetic import ensure_synthetic_dataset
 
-            # The grid's data, then the warm start's own (separate) identity pool.
-            for synth in (grid.synth, (grid.warm_start or {}).get("synth")):
-                if synth:
-                    print(ensure_synthetic_dataset(**{"progress": False, **synth}), flush=True)
+            # The grid's data; the warm start's own identity pool is made only when the warm
+            # start is trained (train_warm_start), not when a trained or shipped one is reused.
+            if grid.synth:
+                print(ensure_synthetic_dataset(**{"progress": False, **grid.synth}), flush=True)
         warm = None
         if grid.warm_start is not None and not args.dry_run:
             try:

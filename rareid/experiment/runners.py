@@ -123,6 +123,13 @@ def train_warm_start(grid: Grid, base: Sequence[str], sets: Mapping[str, Any]) -
         )
         return target
     weights = folder / "backbone.pth"
+    if grid.warm_start.get("synth"):
+        from rareid.data.synthetic import ensure_synthetic_dataset
+
+        # The warm start's own (separate) identity pool, made only now that it trains.
+        print(
+            ensure_synthetic_dataset(**{"progress": False, **grid.warm_start["synth"]}), flush=True
+        )
     args, _ = warm_start_recipe(grid, base, sets)
     args += [f"--trainer.default_root_dir={folder}"]
     print(f"warm start: training the shared backbone in {folder} ...", flush=True)

@@ -596,11 +596,13 @@ def test_a_shipped_warm_start_is_used_instead_of_training(
     grid = load_grid(
         write_grid(
             tmp_path,
-            f"warm_start: {{configs: [{layer}], out: {tmp_path}/w, shipped: {shipped}}}\n"
+            f"warm_start: {{configs: [{layer}], out: {tmp_path}/w, shipped: {shipped}, "
+            f"synth: {{out: {tmp_path}/pool, identities: 8}}}}\n"
             "variants: [{name: a}]\n",
         )
     )
     weights = train_warm_start(grid, [], {})
+    assert not (tmp_path / "pool").exists()  # its identity pool is made only to train it
     assert weights == warm_start_folder(grid, [], {}) / "backbone.safetensors"
     assert weights.read_bytes() == b"weights"
     assert "is the shipped" in capsys.readouterr().out
