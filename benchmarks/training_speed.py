@@ -10,11 +10,15 @@ B: a plain timm step of the same backbone on the same ``2 * --batch`` images: th
 
 Both run at fp32 and at bf16 autocast (``trainer.precision: bf16-mixed``), each optionally in
 channels-last memory format, interleaved (warm-up, then alternating repetitions, medians), in
-one process with the allocator setting ``rareid fit`` uses on the CPU.
+one process with the allocator setting ``rareid fit`` uses on the CPU. ``--compile`` adds the
+same four steps with each model's forward through ``torch.compile`` and reports what compiling
+costs (the warm-up's extra seconds) against what it saves per step: whether it pays within one
+fit.
 
     .venv/bin/python benchmarks/training_speed.py                         # resnet10t, 128x64
     .venv/bin/python benchmarks/training_speed.py --backbone resnet50 --size 256 128 --batch 16
     .venv/bin/python benchmarks/training_speed.py --device cuda --iterations 20   # on a GPU
+    .venv/bin/python benchmarks/training_speed.py --compile                    # + torch.compile
 
 Targets: rareid <= 1.15x the plain timm step at the same precision; bf16 >= 1.6x faster than
 fp32 for rareid. Ratios, not times, so they hold on any machine; a CPU without native bf16
@@ -57,7 +61,9 @@ def batch_for(args: argparse.Namespace, generator: torch.Generator) -> dict[str,
     return {key: value.to(args.device) for key, value in batch.items()}
 
 
-def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict], None]:
+def rareid_step(
+    args: argparse.Namespace, channels_last: bool, compiled: bool = False
+) -> Callable[[dict], None]:
     model = RAReIDModule(
         backbone=args.backbone,
         num_classes=args.num_classes,
@@ -68,6 +74,8 @@ def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict
     for mask in model.masks.masks:
         mask.active.fill_(True)  # every stage masked: the most expensive phase
     model.train()
+    if compiled:
+        model.forward = torch.compile(model.forward)  # the training step calls self(...)
     optimizer = torch.optim.Adam(model.parameter_groups(), lr=1e-4)
 
     def step(batch: dict) -> None:
@@ -79,7 +87,9 @@ def rareid_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict
     return step
 
 
-def timm_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict], None]:
+def timm_step(
+    args: argparse.Namespace, channels_last: bool, compiled: bool = False
+) -> Callable[[dict], None]:
     # The same timm network rareid builds (last stride included), without masks or heads.
     backbone = Backbone(args.backbone, img_size=tuple(args.size))
     model = nn.Sequential(backbone, nn.Linear(backbone.num_features, args.num_classes))
@@ -87,6 +97,8 @@ def timm_step(args: argparse.Namespace, channels_last: bool) -> Callable[[dict],
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
+    if compiled:
+        model = torch.compile(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     criterion = nn.CrossEntropyLoss()
 
@@ -114,6 +126,22 @@ def timed(step: Callable[[dict], None], batch: dict, bf16: bool, device: torch.d
     return time.perf_counter() - start
 
 
+def print_compile_payback(
+    median: dict[tuple[str, str], float], warmup_s: dict[tuple[str, str], float], warmup: int
+) -> None:
+    """Per model and precision: the step time saved by compiling, the compile time (the
+    compiled warm-up's excess over ``warmup`` plain steps) and the steps it takes to repay it."""
+    print("\n| step | precision | compiled / eager | compile s | steps to repay |")
+    print("|---|---|---:|---:|---|")
+    for name in ("rareid", "timm"):
+        for precision in ("fp32", "bf16"):
+            eager, compiled = median[(name, precision)], median[(f"{name} compiled", precision)]
+            cost = warmup_s[(f"{name} compiled", precision)] - warmup * eager
+            saved = eager - compiled
+            repay = f"{cost / saved:.0f}" if saved > 0 else "never (not faster)"
+            print(f"| {name} | {precision} | {compiled / eager:.2f}x | {cost:.1f} | {repay} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="resnet10t")
@@ -124,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=8, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true", help="both models channels-last")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd steps")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--device", type=torch.device, default="cpu", help="cpu, cuda, cuda:1")
     args = parser.parse_args(argv)
@@ -132,15 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = batch_for(args, torch.Generator().manual_seed(0))
+    builders = [("rareid", rareid_step, False), ("timm", timm_step, False)]
+    if args.compile:
+        builders += [("rareid compiled", rareid_step, True), ("timm compiled", timm_step, True)]
     variants = {
-        (name, precision): build(args, args.channels_last)
-        for name, build in (("rareid", rareid_step), ("timm", timm_step))
+        (name, precision): build(args, args.channels_last, compiled)
+        for name, build, compiled in builders
         for precision in ("fp32", "bf16")
     }
     times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
-    for key, step in variants.items():
-        for _ in range(args.warmup):
-            timed(step, batch, key[1] == "bf16", args.device)
+    warmup_s: dict[tuple[str, str], float] = {}
+    for key, step in tqdm(variants.items(), desc="warm-up (compiles)", unit="variant"):
+        warmup_s[key] = sum(
+            timed(step, batch, key[1] == "bf16", args.device) for _ in range(args.warmup)
+        )
     for _ in tqdm(range(args.iterations), desc="interleaved steps", unit="round"):
         for key, step in variants.items():
             times[key].append(timed(step, batch, key[1] == "bf16", args.device))
@@ -153,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| step | fp32 (s) | bf16 (s) | fp32 / bf16 |")
     print("|---|---|---|---|")
-    for name in ("rareid", "timm"):
+    for name, _, _ in builders:
         fp32, bf16 = median[(name, "fp32")], median[(name, "bf16")]
         print(f"| {name} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+    if args.compile:
+        print_compile_payback(median, warmup_s, args.warmup)
     ratios = {
         "rareid / timm (fp32)": median[("rareid", "fp32")] / median[("timm", "fp32")],
         "rareid / timm (bf16)": median[("rareid", "bf16")] / median[("timm", "bf16")],
