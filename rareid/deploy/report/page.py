@@ -91,6 +91,7 @@ class _Thumbs:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.done: dict[str, str] = {}
+        self.links: dict[str, tuple[str, str]] = {}
         self.unreadable = 0
 
     def get(self, key: str, source: Path | np.ndarray, kind: str) -> str:
@@ -212,10 +213,12 @@ def _image_entry(
     """name, thumbnail and full-size link of a crop given as a file or as an array."""
     if item.get("path") is not None:
         path = Path(item["path"])
-        return {
-            "name": name,
-            "thumb": thumbs.get(str(path.resolve()), path, kind),
-            "full": file_link(path, out),
-        }
+        if str(path) not in thumbs.links:  # one resolve per file, not per match
+            thumbs.links[str(path)] = (
+                thumbs.get(str(path.resolve()), path, kind),
+                file_link(path, out),
+            )
+        thumb, full = thumbs.links[str(path)]
+        return {"name": name, "thumb": thumb, "full": full}
     thumb = thumbs.get(str(item["key"]), item["image"], kind)
     return {"name": name, "thumb": thumb, "full": thumb}
