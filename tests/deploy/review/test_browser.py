@@ -75,9 +75,10 @@ def offline_page(browser, tmp_path: Path, height: int = 2400):
 
 
 def shot(page, name: str, tmp_path: Path) -> None:
-    page.screenshot(path=str(tmp_path / name), full_page=False)
-    if os.environ.get("RAREID_DOC_SCREENSHOTS") == "1":
-        page.screenshot(path=str(ROOT / "docs" / name), full_page=False)
+    """A JPEG screenshot of the viewport (into docs/ with RAREID_DOC_SCREENSHOTS=1)."""
+    folder = ROOT / "docs" if os.environ.get("RAREID_DOC_SCREENSHOTS") == "1" else tmp_path
+    page.screenshot(path=str(folder / name), type="jpeg", quality=80)
+    assert (folder / name).stat().st_size > 10_000
 
 
 def mark_all_by_truth(page) -> None:
@@ -134,7 +135,10 @@ def test_review_page_filters_exports_labels_and_feeds_calibrate(tmp_path, review
     page.select_option("#filter-verdict", "")
     page.select_option("#page-size", "10")
     page.select_option("#sort", "distance")
-    tops = [float(t.split("d ")[1].split(":")[0]) for t in page.locator(".match:first-child .dist").all_inner_texts()]
+    tops = [
+        float(t.split("d ")[1].split(":")[0])
+        for t in page.locator(".match:first-child .dist").all_inner_texts()
+    ]
     assert tops == sorted(tops)
     page.select_option("#sort", "name")
     # a click opens the full-size file; Escape closes it
@@ -144,7 +148,6 @@ def test_review_page_filters_exports_labels_and_feeds_calibrate(tmp_path, review
     page.keyboard.press("Escape")
     assert page.locator("#viewer").is_hidden()
     mark_all_by_truth(page)
-    shot(page, "review_page.png", tmp_path)
     with page.expect_download() as download:
         page.click("#export")
     labels = tmp_path / "labels.csv"
@@ -164,8 +167,16 @@ def test_review_page_filters_exports_labels_and_feeds_calibrate(tmp_path, review
     assert "0.01" in calibration["levels"][level]["thresholds"]
     again = tmp_path / "again"
     assert search_html(review, again, "--no-sheets", "--far", "0.01") == 0
-    verdicts = [row["verdict"] for row in json.loads((again / "results.json").read_text())["matches"]]
+    verdicts = [
+        row["verdict"] for row in json.loads((again / "results.json").read_text())["matches"]
+    ]
     assert "uncalibrated" not in verdicts and "same" in verdicts
+    page = offline_page(browser, tmp_path, height=1000)
+    page.goto((again / "index.html").as_uri())
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator(".match.same").count() == verdicts.count("same")
+    shot(page, "review_page.jpg", tmp_path)
+    page.context.close()
 
 
 def test_serve_page_uploads_a_crop_and_ranks_as_search_does(tmp_path, review, browser):
@@ -203,7 +214,7 @@ def test_serve_page_uploads_a_crop_and_ranks_as_search_does(tmp_path, review, br
         assert "not a usable image" in page.locator("#upload-status").inner_text()
         page.set_input_files("#upload", str(crop))
         page.wait_for_function("document.querySelectorAll('.query').length == 2")
-        shot(page, "serve_page.png", tmp_path)
+        shot(page, "serve_page.jpg", tmp_path)
         assert not page.refused
         page.context.close()
     finally:
@@ -221,8 +232,15 @@ def test_ten_thousand_queries_are_drawn_a_page_at_a_time(tmp_path, browser) -> N
         for n in range(10_000)
     ]
     matches = [
-        [{"gallery": f"g{(n + r) % 300}.png", "path": crop, "distance": r + n / 1e4,
-          "verdict": "uncalibrated"} for r in range(10)]
+        [
+            {
+                "gallery": f"g{(n + r) % 300}.png",
+                "path": crop,
+                "distance": r + n / 1e4,
+                "verdict": "uncalibrated",
+            }
+            for r in range(10)
+        ]
         for n in range(10_000)
     ]
     page_file, _ = write_report(tmp_path / "big", queries, matches, title="10,000 queries")
@@ -231,7 +249,9 @@ def test_ten_thousand_queries_are_drawn_a_page_at_a_time(tmp_path, browser) -> N
     page.wait_for_selector("body[data-ready=true]")
     assert page.locator(".query").count() == 25  # one page, not 10,000 rows
     assert page.locator("#list img").count() == 25 * 11
-    assert page.evaluate("Array.from(document.images).filter(i => i.closest('#list')).every(i => i.loading === 'lazy')")
+    assert page.evaluate(
+        "Array.from(document.images).filter(i => i.closest('#list')).every(i => i.loading === 'lazy')"
+    )
     assert "page 1 of 400" in page.locator("#page-info").inner_text()
     page.fill("#filter-name", "q09999")
     assert page.locator(".query .label").all_inner_texts() == ["q09999.png"]

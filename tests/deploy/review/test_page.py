@@ -19,7 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def page_data(page: Path) -> dict:
     """The JSON the page inlines."""
     text = page.read_text()
-    found = re.search(r'<script type="application/json" id="rareid-data">(.*?)</script>', text, re.S)
+    found = re.search(
+        r'<script type="application/json" id="rareid-data">(.*?)</script>', text, re.S
+    )
     assert found is not None
     return json.loads(found.group(1))
 
@@ -104,13 +106,24 @@ def test_ten_thousand_queries_stay_a_light_page(tmp_path) -> None:
         cv2.imwrite(str(path), np.full((40, 20, 3), 60 * number, np.uint8))
         images.append(path)
     queries = [
-        {"name": f"q/{n:05d}.png", "path": images[n % 3], "level": 1 + n % 4, "height": 40, "width": 20}
+        {
+            "name": f"q/{n:05d}.png",
+            "path": images[n % 3],
+            "level": 1 + n % 4,
+            "height": 40,
+            "width": 20,
+        }
         for n in range(10_000)
     ]
     matches = [
         [
-            {"gallery": f"g{(n + r) % 500}.png", "path": images[r % 3], "distance": 0.1 * r,
-             "threshold": 0.5, "verdict": "same" if r < 5 else "different"}
+            {
+                "gallery": f"g{(n + r) % 500}.png",
+                "path": images[r % 3],
+                "distance": 0.1 * r,
+                "threshold": 0.5,
+                "verdict": "same" if r < 5 else "different",
+            }
             for r in range(10)
         ]
         for n in range(10_000)
