@@ -62,6 +62,7 @@ def write_page(
     for ranked in matches:
         for match in ranked:
             match["gallery_status"] = status.get(match["gallery"], "ok")
+    title = title.replace("rank sheet", "search results", 1)
     page, unreadable = write_report(Path(args.out), queries, matches, title, caption, run)
     missing = f" ({unreadable} images unreadable, shown without a thumbnail)" if unreadable else ""
     return f"; review page {page}{missing}"

@@ -61,7 +61,9 @@ class Matcher:
         self._model_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._refused: tuple[int, int, int] | None = None
+        self.sha256: str | None = None
         self.snapshot = self._load(_stamp(self.path), 1)
+        self.sha256 = self.snapshot.index.checkpoint_sha256
 
     def _load(self, stamp: tuple[int, int, int], version: int) -> Snapshot:
         from rareid.deploy.gallery.index import GalleryIndex
@@ -69,6 +71,8 @@ class Matcher:
 
         index = GalleryIndex.load(self.path)
         index.check_model(self.runtime)
+        if self.sha256 is not None and index.checkpoint_sha256 != self.sha256:
+            raise ValueError("embedded by another checkpoint than the one being served")
         if len(index) == 0:
             raise ValueError(f"{str(self.path)!r} holds no image")
         return Snapshot(

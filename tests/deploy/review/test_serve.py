@@ -128,6 +128,8 @@ def test_concurrent_requests_do_not_mix_results(review) -> None:
 
 
 def test_index_is_reloaded_when_index_add_changes_it(tmp_path, review, world, people, capsys):
+    from rareid.deploy.gallery.index import GalleryIndex
+
     gallery = tmp_path / "gallery"
     shutil.copytree(review.gallery, gallery)
     index = tmp_path / "gallery.npz"
@@ -142,7 +144,12 @@ def test_index_is_reloaded_when_index_add_changes_it(tmp_path, review, world, pe
         second = post(base, crop)[1]
         assert second["index"] == {"path": str(index), "images": 25, "version": 2}
         assert "new/person 2 again.png" in [match["gallery"] for match in second["matches"]]
-        index.write_bytes(b"not an index any more")  # a broken file: the last good one serves
+        other = GalleryIndex.load(index)
+        other.checkpoint_sha256 = "0" * 64
+        other.save(index)  # another model's embeddings: the last good index serves
+        assert post(base, crop)[1]["index"]["version"] == 2
+        assert "embedded by another checkpoint" in capsys.readouterr().err
+        index.write_bytes(b"not an index any more")  # a broken file: likewise
         third = post(base, crop)[1]
         assert third["index"]["version"] == 2 and third["matches"] == second["matches"]
     assert "kept the previous index" in capsys.readouterr().err
