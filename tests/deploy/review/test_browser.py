@@ -3,9 +3,7 @@ of ``rareid search --html`` opened from ``file://`` with every network request r
 query and match drawn, filters, keyboard and clicks, the reviewer's marks exported as labels and
 read back by ``rareid calibrate``, then searched again with the new thresholds; ``rareid serve``
 started on a free loopback port, a crop uploaded, its ranking compared with ``rareid search``'s;
-and 10,000 queries drawn a page at a time.
-
-``RAREID_DOC_SCREENSHOTS=1`` also writes the two pages' screenshots into ``docs/``."""
+and 10,000 queries drawn a page at a time."""
 
 from __future__ import annotations
 
@@ -75,10 +73,9 @@ def offline_page(browser, tmp_path: Path, height: int = 2400):
 
 
 def shot(page, name: str, tmp_path: Path) -> None:
-    """A JPEG screenshot of the viewport (into docs/ with RAREID_DOC_SCREENSHOTS=1)."""
-    folder = ROOT / "docs" if os.environ.get("RAREID_DOC_SCREENSHOTS") == "1" else tmp_path
-    page.screenshot(path=str(folder / name), type="jpeg", quality=80)
-    assert (folder / name).stat().st_size > 10_000
+    """A JPEG screenshot of the viewport: the page draws pixels, not only elements."""
+    page.screenshot(path=str(tmp_path / name), type="jpeg", quality=80)
+    assert (tmp_path / name).stat().st_size > 10_000
 
 
 def mark_all_by_truth(page) -> None:
@@ -157,10 +154,10 @@ def test_review_page_filters_exports_labels_and_feeds_calibrate(tmp_path, review
 
     with open(labels, newline="") as stream:
         table = list(csv.DictReader(stream))
-    confirmed = [row for row in table if row["person"].startswith("person-q")]
-    assert len(confirmed) >= 12
+    confirmed = [row for row in table if not row["person"].startswith("unconfirmed-")]
+    assert len(confirmed) >= 12 and len(table) == len({row["path"] for row in table})
     for row in confirmed:  # each confirmed image is the person of the query it was marked for
-        assert person_of(row["path"]) == row["person"].removeprefix("person-q")
+        assert person_of(row["path"]) == person_of(row["person"] + ".png")
     assert run_cli(["calibrate", "--index", str(index), "--labels", str(labels)]) == 0
     calibration = json.loads((tmp_path / "calibration.json").read_text())
     level = str(rows[0]["level"])

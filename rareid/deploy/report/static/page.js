@@ -185,7 +185,8 @@
   function closeViewer() { $("viewer").hidden = true; $("viewer-img").removeAttribute("src"); }
 
   // The labels CSV of `rareid calibrate --labels`: gallery images marked correct for a query
-  // are that query's person; queries that share such an image are one person. An image only
+  // are that query's person (named by its file name without extension); queries that share
+  // such an image are one person. An image only
   // ever marked wrong is a person of its own ("unconfirmed-N"); an image marked correct and
   // wrong for one person is left out and counted.
   function labels() {
@@ -200,7 +201,7 @@
     }));
     const labelOf = {};
     data.queries.forEach((query) => { labelOf[query.name] = query.label; });
-    const person = (query) => "person-" + (labelOf[find(query)] || find(query)).replace(/\.[A-Za-z0-9]+$/, "");
+    const person = (query) => (labelOf[find(query)] || find(query)).replace(/\.[A-Za-z0-9]+$/, "");
     const rows = new Map();
     const conflicts = new Set();
     Object.entries(marks).forEach(([query, own]) => Object.entries(own).forEach(([image, mark]) => {
