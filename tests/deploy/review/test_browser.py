@@ -36,16 +36,14 @@ def chromium() -> str | None:
     return None
 
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.skipif(chromium() is None, reason=HOW),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
+if chromium() is None:  # one line for the whole module, saying how to run it
+    pytest.skip(HOW, allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api", reason=HOW)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api", reason=HOW)
     with playwright.sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         yield launched
