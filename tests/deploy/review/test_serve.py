@@ -206,3 +206,24 @@ def test_serve_usage_errors_are_one_line(tmp_path, review, capsys) -> None:
         port = base.rsplit(":", 1)[1]
         assert run_cli(["serve", "--index", str(review.index), "--port", port]) == 2
         assert "cannot listen on 127.0.0.1:" in one_error_line(capsys.readouterr().err, "serve")
+
+
+@pytest.mark.e2e  # exports the model to ONNX
+def test_serve_with_onnx_ranks_as_the_checkpoint_does(tmp_path, review) -> None:
+    pytest.importorskip("onnxruntime")
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.backends import OnnxBackend
+    from rareid.deploy.serve.engine import Matcher
+    from rareid.deploy.serve.server import decode_upload
+
+    onnx = tmp_path / "model.onnx"
+    assert run_cli(["export", "--ckpt", str(review.checkpoint), "--out", str(onnx)]) == 0
+    sha = GalleryIndex.load(review.index).checkpoint_sha256
+    matcher = Matcher(review.index, OnnxBackend(onnx, sha), None, DEFAULT_SEARCH_FAR)
+    crop = review.queries / "q1.png"
+    with serving(review.index, review.checkpoint) as base:
+        expected = post(base, crop.read_bytes(), "/api/search?name=q1.png")[1]
+    answer = matcher.search(decode_upload(crop.read_bytes()), "q1.png", TOP_K)
+    assert [m["gallery"] for m in answer["matches"]] == [m["gallery"] for m in expected["matches"]]
+    for mine, theirs in zip(answer["matches"], expected["matches"], strict=True):
+        assert mine["distance"] == pytest.approx(theirs["distance"], abs=1e-3)
