@@ -115,14 +115,16 @@ class ReviewServer(ThreadingHTTPServer):
         import cv2
 
         key = (version, path)
-        if key not in self._thumbs:
+        data = self._thumbs.get(key)  # one lookup: another thread may clear the cache
+        if data is None:
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
                 return None
+            data = thumbnail_jpeg(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             if len(self._thumbs) > 4096:
                 self._thumbs.clear()
-            self._thumbs[key] = thumbnail_jpeg(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        return self._thumbs[key]
+            self._thumbs[key] = data
+        return data
 
 
 class Handler(BaseHTTPRequestHandler):

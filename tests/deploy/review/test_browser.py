@@ -77,15 +77,13 @@ def shot(page, name: str, tmp_path: Path) -> None:
 
 
 def mark_all_by_truth(page) -> None:
-    """Mark every match: correct when the gallery file is the query's person. The first query's
-    first match is marked with the keyboard (j, l, c), the rest with clicks."""
+    """Mark every match: correct when the gallery file is the query's person. One match is
+    marked with the keyboard first (j, l, c), then all by clicks (a click corrects it)."""
     page.keyboard.press("j")
     page.keyboard.press("l")
+    assert page.locator(".match.focused").count() == 1
     page.keyboard.press("c")
-    first = page.locator(".query").first.locator(".match").first
-    assert "marked-correct" in first.get_attribute("class") or "focused" in first.get_attribute(
-        "class"
-    )
+    assert "marked-correct" in page.locator(".match.focused").get_attribute("class")
     for row in range(page.locator(".query").count()):
         query = page.locator(".query").nth(row)
         label = query.locator(".label").inner_text()
@@ -142,6 +140,13 @@ def test_review_page_filters_exports_labels_and_feeds_calibrate(tmp_path, review
     assert page.evaluate("document.getElementById('viewer-img').naturalHeight") == 128
     page.keyboard.press("Escape")
     assert page.locator("#viewer").is_hidden()
+    page.keyboard.press("j")  # the first query, its second match, full size
+    page.keyboard.press("l")
+    page.keyboard.press("l")
+    page.keyboard.press("Enter")
+    second = page.locator(".query").first.locator(".match .name").nth(1).inner_text()
+    assert page.locator("#viewer-name").inner_text() == second.split(" ", 1)[1]
+    page.keyboard.press("Escape")
     mark_all_by_truth(page)
     with page.expect_download() as download:
         page.click("#export")
@@ -207,8 +212,18 @@ def test_serve_page_uploads_a_crop_and_ranks_as_search_does(tmp_path, review, br
         page.set_input_files("#upload", str(ROOT / "pyproject.toml"))
         page.wait_for_selector("#upload-status.error")
         assert "not a usable image" in page.locator("#upload-status").inner_text()
-        page.set_input_files("#upload", str(crop))
+        page.evaluate(  # a crop dropped on the drop zone
+            """([name, bytes]) => {
+                const data = new DataTransfer();
+                data.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+                const drop = document.getElementById("drop");
+                drop.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+            }""",
+            [crop.name, list(crop.read_bytes())],
+        )
         page.wait_for_function("document.querySelectorAll('.query').length == 2")
+        dropped = page.locator(".query").first.locator(".match .name").all_inner_texts()
+        assert [text.split(" ", 1)[1] for text in dropped] == expected
         shot(page, "serve_page.jpg", tmp_path)
         assert not page.refused
         page.context.close()
