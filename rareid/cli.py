@@ -42,6 +42,10 @@ HELPER_COMMANDS: dict[str, tuple[str, str]] = {
         "rareid.commands.calibrate",
         "Same-person thresholds per query level from the validation split (ROC, FAR).",
     ),
+    "serve": (
+        "rareid.commands.serve",
+        "Search an index from a browser (upload crops) or over HTTP (/api/search, OpenAPI).",
+    ),
     "export": ("rareid.commands.export", "Export a checkpoint to ONNX (checked against PyTorch)."),
     "tracks": (
         "rareid.commands.tracks",

@@ -25,6 +25,7 @@ from rareid.commands.search_run import (
     mark_stale,
     run_metadata,
     search_far,
+    write_page,
 )
 from rareid.commands.threads import threads_problem, use_threads
 from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH
@@ -427,7 +428,8 @@ def _write_and_report(
         )
     else:
         pages = "no rank sheet (--no-sheets)"
-    print(f"wrote {csv_path}, {json_path} and {pages} in {out_dir}")
+    page = write_page(args, sheet_queries, sheet_matches, rows, title, caption, run)
+    print(f"wrote {csv_path}, {json_path} and {pages} in {out_dir}{page}")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -19,7 +19,7 @@ DEFAULT_SEARCH_FAR = 1e-2
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--sheets [N]``, ``--no-sheets`` and ``--threads N``."""
+    """``--sheets [N]``, ``--no-sheets``, ``--html`` and ``--threads N``."""
     parser.add_argument(
         "--sheets",
         type=int,
@@ -36,7 +36,36 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
         const=0,
         help="no rank sheet: results.csv and results.json only",
     )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write index.html (a review page that opens offline, thumbnails in thumbs/)",
+    )
     add_threads_argument(parser)
+
+
+def write_page(
+    args: argparse.Namespace,
+    queries: list[dict[str, Any]],
+    matches: list[list[dict[str, Any]]],
+    rows: list[dict[str, Any]],
+    title: str,
+    caption: str,
+    run: dict[str, Any] | None,
+) -> str:
+    """With ``--html``: the review page of these results in --out; what the summary says of it."""
+    if not args.html:
+        return ""
+    from rareid.deploy.report.page import write_report
+
+    status = {row["gallery"]: row["gallery_status"] for row in rows if "gallery_status" in row}
+    for ranked in matches:
+        for match in ranked:
+            match["gallery_status"] = status.get(match["gallery"], "ok")
+    title = title.replace("rank sheet", "search results", 1)
+    page, unreadable = write_report(Path(args.out), queries, matches, title, caption, run)
+    missing = f" ({unreadable} images unreadable, shown without a thumbnail)" if unreadable else ""
+    return f"; review page {page}{missing}"
 
 
 def mark_stale(index: GalleryIndex, rows: list[dict[str, Any]]) -> None:

@@ -59,8 +59,14 @@ def test_index_search_link_from_crop_folders(
         str(out),
     ]
     argv[5] = str(video_root / "tracks")
-    assert run_rareid([*argv, "--top-k", "3", "--threshold", "1e9"]) == 0
+    assert run_rareid([*argv, "--top-k", "3", "--threshold", "1e9", "--html"]) == 0
     rows = json.loads((out / "matches.json").read_text())
+    page = (out / "index.html").read_text()
+    data = json.loads(page.split('id="rareid-data">', 1)[1].split("</script>", 1)[0])
+    assert len(data["queries"]) == 8 and data["labels"] is False
+    for query in data["queries"]:
+        assert (out / query["thumb"]).is_file() and query["size"].endswith(" frames")
+        assert [m["v"] for m in query["matches"]] == ["same"] * 3
     assert len(rows) == 8 * 3 and (out / "rank_sheet_001.png").is_file()
     assert all(
         (row["query_camera"], row["query_track"]) != (row["gallery_camera"], row["gallery_track"])

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threshold", type=float, help="distance at or below which a match is 'same'")
     add("--ckpt", help="checkpoint for query crop folders (default: the index's)")
     add("--device", default="cpu", help="torch device to embed query crops on")
+    add(
+        "--html",
+        action="store_true",
+        help="also write index.html (a review page that opens offline, thumbnails in thumbs/)",
+    )
     return parser
 
 
@@ -205,6 +210,49 @@ def draw_sheets(
     return written
 
 
+def write_page(
+    queries: TrackIndex,
+    index: TrackIndex,
+    rows: list[dict[str, Any]],
+    rankings: list[list[int]],
+    out: Path,
+    title: str,
+) -> Path:
+    """The review page: per query tracklet its largest frame, its levels and frames, then its
+    matches' largest frames with distance, the level compared at and the verdict."""
+    from rareid.deploy.report.page import write_report
+
+    page_queries, page_matches, position = [], [], 0
+    for query, order in enumerate(rankings):
+        levels = queries.levels[queries.frame_rows(query)]
+        name = f"{queries.cameras[query]}/{queries.track_ids[query]}"
+        page_queries.append(
+            {
+                "name": name,
+                "image": queries.thumbnails[query][0],
+                "key": f"query {query}",
+                "level": f"{levels.min()}-{levels.max()}",
+                "size": f"{levels.size} frames",
+            }
+        )
+        ranked = []
+        for column, row in zip(order, rows[position : position + len(order)], strict=True):
+            note = f"level {row['level']}, {row['query_frames']}+{row['gallery_frames']} frames"
+            ranked.append(
+                {
+                    **row,
+                    "gallery": f"{row['gallery_camera']}/{row['gallery_track']}",
+                    "image": index.thumbnails[column][0],
+                    "key": f"gallery {column}",
+                    "note": note + (f" ({row['level_note']})" if row["level_note"] else ""),
+                }
+            )
+        position += len(order)
+        page_matches.append(ranked)
+    # the gallery names are tracklets, not files of a gallery index: no labels CSV
+    return write_report(out, page_queries, page_matches, title, labels=False)[0]
+
+
 def main(argv: Sequence[str]) -> int:
     """``rareid tracks search``: rank indexed tracklets for query tracklets."""
     parser = build_parser()
@@ -228,6 +276,10 @@ def main(argv: Sequence[str]) -> int:
         writer.writerows(rows)
     (out / "matches.json").write_text(json.dumps(rows, indent=1))
     sheets = draw_sheets(queries, index, rows, rankings, out)
+    if args.html:
+        title = f"tracklet matches of {Path(args.index).name} ({args.pooling} pooling)"
+        page = write_page(queries, index, rows, rankings, out, title)
+        print(f"review page {page}")
     for row in rows:
         if row["rank"] == 1:
             print(
