@@ -17,7 +17,7 @@ Two measurements, both on identities the models never trained on (the test ident
   both sides.
 
 Each checkpoint's scores (per trial) are written to ``--out/<variant>/<n>/tracklets.json`` and
-reused by a later run with the same options and checkpoint file; the table gives the mean
+reused by a later run with the same options and checkpoint (by its SHA-256); the table gives the mean
 ± std over a variant's checkpoints (the std of the per-checkpoint means over trials, ddof 1).
 Prints a Markdown table, writes ``tracklets.json`` and the chart ``tracklets.png`` to ``--out``.
 """
@@ -34,7 +34,7 @@ import torch
 
 from rareid.data.synthetic.video import write_synthetic_video
 from rareid.deploy import load_model
-from rareid.deploy.model.inference import read_checkpoint
+from rareid.deploy.model.inference import file_sha256, read_checkpoint
 from rareid.evaluation.rank import evaluate_rank
 from rareid.tracks.index import TrackIndex
 from rareid.tracks.link import link_tracks
@@ -167,7 +167,7 @@ def cached_run(ckpt: str, folder: Path, args: argparse.Namespace, scenes_root: P
     """:func:`one_checkpoint`, or what an earlier run with the same options wrote."""
     options = {
         "ckpt": str(Path(ckpt).resolve()),
-        "ckpt_bytes": Path(ckpt).stat().st_size,
+        "ckpt_sha256": file_sha256(ckpt),
         **{name: getattr(args, name) for name in CACHE_KEYS},
     }
     target = folder / "tracklets.json"
