@@ -67,6 +67,11 @@ def test_tracklet_thresholds_give_search_and_link_verdicts(tmp_path: Path, capsy
     index_path = tmp_path / "tracks.npz"
     index = _index(index_path)
     labels = _labels(tmp_path / "labels.csv", index, blank=2)
+    for command in ("search", "link"):
+        argv = ["tracks", command, "--index", str(index_path), "--far", "0.05"]
+        argv += ["--query", str(index_path)] if command == "search" else []
+        assert run_rareid([*argv, "--out", str(tmp_path / "x")]) == 2  # nothing calibrated yet
+        assert "holds no calibration" in capsys.readouterr().err
     calibrate = ["calibrate", "--tracks-index", str(index_path), "--labels", str(labels)]
     assert run_rareid([*calibrate, "--far", "0.05"]) == 0
     printed = capsys.readouterr().out

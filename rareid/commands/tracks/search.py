@@ -259,6 +259,10 @@ def main(argv: Sequence[str]) -> int:
         parser.error(f"--index: {error}")
     if not len(index):
         parser.error(f"--index: {args.index!r} holds no tracklet")
+    if args.far is not None and not index.calibration:
+        parser.error(
+            f"--far: {args.index!r} holds no calibration (rareid calibrate --tracks-index)"
+        )
     queries = load_queries(parser, args, index)
     rows, rankings = ranked_rows(queries, index, args)
     out = Path(args.out)
