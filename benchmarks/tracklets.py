@@ -1,18 +1,25 @@
-"""Tracklet matching against single-frame matching on the built-in synthetic videos.
+"""Tracklet matching against single-frame matching on the built-in synthetic videos, per
+model variant over several checkpoints (seeds).
 
-    .venv/bin/python benchmarks/tracklets.py --ckpt runs/quickstart/checkpoints/last.ckpt
+    .venv/bin/python benchmarks/tracklets.py \
+        --variant full runs/benchmark/rareid-full-fast/seed{0,1,2}/checkpoints/last.ckpt \
+        --variant ide-plus-verif runs/benchmark/ide-plus-verif-fast/seed{0,1,2}/checkpoints/last.ckpt
 
-Two measurements, both on identities the quickstart model never trained on (the test
-identities of ``rareid synth --identities 100 --seed 0``):
+Two measurements, both on identities the models never trained on (the test identities of
+``rareid synth --identities 100 --seed 0``):
 
 * ``mlr-video``: HR tracklets of 12 renders; queries in camera 1 degraded frame by frame by a
   schedule (constant, random per frame, approaching ramp 4 -> 1), gallery in cameras 2 and 3
-  at HR; every pooling and single-frame matching, 10 trials, mean and std;
-* ``scenes``: the tracklets of ``rareid tracks synth --walkers 50`` (people walking through three camera
-  scenes, crops cut at their native size from the ground-truth boxes), queries in cam1,
-  gallery in cam2 and cam3 (plus passers-by); every tracklet's resolution changes on both sides.
+  at HR; every pooling and single-frame matching, 10 trials;
+* ``scenes``: the tracklets of ``rareid tracks synth --walkers 50`` (people walking through
+  three camera scenes, crops cut at their native size from the ground-truth boxes), queries in
+  cam1, gallery in cam2 and cam3 (plus passers-by); every tracklet's resolution changes on
+  both sides.
 
-Prints a Markdown table and writes ``tracklets.json`` to ``--out``.
+Each checkpoint's scores (per trial) are written to ``--out/<variant>/<n>/tracklets.json`` and
+reused by a later run with the same options and checkpoint (by its SHA-256); the table gives the mean
+± std over a variant's checkpoints (the std of the per-checkpoint means over trials, ddof 1).
+Prints a Markdown table, writes ``tracklets.json`` and the chart ``tracklets.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -25,10 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rareid.data.synthetic import SyntheticWorld
-from rareid.data.synthetic.video import hr_tracklet, write_synthetic_video
+from rareid.data.synthetic.video import write_synthetic_video
 from rareid.deploy import load_model
-from rareid.deploy.model.inference import read_checkpoint
+from rareid.deploy.model.inference import file_sha256, read_checkpoint
 from rareid.evaluation.rank import evaluate_rank
 from rareid.tracks.index import TrackIndex
 from rareid.tracks.link import link_tracks
@@ -37,24 +43,10 @@ from rareid.tracks.pooling import POOLINGS, pool_track
 from rareid.tracks.protocol import (
     SCHEDULES,
     SINGLE_FRAME,
-    VideoSet,
     evaluate_mlr_video,
-    markdown_table,
-    summarize,
+    synthetic_video_set,
 )
 from rareid.tracks.readers import read_crop_tracks
-
-
-def hr_video_set(identities: int, seed: int, length: int) -> VideoSet:
-    """Test identities of the ``rareid synth`` world: camera 0 queries, cameras 1-2 gallery."""
-    train = identities // 2
-    world = SyntheticWorld(identities=identities, seed=seed, cameras=4, train_identities=train)
-    pids = list(range(train + 1, identities + 1))
-    queries = [hr_tracklet(world, pid, 0, length, 1000) for pid in pids]
-    gallery = [hr_tracklet(world, pid, camera, length, 2000) for camera in (1, 2) for pid in pids]
-    return VideoSet(
-        queries, pids, [0] * len(pids), gallery, pids * 2, [1] * len(pids) + [2] * len(pids)
-    )
 
 
 def scenes(
@@ -145,26 +137,15 @@ def score_links(index: TrackIndex, pids: list[int], min_frames: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--out", default="runs/tracklets")
-    parser.add_argument("--identities", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--length", type=int, default=12, help="frames per HR tracklet")
-    parser.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES)
-    args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, preprocess = load_model(args.ckpt)
+def one_checkpoint(ckpt: str, args: argparse.Namespace, scenes_root: Path) -> dict:
+    """Scores (lists over trials) and link scores of one checkpoint."""
+    model, preprocess = load_model(ckpt)
     policy = str(
-        (read_checkpoint(args.ckpt).get("datamodule_hyper_parameters") or {}).get("level_policy")
+        (read_checkpoint(ckpt).get("datamodule_hyper_parameters") or {}).get("level_policy")
         or "nearest"
     )
     with torch.inference_mode():
-        data = hr_video_set(args.identities, args.seed, args.length)
+        data = synthetic_video_set(args.identities, args.seed, args.length)
         results = evaluate_mlr_video(
             model,
             preprocess,
@@ -177,19 +158,147 @@ def main() -> None:
             policy,
         )
         results.update(
-            scenes(
-                model, preprocess, policy, out / "video", args.seed, args.trials, args.min_frames
-            )
+            scenes(model, preprocess, policy, scenes_root, args.seed, args.trials, args.min_frames)
         )
+    return results
+
+
+def cached_run(ckpt: str, folder: Path, args: argparse.Namespace, scenes_root: Path) -> dict:
+    """:func:`one_checkpoint`, or what an earlier run with the same options wrote."""
+    options = {
+        "ckpt": str(Path(ckpt).resolve()),
+        "ckpt_sha256": file_sha256(ckpt),
+        **{name: getattr(args, name) for name in CACHE_KEYS},
+    }
+    target = folder / "tracklets.json"
+    if target.is_file():
+        earlier = json.loads(target.read_text())
+        if earlier.get("options") == options:
+            print(f"{ckpt}: reusing {target}")
+            return earlier
+    torch.manual_seed(args.seed)
+    results = one_checkpoint(ckpt, args, scenes_root)
     links = results.pop("links")
-    summary = summarize(results)
-    (out / "tracklets.json").write_text(
-        json.dumps(
-            {"args": vars(args), "per_trial": results, "summary": summary, "links": links},
-            indent=1,
-        )
+    document = {"options": options, "per_trial": results, "links": links}
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=1))
+    return document
+
+
+#: Options that change a checkpoint's scores (the cache key, with the checkpoint).
+CACHE_KEYS = ("identities", "seed", "trials", "length", "min_frames")
+COLUMNS = (*SCHEDULES, "scenes")
+METHODS = (*POOLINGS, SINGLE_FRAME)
+
+
+def across_seeds(runs: list[dict]) -> dict:
+    """``{column: {method: {score: (mean, std)}}}`` over checkpoints of per-checkpoint means
+    (percent; std with ddof 1, 0 for one checkpoint)."""
+    table: dict = {}
+    for column in COLUMNS:
+        for method in METHODS:
+            for score in ("rank1", "mAP"):
+                means = [
+                    100 * float(np.mean(run["per_trial"][column][method][score])) for run in runs
+                ]
+                spread = float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
+                table.setdefault(column, {}).setdefault(method, {})[score] = (
+                    float(np.mean(means)),
+                    spread,
+                )
+    return table
+
+
+def table_lines(tables: dict[str, dict]) -> list[str]:
+    """Markdown: one row per variant and method, rank-1 and mAP (mean ± std) per column."""
+    lines = [
+        "| variant | method | " + " | ".join(f"{c} rank-1 | {c} mAP" for c in COLUMNS) + " |",
+        "|---|---|" + "---:|" * (2 * len(COLUMNS)),
+    ]
+    for variant, table in tables.items():
+        for method in METHODS:
+            cells = [
+                f"{table[column][method][score][0]:.1f} ± {table[column][method][score][1]:.1f}"
+                for column in COLUMNS
+                for score in ("rank1", "mAP")
+            ]
+            lines.append(f"| {variant} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def chart(tables: dict[str, dict], path: Path) -> None:
+    """Rank-1 and mAP per column: a bar per variant and method, std over checkpoints."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    bars = [(variant, method) for variant in tables for method in METHODS]
+    width = 0.8 / len(bars)
+    colors = plt.get_cmap("tab20").colors
+    for axis, score in zip(axes, ("rank1", "mAP"), strict=True):
+        for position, (variant, method) in enumerate(bars):
+            values = [tables[variant][column][method][score] for column in COLUMNS]
+            axis.bar(
+                np.arange(len(COLUMNS)) + (position - len(bars) / 2 + 0.5) * width,
+                [mean for mean, _ in values],
+                width,
+                yerr=[std for _, std in values],
+                color=colors[position % len(colors)],
+                label=f"{variant}, {method}",
+                capsize=2,
+            )
+        axis.set_xticks(np.arange(len(COLUMNS)), COLUMNS)
+        axis.set_title("rank-1 (%)" if score == "rank1" else "mAP (%)")
+        axis.grid(axis="y", alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2, loc="lower left")
+    figure.suptitle("Tracklets on the synthetic videos: mean ± std over checkpoint seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "CKPT"),
+        help="a variant's name and its checkpoints (one per seed); repeat per variant",
     )
-    for line in markdown_table(summary, (*POOLINGS, SINGLE_FRAME)):
+    parser.add_argument("--out", default="runs/tracklets")
+    parser.add_argument("--chart", help="chart file (default: --out/tracklets.png)")
+    parser.add_argument("--identities", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--length", type=int, default=12, help="frames per HR tracklet")
+    parser.add_argument("--min-frames", type=int, default=DEFAULT_MIN_FRAMES)
+    args = parser.parse_args()
+    for entry in args.variant:
+        if len(entry) < 2:
+            parser.error(f"--variant {entry[0]}: give the variant's checkpoints after its name")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables, links = {}, {}
+    for name, *checkpoints in args.variant:
+        runs = [
+            cached_run(ckpt, out / name / str(number), args, out / "video")
+            for number, ckpt in enumerate(checkpoints)
+        ]
+        tables[name] = across_seeds(runs)
+        links[name] = {
+            key: float(np.mean([run["links"][key] for run in runs]))
+            for key in ("found_identities", "pair_precision", "pair_recall", "links_refused")
+        }
+        print(f"{name}: linking, mean over {len(runs)} checkpoints: {json.dumps(links[name])}")
+    (out / "tracklets.json").write_text(
+        json.dumps({"args": vars(args), "summary": tables, "links": links}, indent=1)
+    )
+    chart(tables, Path(args.chart) if args.chart else out / "tracklets.png")
+    for line in table_lines(tables):
         print(line)
 
 

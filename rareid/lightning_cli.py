@@ -35,6 +35,7 @@ from rareid.lightning_parser import add_rareid_arguments, explicit_options
 from rareid.models.backbone import restoring_from_checkpoint
 from rareid.runs import RunFolder, Stage, one_line_errors
 from rareid.runtime import cpu_malloc_wanted, default_loggers, keep_freed_memory
+from rareid.tracks.lightning_protocol import MLRVideoTest
 
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
 
@@ -52,9 +53,10 @@ class RAReIDCLI(LightningCLI):
         self.run_folder: RunFolder | None = None
         self.stage: Stage = "parse"
         # Always on, whatever the config says: every epoch reseeds the global RNGs (a resumed
-        # fit draws what an uninterrupted one would), and a NaN loss stops the run.
+        # fit draws what an uninterrupted one would), a NaN loss stops the run, and a test
+        # with data.protocol mlr-video runs the video protocol.
         defaults = dict(kwargs.pop("trainer_defaults", None) or {})
-        always = [EpochSeeding(), StopOnNonFiniteLoss()]
+        always = [EpochSeeding(), StopOnNonFiniteLoss(), MLRVideoTest()]
         defaults["callbacks"] = [*(defaults.get("callbacks") or []), *always]
         try:
             with one_line_errors(self._prog, lambda: self.stage, (MisconfigurationException,)):

@@ -66,6 +66,8 @@ class EvaluationReport(Callback):
             )
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "test_run_by_callback", False):
+            return  # a protocol run whole by its callback (mlr-video) wrote its own report
         metric = pl_module.test_metric
         # Every rank takes part in the gather; only rank zero writes.
         with metric.sync_context(should_sync=trainer.world_size > 1):

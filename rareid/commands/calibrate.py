@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV of 'path, person[, camera]' rows (paths relative to the CSV or the gallery) "
         "or a folder with one sub-folder per person; every file must be in --index",
     )
+    add(
+        "--tracks-index",
+        help="a tracks index (of `rareid tracks index`): calibrate pooled tracklet distances "
+        "on --labels, a camera,track_id,person CSV; the thresholds are stored in it",
+    )
+    add("--pooling", help="with --tracks-index: the pooling the thresholds hold for")
+    add("--min-frames", type=int, help="with --tracks-index: the --min-frames they hold for")
     add("--ckpt", help="trained checkpoint (default with --labels: the index's checkpoint)")
     add(
         "--onnx",
@@ -317,86 +324,6 @@ def _report(
     )
 
 
-def plot_calibration(
-    genuine: dict[int, np.ndarray],
-    impostor: dict[int, np.ndarray],
-    calibration: dict[str, Any],
-    out_path: str | Path,
-) -> Path:
-    """ROC per level (log FAR) with the calibrated points, and the distance distributions;
-    a level without a usable threshold says so in its title."""
-    import matplotlib
-    import numpy as np
-
-    from rareid.commands.calibrate_picture import histogram_title
-    from rareid.deploy.verify.calibrate import roc_curve
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [
-        level
-        for level in sorted(genuine)
-        if np.size(genuine[level]) and np.size(impostor.get(level, []))
-    ]
-    figure, axes = plt.subplots(
-        1, 1 + len(shown), figsize=(4 + 3.4 * len(shown), 3.6), squeeze=False
-    )
-    roc_axis, hist_axes = axes[0][0], axes[0][1:]
-    for level in shown:
-        far, tar = roc_curve(genuine[level], impostor[level])
-        keep = far > 0
-        (line,) = roc_axis.plot(far[keep], tar[keep], label=f"level {level}")
-        entry = calibration["levels"].get(str(level)) or {}
-        for key in entry.get("thresholds", {}):
-            roc_axis.plot(
-                entry["far"][key] or float(key),
-                entry["tar"][key],
-                "o",
-                color=line.get_color(),
-                markersize=3,
-            )
-    roc_axis.set_xscale("log")
-    roc_axis.set_xlabel("false accept rate")
-    roc_axis.set_ylabel("true accept rate")
-    roc_axis.set_title("ROC per query level", fontsize=10)
-    roc_axis.legend(fontsize=9)
-    styles = ("--", ":", "-.")
-    for axis, level in zip(hist_axes, shown, strict=True):
-        bins = np.histogram_bin_edges(np.concatenate([genuine[level], impostor[level]]), 40)
-        axis.hist(impostor[level], bins=bins, alpha=0.6, density=True, label="impostor")
-        axis.hist(genuine[level], bins=bins, alpha=0.6, density=True, label="genuine")
-        entry = calibration["levels"].get(str(level)) or {}
-        thresholds = entry.get("thresholds", {})
-        for style, (key, value) in zip(styles, thresholds.items(), strict=False):
-            axis.axvline(
-                value, color="k", linewidth=0.8, linestyle=style, label=f"FAR {float(key):g}"
-            )
-        refused = entry.get("refused_thresholds", {})
-        for style, (key, value) in zip(styles, refused.items(), strict=False):
-            axis.axvline(
-                value,
-                color="0.6",
-                linewidth=0.8,
-                linestyle=style,
-                label=f"FAR {float(key):g} (refused)",
-            )
-        axis.set_title(
-            histogram_title(calibration, str(level)),
-            fontsize=8,
-            color="black" if thresholds else "tab:red",
-        )
-        axis.set_xlabel("distance")
-        axis.legend(fontsize=9)
-    figure.tight_layout()
-    out = Path(out_path)
-    try:
-        atomic_write(out, lambda handle: figure.savefig(handle, format="png", dpi=100))
-    finally:
-        plt.close(figure)
-    return out
-
-
 def _any_measured(calibration: dict[str, Any]) -> bool:
     """Whether some level had enough pairs to be measured (a threshold refused for its AUC or
     TAR is a result to report, not a shortage of pairs)."""
@@ -410,6 +337,10 @@ def main(argv: Sequence[str]) -> int:
 
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    if args.tracks_index or args.pooling or args.min_frames is not None:
+        from rareid.commands.calibrate_tracks import calibrate_tracks_main
+
+        return calibrate_tracks_main(parser, args)
     _check_options(parser, args)
     if problem := threads_problem(args.threads):
         parser.error(problem)
@@ -445,6 +376,8 @@ def main(argv: Sequence[str]) -> int:
     earlier = _earlier_files(out, png_path)
     try:
         atomic_write(out, lambda handle: handle.write(text))
+        from rareid.commands.calibrate_picture import plot_calibration
+
         png = plot_calibration(genuine, impostor, calibration, png_path)
     except OSError as error:
         _put_back(earlier)

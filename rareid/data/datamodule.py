@@ -41,12 +41,7 @@ from rareid.data.protocol import (
     with_val_distractors,
 )
 from rareid.data.readers import ReIDSplits, build_dataset, resolve_dataset_name
-from rareid.data.readers.base import (
-    BadImageError,
-    ImageRecord,
-    bad_images_message,
-    find_bad_images,
-)
+from rareid.data.readers.base import ImageRecord, bad_images_found, find_bad_images
 from rareid.data.samplers import PKSampler
 from rareid.data.splitfile import (
     SplitFileError,
@@ -61,6 +56,7 @@ from rareid.data.transforms import (
     TrainTransform,
     check_input_size,
 )
+from rareid.data.video_protocol import EvalProtocol, check_video_options, protocol_loader
 from rareid.levels import LevelPolicy, normalize_rates
 
 __all__ = ["BadImages", "ReIDDataModule"]
@@ -126,6 +122,10 @@ class ReIDDataModule(L.LightningDataModule):
         rates_without_hr: allow ``rates`` without 1: the smallest rate's level then stands
             for full-resolution images (training HR views, the gallery). Off by default, as
             leaving 1 out is more often a slip than a choice.
+        protocol: ``"mlr"`` (image queries, the paper's) or ``"mlr-video"``: ``rareid test``
+            ranks query tracklets of the video ``dataset`` (``synthetic-video``, ``mars``,
+            ``dukevideo``, ``ilidsvid``, ``prid2011``) degraded by rate schedules against HR
+            gallery tracklets (:mod:`rareid.tracks.protocol`; ``trials`` and ``seed`` apply).
     """
 
     def __init__(
@@ -161,14 +161,19 @@ class ReIDDataModule(L.LightningDataModule):
         verify_eval_images: bool = True,
         bad_images: BadImages = "error",
         rates_without_hr: bool = False,
+        protocol: EvalProtocol = "mlr",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         # --- validate every option up front, naming it
-        try:
-            resolve_dataset_name(dataset)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"dataset: {err}") from None
+        check_choices(protocol=(protocol, EvalProtocol))
+        if protocol == "mlr-video":
+            check_video_options(dataset, dataset_options)
+        else:
+            try:
+                resolve_dataset_name(dataset)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"dataset: {err}") from None
         self.input_size = check_input_size(input_size)
         self.rates = normalize_rates(rates)
         self.naive_rate = None if naive_rate is None else float(naive_rate)
@@ -262,13 +267,15 @@ class ReIDDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         """Training identities left after the hold-out (0 for a test-only dataset)."""
-        if not self.dataset.train:
+        if self.hparams.protocol == "mlr-video" or not self.dataset.train:
             return 0
         return self.fit_split.num_classes
 
     @property
     def has_validation(self) -> bool:
         """Whether ``fit`` runs a validation loop (``val_identities`` > 0)."""
+        if self.hparams.protocol == "mlr-video":
+            return False
         if self.split_document is not None:
             return "val" in self.split_document["stages"]
         if not self.dataset.train:
@@ -281,6 +288,10 @@ class ReIDDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ datasets
     def setup(self, stage: str | None = None) -> None:
+        if self.hparams.protocol == "mlr-video":
+            if stage not in (None, "test"):
+                raise ValueError(f"protocol: mlr-video is evaluated by `rareid test`, not {stage}")
+            return
         _ = self.dataset  # fail early on a missing / malformed dataset
         if stage in (None, "fit", "validate"):
             _ = self.fit_split
@@ -308,31 +319,12 @@ class ReIDDataModule(L.LightningDataModule):
             )
         return self._train_dataset
 
-    def _bad_images_found(self, bad: dict[str, str], what: str, frozen: bool = False) -> None:
-        """Raise naming ``bad``, or (``bad_images="skip"``) say in one line what is skipped."""
-        if self.hparams.bad_images == "error" or frozen:
-            advice = (
-                "replace them, or write a new split file without them"
-                if frozen
-                else "replace or remove them, or set data.bad_images=skip to leave them out"
-            )
-            raise BadImageError(f"{bad_images_message(bad, what)}\n{advice}")
-        names = sorted(bad)
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        logger.warning(
-            "%s: skipped %d unreadable or truncated image(s) (data.bad_images=skip): %s%s",
-            what,
-            len(names),
-            ", ".join(f"{path} ({bad[path]})" for path in names[:3]),
-            more,
-        )
-
     def _usable_records(self, records: list[ImageRecord], what: str) -> list[ImageRecord]:
         """``records`` whose files pass the header check (or an error naming those that fail)."""
         bad = find_bad_images(r.path for r in records)
         if not bad:
             return records
-        self._bad_images_found(bad, what)
+        bad_images_found(bad, what, self.hparams.bad_images, logger)
         return [r for r in records if r.path not in bad]
 
     @staticmethod
@@ -360,13 +352,13 @@ class ReIDDataModule(L.LightningDataModule):
                 if hp.verify_eval_images:
                     bad = find_bad_images(table.paths)
                     if bad:
-                        self._bad_images_found(bad, what, frozen=True)
+                        bad_images_found(bad, what, self.hparams.bad_images, logger, frozen=True)
             else:
                 source = self.fit_split.val if key == "val" else self.dataset
                 table = self._build_eval_table(key, source)
                 bad = find_bad_images(table.paths) if hp.verify_eval_images else {}
                 if bad:
-                    self._bad_images_found(bad, what)
+                    bad_images_found(bad, what, self.hparams.bad_images, logger)
                     # draw the evaluation set again from the images left
                     keep = {
                         name: [r for r in getattr(source, name) if r.path not in bad]
@@ -489,6 +481,8 @@ class ReIDDataModule(L.LightningDataModule):
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
+        if self.hparams.protocol == "mlr-video":
+            return protocol_loader()  # the protocol is run whole by its callback
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:

@@ -15,7 +15,11 @@ from rareid.evaluation.distances import Distance, level_distances
 from rareid.evaluation.rank import query_ranks, summarize_ranks
 from rareid.levels import MAX_TRIALS, Role, normalize_rates
 
-__all__ = ["REPORTED_RANKS", "MLRMetric"]
+__all__ = ["REPORTED_RANKS", "RUN_BY_CALLBACK", "MLRMetric"]
+
+#: Key of the one test batch of a protocol that a callback runs whole (``mlr-video``): the
+#: model embeds nothing for it and leaves the scores to that callback.
+RUN_BY_CALLBACK = "run_by_callback"
 
 #: CMC ranks reported by :class:`MLRMetric` (those ``<= max_rank``).
 REPORTED_RANKS = (1, 5, 10, 20)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from rareid.evaluation import MLRMetric
+from rareid.evaluation.mlr import RUN_BY_CALLBACK
 from rareid.levels import Role, normalize_rates
 from rareid.losses import gather_across_ranks, identity_loss, verification_loss
 from rareid.models.backbone import restoring_from_checkpoint
@@ -295,12 +296,17 @@ class RAReIDModule(LevelEmbedding, L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_metric.reset()
+        self.test_run_by_callback = False
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if RUN_BY_CALLBACK in batch:  # a protocol a callback runs whole (mlr-video)
+            self.test_run_by_callback = True
+            return
         self._eval_update(self.test_metric, batch)
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = self._log_results(self.test_metric, "test")
+        if not self.test_run_by_callback:
+            self.test_results = self._log_results(self.test_metric, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         levels = batch["level"]

@@ -59,6 +59,8 @@ class TrackIndex:
     checkpoint_path: str = ""
     checkpoint_sha256: str = ""
     problems: list[str] = field(default_factory=list)
+    #: thresholds of ``rareid calibrate --tracks-index`` (:mod:`rareid.tracks.calibration`)
+    calibration: dict | None = None
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -252,6 +254,7 @@ class TrackIndex:
             "checkpoint_path": self.checkpoint_path,
             "checkpoint_sha256": self.checkpoint_sha256,
             "problems": self.problems,
+            "calibration": self.calibration,
         }
         temporary = target.with_name(target.name + ".part.npz")
         np.savez(
@@ -297,6 +300,7 @@ class TrackIndex:
             checkpoint_path=meta["checkpoint_path"],
             checkpoint_sha256=meta["checkpoint_sha256"],
             problems=list(meta.get("problems", [])),
+            calibration=meta.get("calibration"),
         )
 
 

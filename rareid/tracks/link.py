@@ -27,12 +27,14 @@ def link_tracks(
     pairs: TrackDistances,
     cameras: Sequence[str],
     spans: Sequence[tuple[int, int] | None],
-    threshold: float | None = None,
+    threshold: float | np.ndarray | None = None,
 ) -> tuple[list[int], int]:
     """Global identity (1, 2, ...) of every tracklet, numbered in input order, and the number
-    of merges refused because they would join overlapping tracklets of one camera."""
+    of merges refused because they would join overlapping tracklets of one camera.
+    ``threshold`` is one distance or one per pair (NaN: that pair is never linked)."""
     count = len(cameras)
     distances = pairs.distances
+    limit = None if threshold is None else np.broadcast_to(threshold, distances.shape)
     blocked = np.zeros((count, count), bool)
     for first in range(count):
         for second in range(count):
@@ -60,7 +62,7 @@ def link_tracks(
         if nearest.get((first, cameras[second])) == second
         and nearest.get((second, cameras[first])) == first
         and np.isfinite(usable[first, second])
-        and (threshold is None or usable[first, second] <= threshold)
+        and (limit is None or usable[first, second] <= limit[first, second])
     )
     members: dict[int, list[int]] = {track: [track] for track in range(count)}
     owner = list(range(count))

@@ -236,6 +236,22 @@ def video_set(splits: Any, max_frames: int = 16) -> VideoSet:
     )
 
 
+def synthetic_video_set(identities: int = 100, seed: int = 0, length: int = 12) -> VideoSet:
+    """The test identities of the ``rareid synth --identities N --seed S`` world (those after
+    its training half) as HR tracklets of ``length`` renders: camera 0 gives the queries,
+    cameras 1 and 2 the gallery. Nothing is read from disk."""
+    from rareid.data.synthetic import SyntheticWorld
+    from rareid.data.synthetic.video import hr_tracklet
+
+    train = identities // 2
+    world = SyntheticWorld(identities=identities, seed=seed, cameras=4, train_identities=train)
+    pids = list(range(train + 1, identities + 1))
+    queries = [hr_tracklet(world, pid, 0, length, 1000) for pid in pids]
+    gallery = [hr_tracklet(world, pid, camera, length, 2000) for camera in (1, 2) for pid in pids]
+    cameras = [1] * len(pids) + [2] * len(pids)
+    return VideoSet(queries, pids, [0] * len(pids), gallery, pids * 2, cameras)
+
+
 def markdown_table(
     summary: dict[str, dict[str, dict[str, float]]], methods: Sequence[str]
 ) -> list[str]:

@@ -6,7 +6,8 @@ or arrays.
   when there is one.
 * ``read_mot(path)``: a tracker's output in the MOTChallenge format, ``frame, id, bb_left,
   bb_top, bb_width, bb_height, conf, x, y, z`` (1-based frames; the 9-column ground-truth
-  variant is accepted too).
+  variant is accepted too); ``min_conf`` drops weak detections and a ground-truth file's
+  ignored boxes (``conf`` 0) are skipped, both counted.
 * ``read_video_tracks(video, mot)``: crops cut from a video file (``cv2.VideoCapture``) or a
   folder of frames, each box keeping its native size.
 * ``tracks_from_arrays(frames, boxes)``: the same from RGB arrays in Python.
@@ -88,12 +89,53 @@ def read_crop_tracks(
     return tracks, report
 
 
-def read_mot(path: str | os.PathLike) -> dict[int, list[tuple[str, tuple[float, ...], str]]]:
+#: Report kinds of the boxes a MOT file's confidence column leaves out.
+IGNORED_GT = "ground-truth boxes marked ignored (conf 0) skipped"
+BELOW_MIN_CONF = "boxes below --min-conf skipped"
+
+
+def _kept_by_confidence(
+    cells: list[str],
+    where: str,
+    min_conf: float | None,
+    ground_truth: bool | None,
+    report: InputReport,
+) -> bool:
+    """Whether a MOT line's box is used: ground truth (9 columns, or ``ground_truth``) marks
+    boxes to ignore with ``conf`` 0; ``min_conf`` drops detections below it. Both counted."""
+    is_truth = len(cells) == 9 if ground_truth is None else ground_truth
+    if min_conf is None and not is_truth:
+        return True
+    try:
+        confidence = float(cells[6])
+    except ValueError:
+        raise TrackInputError(
+            f"{where}: conf (column 7) must be a number, got {cells[6]!r}"
+        ) from None
+    if is_truth and confidence == 0:
+        report.note(IGNORED_GT, where)
+        return False
+    if min_conf is not None and confidence < min_conf:
+        report.note(BELOW_MIN_CONF, where)
+        return False
+    return True
+
+
+def read_mot(
+    path: str | os.PathLike,
+    min_conf: float | None = None,
+    ground_truth: bool | None = None,
+    report: InputReport | None = None,
+) -> dict[int, list[tuple[str, tuple[float, ...], str]]]:
     """A MOTChallenge file as ``{frame: [(track_id, (left, top, width, height), "file:line")]}``.
 
     A line with another number of columns, a value that is not a number, a frame below 1 or a
-    box without area is a :class:`TrackInputError` naming the file and line.
+    box without area is a :class:`TrackInputError` naming the file and line. Boxes with a
+    ``conf`` below ``min_conf``, and the boxes a ground-truth file marks ignored (``conf`` 0;
+    a 9-column file is ground truth, ``ground_truth`` says so of a 10-column one), are
+    skipped and counted in ``report``.
     """
+    report = report if report is not None else InputReport()
     file = Path(path)
     if not file.is_file():
         raise TrackInputError(f"MOT file {str(file)!r} does not exist")
@@ -122,10 +164,14 @@ def read_mot(path: str | os.PathLike) -> dict[int, list[tuple[str, tuple[float, 
                 raise TrackInputError(f"{where}: frame must be a whole number >= 1, got {cells[0]}")
             if not (width > 0 and height > 0):
                 raise TrackInputError(f"{where}: box width and height must be positive: {text!r}")
+            if not _kept_by_confidence(cells, where, min_conf, ground_truth, report):
+                continue
             track_id = str(int(identity)) if identity == int(identity) else cells[1]
             boxes.setdefault(int(frame), []).append((track_id, (left, top, width, height), where))
     if not boxes:
-        raise TrackInputError(f"MOT file {str(file)!r} holds no box")
+        left_out = report.counts[IGNORED_GT] + report.counts[BELOW_MIN_CONF]
+        why = f" left after skipping {left_out} by their conf" if left_out else ""
+        raise TrackInputError(f"MOT file {str(file)!r} holds no box{why}")
     return boxes
 
 
@@ -183,12 +229,15 @@ def read_video_tracks(
     mot: str | os.PathLike,
     camera: str | None = None,
     report: InputReport | None = None,
+    min_conf: float | None = None,
+    ground_truth: bool | None = None,
 ) -> tuple[list[Tracklet], InputReport]:
     """The tracklets of one camera: each MOT box cut from its frame of ``video`` (a file or a
-    folder of frames). ``camera`` defaults to the video's name without suffix."""
+    folder of frames). ``camera`` defaults to the video's name without suffix; ``min_conf``
+    and ``ground_truth`` as in :func:`read_mot`."""
     report = report or InputReport()
     source = Path(video)
-    boxes = read_mot(mot)
+    boxes = read_mot(mot, min_conf, ground_truth, report)
     name = camera or source.stem
     tracks: dict[str, Tracklet] = {}
     last = 0

@@ -141,6 +141,27 @@ def test_index_video_with_mot_add_and_link_writes_mot(
     assert np.all(np.diff([int(line.split(",")[0]) for line in lines]) >= 0)
 
 
+def test_index_min_conf_counts_what_it_skips(
+    tiny_checkpoint: Path, video_root: Path, tmp_path: Path, capsys
+) -> None:
+    rows = (video_root / "gt" / "cam1.txt").read_text().splitlines()
+    weak = [f"{','.join(row.split(',')[:6])},0.2,-1,-1,-1" for row in rows[::2]]
+    mot = tmp_path / "scored.txt"
+    mot.write_text("\n".join(weak + rows[1::2]) + "\n")
+    frames = str(video_root / "frames" / "cam1")
+    out = tmp_path / "conf.npz"
+    assert (
+        _index(tiny_checkpoint, out, "--video", frames, "--mot", str(mot), "--min-conf", "0.5") == 0
+    )
+    assert f"{len(weak)} boxes below --min-conf skipped" in capsys.readouterr().err
+    index = TrackIndex.load(out)
+    assert index.levels.size == len(rows) - len(weak)
+    assert any("below --min-conf" in line for line in index.problems)
+    crops = str(video_root / "tracks")
+    assert _index(tiny_checkpoint, tmp_path / "y.npz", "--tracks", crops, "--min-conf", "1") == 2
+    assert "--min-conf" in capsys.readouterr().err
+
+
 def test_bad_input_is_one_line_and_exit_2(
     tiny_checkpoint: Path, video_root: Path, tmp_path: Path, capsys
 ) -> None:

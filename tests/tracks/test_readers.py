@@ -141,3 +141,31 @@ def test_arrays_give_the_same_tracks_as_files(tmp_path: Path) -> None:
     assert report.counts["boxes clipped to the frame"] == 1
     with pytest.raises(TrackInputError, match="rows"):
         tracks_from_arrays(images, [(1, 2, 3)])
+
+
+def test_mot_confidence_filter_and_ignored_ground_truth(tmp_path: Path) -> None:
+    from rareid.tracks.readers import BELOW_MIN_CONF, IGNORED_GT
+    from rareid.tracks.tracklet import InputReport
+
+    tracker = tmp_path / "tracker.txt"
+    tracker.write_text(
+        "1,1,0,0,10,20,0.9,-1,-1,-1\n1,2,0,0,10,20,0.3,-1,-1,-1\n2,2,0,0,10,20,0,-1,-1,-1\n"
+    )
+    report = InputReport()
+    assert sum(map(len, read_mot(tracker, report=report).values())) == 3  # no filter: all
+    kept = read_mot(tracker, min_conf=0.5, report=report)
+    assert [track for track, _, _ in kept[1]] == ["1"] and 2 not in kept
+    assert report.counts[BELOW_MIN_CONF] == 2 and "tracker.txt:2" in report.lines()[0]
+    truth = tmp_path / "gt.txt"  # 9 columns: conf 0 marks a box to ignore
+    truth.write_text("1,1,0,0,10,20,1,1,1.0\n1,2,0,0,10,20,0,7,0.5\n")
+    report = InputReport()
+    assert [track for track, _, _ in read_mot(truth, report=report)[1]] == ["1"]
+    assert report.counts[IGNORED_GT] == 1
+    report = InputReport()
+    assert len(read_mot(tracker, ground_truth=True, report=report)[1]) == 2
+    assert report.counts[IGNORED_GT] == 1  # a 10-column file said to be ground truth
+    with pytest.raises(TrackInputError, match=r"holds no box left after skipping 3"):
+        read_mot(tracker, min_conf=2.0)
+    truth.write_text("1,1,0,0,10,20,x,1,1.0\n")
+    with pytest.raises(TrackInputError, match=r"gt.txt:1: conf"):
+        read_mot(truth)

@@ -118,6 +118,64 @@ def test_two_camera_datasets_split_people_by_seed(
         read_video_dataset(name, tmp_path / "nowhere")
 
 
+def _two_camera_tree(root: Path, folder: str, cameras, person: str, count: int) -> None:
+    for camera in cameras:
+        for number in range(1, count + 1):
+            _image(root / folder / camera / person.format(number) / "0001.png")
+
+
+def test_ilidsvid_reads_the_release_people_splits(tmp_path: Path, capsys) -> None:
+    _two_camera_tree(tmp_path, "i-LIDS-VID/sequences", ("cam1", "cam2"), "person{:03d}", 6)
+    fallback = read_video_dataset("ilidsvid", tmp_path, split_seed=1)
+    assert "no train-test people splits" in fallback.summary()
+    assert "seeded random half split" in fallback.summary()
+    folder = tmp_path / "train-test people splits"
+    folder.mkdir()
+    # two splits of the 6 sorted cam1 people, 1-based; the first half of a row is tested
+    table = np.asarray([[1, 2, 3, 4, 5, 6], [6, 4, 2, 1, 3, 5]], np.float64)
+    savemat(folder / "train_test_splits_ilidsvid.mat", {"ls_set": table})
+    splits = read_video_dataset("ilidsvid", tmp_path, split_index=1)
+    names = [Path(track.paths[0]).parent.name for track in splits.query]
+    assert names == ["person002", "person004", "person006"]
+    assert {Path(t.paths[0]).parent.name for t in splits.train} == {
+        "person001",
+        "person003",
+        "person005",
+    }
+    assert [Path(t.paths[0]).parent.parent.name for t in splits.gallery] == ["cam2"] * 3
+    assert "split 1 of 2 from" in splits.summary()
+    first = read_video_dataset("ilidsvid", tmp_path, split_index=0)
+    assert [t.pid for t in first.query] == [1, 2, 3]
+    with pytest.raises(DatasetFormatError, match="split_index"):
+        read_video_dataset("ilidsvid", tmp_path, split_index=2)
+    savemat(folder / "train_test_splits_ilidsvid.mat", {"ls_set": table + 5})
+    with pytest.raises(DatasetFormatError, match=r"train_test_splits_ilidsvid\.mat.*1\.\.6"):
+        read_video_dataset("ilidsvid", tmp_path)
+
+
+def test_prid2011_reads_splits_json_and_counts_people_left_out(tmp_path: Path, capsys) -> None:
+    import json
+
+    from tests.tracks.conftest import run_rareid
+
+    _two_camera_tree(tmp_path, "prid_2011/multi_shot", ("cam_a", "cam_b"), "person_{:04d}", 5)
+    splits_file = tmp_path / "splits_prid2011.json"
+    document = [{"train": ["person_0001", "person_0002"], "test": ["person_0003", "person_0005"]}]
+    splits_file.write_text(json.dumps(document))
+    splits = read_video_dataset("prid2011", tmp_path)
+    assert [Path(t.paths[0]).parent.name for t in splits.query] == ["person_0003", "person_0005"]
+    assert len(splits.train) == 4 and "1 people in neither half" in splits.summary()
+    splits_file.write_text(json.dumps([{"train": ["person_0009"], "test": ["person_0001"]}]))
+    with pytest.raises(DatasetFormatError, match="person_0009"):
+        read_video_dataset("prid2011", tmp_path)
+    splits_file.write_text("{not json")
+    with pytest.raises(DatasetFormatError, match=r"splits_prid2011\.json"):
+        read_video_dataset("prid2011", tmp_path)
+    argv = ["tracks", "evaluate", "--dataset", "prid2011", "--root", str(tmp_path)]
+    assert run_rareid([*argv, "--ckpt", str(splits_file), "--split-index", "-1"]) == 2
+    assert "--split-index" in capsys.readouterr().err
+
+
 def test_schedules() -> None:
     rng = np.random.default_rng(0)
     constant = schedule_rates("constant", 5, (1, 2, 3, 4), rng)

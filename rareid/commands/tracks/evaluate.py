@@ -39,7 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--poolings", nargs="+", choices=POOLINGS, default=list(POOLINGS), help="poolings compared")
     add("--trials", type=int, default=10, help="trials (random draws of rates and frames)")
     add("--seed", type=int, default=0, help="seed of the draws")
-    add("--split-seed", type=int, default=0, help="iLIDS-VID / PRID2011 half split")
+    add(
+        "--split-index",
+        type=int,
+        default=0,
+        help="iLIDS-VID / PRID2011: which split of the release's split file (0..9)",
+    )
+    add(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="iLIDS-VID / PRID2011 without a split file: seed of the random half split",
+    )
     add("--max-frames", type=int, default=16, help="frames read per tracklet (evenly spaced)")
     add("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="frames a level needs")
     add("--out", help="JSON file for the per-trial scores and their summary")
@@ -53,6 +64,8 @@ def main(argv: Sequence[str]) -> int:
     for option in ("trials", "max_frames", "min_frames"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')}: expected a positive integer")
+    if args.split_index < 0:
+        parser.error("--split-index: expected a split number from 0")
     from rareid.data.readers.base import DatasetFormatError, DatasetNotFoundError
     from rareid.data.readers.video import read_video_dataset
     from rareid.tracks.model import checkpoint_problem, load_model, read_checkpoint
@@ -67,7 +80,11 @@ def main(argv: Sequence[str]) -> int:
 
     if problem := checkpoint_problem(args.ckpt):
         parser.error(problem)
-    options = {"split_seed": args.split_seed} if args.dataset in ("ilidsvid", "prid2011") else {}
+    options = (
+        {"split_seed": args.split_seed, "split_index": args.split_index}
+        if args.dataset in ("ilidsvid", "prid2011")
+        else {}
+    )
     try:
         splits = read_video_dataset(args.dataset, args.root, **options)
         data = video_set(splits, args.max_frames)

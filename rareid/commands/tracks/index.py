@@ -4,6 +4,7 @@ file, into one index file (``--add`` brings in another camera or more tracks).""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--video", help="a video file or a folder of frames (with --mot)")
     parser.add_argument("--mot", help="the tracker's MOTChallenge file for --video")
     parser.add_argument("--camera", help="camera name of --video (default: its file name)")
+    parser.add_argument(
+        "--min-conf",
+        type=float,
+        help="skip --mot boxes whose conf (column 7) is below this (counted)",
+    )
+    parser.add_argument(
+        "--ground-truth",
+        action="store_true",
+        help="--mot is ground truth: conf 0 marks boxes to ignore (9-column files always are)",
+    )
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `rareid fit`")
     parser.add_argument("--out", required=True, help="index file to write, e.g. tracks.npz")
     parser.add_argument("--add", action="store_true", help="add to (or update) an existing --out")
@@ -44,6 +55,12 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--video needs --mot FILE (the tracker's boxes in MOTChallenge format)")
     if args.mot and not args.video:
         parser.error("--mot is read with --video (crop folders need no MOT file)")
+    if (args.min_conf is not None or args.ground_truth) and not args.mot:
+        parser.error(
+            "--min-conf and --ground-truth filter the boxes of --mot; pass --video and --mot"
+        )
+    if args.min_conf is not None and not math.isfinite(args.min_conf):
+        parser.error(f"--min-conf: expected a number, got {args.min_conf}")
     if args.camera and not args.video:
         parser.error("--camera names the camera of --video; crop folders are named by folder")
     if problem := checkpoint_problem(args.ckpt):
@@ -70,7 +87,13 @@ def main(argv: Sequence[str]) -> int:
         if args.tracks:
             tracks, report = read_crop_tracks(args.tracks)
         else:
-            tracks, report = read_video_tracks(args.video, args.mot, args.camera)
+            tracks, report = read_video_tracks(
+                args.video,
+                args.mot,
+                args.camera,
+                min_conf=args.min_conf,
+                ground_truth=True if args.ground_truth else None,
+            )
     except TrackInputError as error:
         parser.error(str(error))
     model, preprocess = load_model(args.ckpt, args.device)

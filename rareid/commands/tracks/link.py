@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--index", required=True, help="index written by `rareid tracks index`")
     add("--out", required=True, help="CSV to write (camera,track_id,global_id)")
-    add("--threshold", type=float, help="largest distance linked (default: no limit)")
+    add(
+        "--threshold",
+        type=float,
+        help="largest distance linked (default: a 'same' verdict of the index's calibration, "
+        "per level, when it has one; else no limit)",
+    )
+    add("--far", type=float, help="false-accept rate of the calibrated thresholds")
     add("--mot-dir", help="folder of <camera>.txt MOT files (default: <out>_mot/)")
     add("--pooling", choices=POOLINGS, default=DEFAULT_POOLING, help="how frames are pooled")
     add("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="frames a level needs")
@@ -40,6 +47,10 @@ def main(argv: Sequence[str]) -> int:
         parser.error(f"--threshold: expected a distance >= 0, got {args.threshold}")
     if args.min_frames < 1:
         parser.error(f"--min-frames: expected a positive integer, got {args.min_frames}")
+    if args.far is not None and not 0 < args.far < 1:
+        parser.error(f"--far: expected a rate in (0, 1), got {args.far}")
+    if args.far is not None and args.threshold is not None:
+        parser.error("--far chooses a calibrated threshold; --threshold sets one: give one")
     from rareid.tracks.index import TrackIndex, TrackIndexError
     from rareid.tracks.link import link_tracks
     from rareid.tracks.match import track_distances
@@ -51,7 +62,23 @@ def main(argv: Sequence[str]) -> int:
     pooled = index.pooled(args.pooling)
     pairs = track_distances(pooled, pooled, index.bounds, args.min_frames, index.metric)
     spans = [index.span(track) for track in range(len(index))]
-    identities, refused = link_tracks(pairs, index.cameras, spans, args.threshold)
+    threshold = args.threshold
+    if threshold is None and index.calibration:
+        from rareid.commands.search_run import search_far
+        from rareid.tracks.calibration import describe_reasons, pair_thresholds
+
+        far = args.far if args.far is not None else search_far(index.calibration)
+        threshold, reasons = pair_thresholds(
+            index.calibration, pairs.levels, far, args.pooling, args.min_frames
+        )
+        print(f"links need a calibrated 'same' verdict at FAR {far:g}")
+        if reasons:
+            print(f"never linked, no threshold: {describe_reasons(reasons)}", file=sys.stderr)
+    elif args.far is not None:
+        parser.error(
+            f"--far: {args.index!r} holds no calibration (rareid calibrate --tracks-index)"
+        )
+    identities, refused = link_tracks(pairs, index.cameras, spans, threshold)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as stream:

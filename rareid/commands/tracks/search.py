@@ -45,7 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--overwrite", action="store_true", help="replace earlier results in --out")
     add("--pooling", choices=POOLINGS, default=DEFAULT_POOLING, help="how frames are pooled")
     add("--min-frames", type=int, default=DEFAULT_MIN_FRAMES, help="frames a level needs")
-    add("--threshold", type=float, help="distance at or below which a match is 'same'")
+    add(
+        "--threshold",
+        type=float,
+        help="distance at or below which a match is 'same' (default: the index's calibration "
+        "of `rareid calibrate --tracks-index`, per level; without one 'uncalibrated')",
+    )
+    add(
+        "--far",
+        type=float,
+        help="false-accept rate of the calibrated verdicts (default: the one calibrated with "
+        "--far-per-search, else 0.01)",
+    )
     add("--ckpt", help="checkpoint for query crop folders (default: the index's)")
     add("--device", default="cpu", help="torch device to embed query crops on")
     add(
@@ -63,6 +74,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--min-frames: expected a positive integer, got {args.min_frames}")
     if args.threshold is not None and not args.threshold >= 0:
         parser.error(f"--threshold: expected a distance >= 0, got {args.threshold}")
+    if args.far is not None and not 0 < args.far < 1:
+        parser.error(f"--far: expected a rate in (0, 1), got {args.far}")
+    if args.far is not None and args.threshold is not None:
+        parser.error("--far chooses a calibrated threshold; --threshold sets one: give one")
     out = Path(args.out)
     if not args.overwrite and (out / "matches.csv").exists():
         parser.error(f"--out: {args.out!r} already holds matches; pass --overwrite")
@@ -105,6 +120,30 @@ def load_queries(
     return queries
 
 
+def verdict_thresholds(
+    index: TrackIndex, levels: np.ndarray, args: argparse.Namespace
+) -> np.ndarray:
+    """The distance threshold of every pair (NaN: no verdict): ``--threshold``, else the
+    index's tracklet calibration at the pair's level, saying on stderr which pairs get none."""
+    if args.threshold is not None:
+        return np.full(levels.shape, args.threshold)
+    if not index.calibration:
+        return np.full(levels.shape, np.nan)
+    from rareid.commands.search_run import search_far
+    from rareid.tracks.calibration import describe_reasons, pair_thresholds
+
+    far = args.far if args.far is not None else search_far(index.calibration)
+    thresholds, reasons = pair_thresholds(
+        index.calibration, levels, far, args.pooling, args.min_frames
+    )
+    if reasons:
+        print(
+            f"rareid tracks search: uncalibrated verdicts: {describe_reasons(reasons)}",
+            file=sys.stderr,
+        )
+    return thresholds
+
+
 def ranked_rows(
     queries: TrackIndex, index: TrackIndex, args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], list[list[int]]]:
@@ -119,6 +158,7 @@ def ranked_rows(
         args.min_frames,
         index.metric,
     )
+    thresholds = verdict_thresholds(index, pairs.levels, args)
     gallery_keys = index.keys()
     rows: list[dict[str, Any]] = []
     rankings: list[list[int]] = []
@@ -131,10 +171,11 @@ def ranked_rows(
         rankings.append(order)
         for rank, column in enumerate(order, start=1):
             distance = float(pairs.distances[row, column])
+            threshold = float(thresholds[row, column])
             verdict = (
                 "uncalibrated"
-                if args.threshold is None
-                else ("same" if distance <= args.threshold else "different")
+                if np.isnan(threshold)
+                else ("same" if distance <= threshold else "different")
             )
             rows.append(
                 {
@@ -266,6 +307,10 @@ def main(argv: Sequence[str]) -> int:
         parser.error(f"--index: {error}")
     if not len(index):
         parser.error(f"--index: {args.index!r} holds no tracklet")
+    if args.far is not None and not index.calibration:
+        parser.error(
+            f"--far: {args.index!r} holds no calibration (rareid calibrate --tracks-index)"
+        )
     queries = load_queries(parser, args, index)
     rows, rankings = ranked_rows(queries, index, args)
     out = Path(args.out)

@@ -427,3 +427,26 @@ def decode_strictly(path: str) -> tuple[np.ndarray | None, str | None]:
     if said:  # a remark on a usable image (a PNG's colour profile): shown, with the file
         print(f"{path}: {said}", file=sys.stderr)
     return image, None
+
+
+def bad_images_found(
+    bad: dict[str, str], what: str, policy: str, log: logging.Logger, frozen: bool = False
+) -> None:
+    """Raise naming ``bad`` (``policy`` "error", or a frozen split file, which cannot leave
+    images out), or (``policy`` "skip") say in one line on ``log`` what is skipped."""
+    if policy == "error" or frozen:
+        advice = (
+            "replace them, or write a new split file without them"
+            if frozen
+            else "replace or remove them, or set data.bad_images=skip to leave them out"
+        )
+        raise BadImageError(f"{bad_images_message(bad, what)}\n{advice}")
+    names = sorted(bad)
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    log.warning(
+        "%s: skipped %d unreadable or truncated image(s) (data.bad_images=skip): %s%s",
+        what,
+        len(names),
+        ", ".join(f"{path} ({bad[path]})" for path in names[:3]),
+        more,
+    )

@@ -17,14 +17,18 @@ prid2011        ``prid_2011/multi_shot/cam_a|cam_b/person_<NNNN>/*.png``; the pe
                 both cameras, split in halves by seed (query cam_a, gallery cam_b)
 ==============  ============================================================================
 
-The published iLIDS-VID and PRID2011 protocols average 10 random half splits; ``split_seed``
-picks one (run the seeds 0..9 for the ten). A missing folder raises
+The published iLIDS-VID and PRID2011 protocols average 10 half splits of the people. The
+releases' split files are read when present (iLIDS-VID's ``train-test people
+splits/train_test_splits_ilidsvid.mat``, PRID2011's ``splits_prid2011.json``) and
+``split_index`` picks one (0..9); without them a seeded random half split is drawn
+(``split_seed``) and the summary says so. A missing folder raises
 :class:`DatasetNotFoundError`, a file that does not follow the layout
 :class:`DatasetFormatError`, each naming the path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -187,15 +191,96 @@ def read_dukevideo(root: Path) -> VideoSplits:
 
 
 # ---------------------------------------------------------------------- two-camera datasets
+#: Where the releases' split files are looked for, relative to ``root`` and to the folder that
+#: holds the dataset (iLIDS-VID's ``ls_set``: 10 rows of 1-based indices into the sorted
+#: ``cam1`` people, the first half tested; PRID2011's JSON: a list of ``{"train": [...],
+#: "test": [...]}`` person folder names, the deep-person-reid convention).
+_SPLIT_FILES = {
+    "iLIDS-VID": Path("train-test people splits") / "train_test_splits_ilidsvid.mat",
+    "PRID2011": Path("splits_prid2011.json"),
+}
+
+
+def _split_file(root: Path, base: Path, display: str) -> Path | None:
+    name = _SPLIT_FILES[display]
+    for folder in dict.fromkeys((root, base, base.parent)):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _published_splits(path: Path, cam1_people: list[str]) -> list[tuple[list[str], list[str]]]:
+    """``[(train people, test people)]`` of a release's split file, as person folder names."""
+    if path.suffix == ".json":
+        try:
+            document = json.loads(path.read_text())
+            return [(list(split["train"]), list(split["test"])) for split in document]
+        except (ValueError, TypeError, KeyError) as error:
+            raise DatasetFormatError(
+                f"{path}: expected a JSON list of {{'train': [...], 'test': [...]}} person "
+                f"folder names ({error})"
+            ) from None
+    from scipy.io import loadmat
+
+    table = np.asarray(loadmat(str(path)).get("ls_set", np.empty((0, 0))))
+    if table.ndim != 2 or table.size == 0:
+        raise DatasetFormatError(f"{path}: holds no 2-D 'ls_set' array of person indices")
+    if table.min() < 1 or table.max() > len(cam1_people):
+        raise DatasetFormatError(
+            f"{path}: person indices must be 1..{len(cam1_people)} (the cam1 people), "
+            f"got {int(table.min())}..{int(table.max())}"
+        )
+    half = table.shape[1] // 2
+    return [
+        (
+            sorted(cam1_people[int(index) - 1] for index in row[half:]),
+            sorted(cam1_people[int(index) - 1] for index in row[:half]),
+        )
+        for row in table
+    ]
+
+
+def _choose_people(
+    root: Path, base: Path, display: str, people: list[dict[str, tuple[str, ...]]], options: dict
+) -> tuple[list[str], list[str], list[str]]:
+    """Train people, test people and the notes saying where the split came from."""
+    both = sorted(set(people[0]) & set(people[1]))
+    path = _split_file(root, base, display)
+    if path is None:
+        seed = options["split_seed"]
+        order = np.random.default_rng(seed).permutation(len(both))
+        chosen = {both[position] for position in order[: len(both) // 2].tolist()}
+        note = f"no {_SPLIT_FILES[display]} found: seeded random half split (split seed {seed})"
+        train = [name for name in both if name in chosen]
+        return train, [name for name in both if name not in chosen], [f"  {note}"]
+    splits = _published_splits(path, sorted(people[0]))
+    index = options["split_index"]
+    if not 0 <= index < len(splits):
+        raise DatasetFormatError(
+            f"split_index: {path} holds splits 0..{len(splits) - 1}, got {index}"
+        )
+    train, test = splits[index]
+    unseen = sorted(set(train + test) - set(both))
+    if unseen:
+        raise DatasetFormatError(
+            f"{path}: split {index} names {len(unseen)} people not seen by both cameras "
+            f"under {base} (e.g. {unseen[0]})"
+        )
+    unused = len(both) - len(set(train + test))
+    note = f"  split {index} of {len(splits)} from {path}"
+    return train, test, [note + (f"; {unused} people in neither half" if unused else "")]
+
+
 def _two_cameras(
     root: Path,
     names: tuple[str, ...],
     marker: str,
     cameras: tuple[str, str],
     display: str,
-    split_seed: int,
+    options: dict,
 ) -> VideoSplits:
-    base = _dataset_dir(root, names, marker, display) / marker
+    dataset = _dataset_dir(root, names, marker, display)
+    base = dataset / marker
     people: list[dict[str, tuple[str, ...]]] = [{}, {}]
     for side, camera in enumerate(cameras):
         folder = base / camera
@@ -211,18 +296,13 @@ def _two_cameras(
         raise DatasetFormatError(
             f"{display}: fewer than 2 people are seen by both cameras under {base}"
         )
-    order = np.random.default_rng(split_seed).permutation(len(both))
-    train_names = {both[position] for position in order[: len(both) // 2].tolist()}
+    train_people, test_people, notes = _choose_people(root, dataset, display, people, options)
     pid = {name: number for number, name in enumerate(both, start=1)}
 
     def tracks(chosen: list[str], side: int) -> list[VideoTrack]:
         return [VideoTrack(people[side][name], pid[name], side) for name in chosen]
 
-    train_people = [name for name in both if name in train_names]
-    test_people = [name for name in both if name not in train_names]
-    notes = [
-        f"  split seed {split_seed}: {len(train_people)} train / {len(test_people)} test people"
-    ]
+    notes.append(f"  {len(train_people)} train / {len(test_people)} test people")
     return VideoSplits(
         display.lower(),
         tracks(train_people, 0) + tracks(train_people, 1),
@@ -232,17 +312,21 @@ def _two_cameras(
     )
 
 
-def read_ilidsvid(root: Path, split_seed: int = 0) -> VideoSplits:
-    """iLIDS-VID: two cameras, one sequence per person and camera."""
+def read_ilidsvid(root: Path, split_seed: int = 0, split_index: int = 0) -> VideoSplits:
+    """iLIDS-VID: two cameras, one sequence per person and camera; the release's people
+    splits when present (``split_index`` picks one), else a half split by ``split_seed``."""
+    options = {"split_seed": split_seed, "split_index": split_index}
     return _two_cameras(
-        root, ("i-LIDS-VID", "ilids-vid"), "sequences", ("cam1", "cam2"), "iLIDS-VID", split_seed
+        root, ("i-LIDS-VID", "ilids-vid"), "sequences", ("cam1", "cam2"), "iLIDS-VID", options
     )
 
 
-def read_prid2011(root: Path, split_seed: int = 0) -> VideoSplits:
-    """PRID2011 (multi-shot): the people both cameras saw."""
+def read_prid2011(root: Path, split_seed: int = 0, split_index: int = 0) -> VideoSplits:
+    """PRID2011 (multi-shot): the people both cameras saw; ``splits_prid2011.json`` when
+    present (``split_index`` picks one), else a half split by ``split_seed``."""
+    options = {"split_seed": split_seed, "split_index": split_index}
     return _two_cameras(
-        root, ("prid_2011", "prid2011"), "multi_shot", ("cam_a", "cam_b"), "PRID2011", split_seed
+        root, ("prid_2011", "prid2011"), "multi_shot", ("cam_a", "cam_b"), "PRID2011", options
     )
 
 
