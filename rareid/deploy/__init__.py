@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rareid.deploy.crops import check_crop
     from rareid.deploy.gallery.index import GalleryIndex
-    from rareid.deploy.model.backends import OnnxBackend, TorchBackend
+    from rareid.deploy.model.backend_onnx import OnnxBackend
+    from rareid.deploy.model.backend_torch import TorchBackend
     from rareid.deploy.model.export import export_onnx
     from rareid.deploy.model.inference import Preprocess, load_model
     from rareid.deploy.search.exact import Searcher
@@ -31,8 +32,8 @@ _HOMES = {
     "check_crop": "rareid.deploy.crops",
     "load_model": "rareid.deploy.model.inference",
     "Preprocess": "rareid.deploy.model.inference",
-    "TorchBackend": "rareid.deploy.model.backends",
-    "OnnxBackend": "rareid.deploy.model.backends",
+    "TorchBackend": "rareid.deploy.model.backend_torch",
+    "OnnxBackend": "rareid.deploy.model.backend_onnx",
     "export_onnx": "rareid.deploy.model.export",
     "GalleryIndex": "rareid.deploy.gallery.index",
     "Searcher": "rareid.deploy.search.exact",

@@ -15,7 +15,8 @@ from rareid.deploy.gallery.index import (
     Metric,
     StorageDtype,
 )
-from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend
+from rareid.deploy.model.backend_torch import TorchBackend
+from rareid.deploy.model.backends import EmbeddingBackend
 from rareid.deploy.model.checks import resolve_device
 from rareid.deploy.model.inference import (
     checkpoint_file,
@@ -86,7 +87,7 @@ def build_or_update(
     several devices every rank calls it (rank 0 holding the lock); rank 0 writes the file and
     the others return ``None`` (:mod:`rareid.deploy.gallery.distributed`).
     """
-    from rareid.deploy.model.backends import OnnxBackend
+    from rareid.deploy.model.backend_onnx import OnnxBackend
 
     if layout is not None and onnx is not None:
         raise GalleryIndexError(

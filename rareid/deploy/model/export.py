@@ -3,7 +3,7 @@
 The exported graph takes ``images`` (N, 3, H, W) float32 and ``levels`` (N,) int64 (1..m,
 dynamic batch) and returns the zero-padded embeddings (N, d): the resolution masks of each
 sample's level and the padding are inside the graph, so a serving stack needs nothing from
-rareid. Levels outside 1..m are checked by :class:`OnnxEmbedder` before the graph runs (the
+rareid. Levels outside 1..m are checked by :class:`~rareid.deploy.model.backend_onnx.OnnxBackend` before the graph runs (the
 graph itself has no error path). The checkpoint's SHA-256, rates, sub-vector sizes, input size
 and normalisation are stored as ONNX metadata. The command line is
 :mod:`rareid.commands.export`.
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from rareid.deploy.model.backends import OnnxBackend, require_onnx
+from rareid.deploy.model.backend_onnx import OnnxBackend
+from rareid.deploy.model.backends import require_onnx
 
 if TYPE_CHECKING:
     from rareid.deploy.model.inference import Preprocess
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 ExportFormat = Literal["onnx", "torch-export"]
 #: Agreement required between onnxruntime and PyTorch in float32.
 ONNX_TOLERANCE = 1e-4
-#: The ONNX runtime of :mod:`rareid.deploy.model.backends`, under the name it had before.
-OnnxEmbedder = OnnxBackend
 
 
 class LevelEmbedder(nn.Module):
@@ -146,7 +145,7 @@ def export_torch(model: RAReIDModule, out: str | Path) -> Path:
 def check_onnx(model: RAReIDModule, path: str | Path, per_level: int = 2) -> dict[int, float]:
     """Max abs difference between onnxruntime and PyTorch, per level, on random inputs with a
     batch size other than the one exported (dynamic batch exercised)."""
-    embedder = OnnxEmbedder(path)
+    embedder = OnnxBackend(path)
     differences = {}
     model = model.cpu().eval()
     for level in range(1, model.num_levels + 1):

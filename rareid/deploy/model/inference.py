@@ -13,68 +13,37 @@ size, exactly like a real low-resolution query in evaluation; no synthetic degra
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from rareid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    backbone_statistics,
-    read_image,
+from rareid.data.transforms import backbone_statistics
+from rareid.deploy.model.arrays import (
+    IMAGE_SUFFIXES,
+    ArrayPreprocess,
+    ImageInput,
+    file_sha256,
+    image_list,
+    list_images,
 )
 
 if TYPE_CHECKING:
     from rareid.models.embedding import EmbeddingModel, LevelEmbedding
 
-#: File suffixes (lower case) that ``list_images`` picks up.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-ImageInput = str | os.PathLike | np.ndarray
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image under ``folder`` (recursive, any file name), sorted for a stable order."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{str(root)!r} is not a folder of images")
-    return sorted(
-        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file: identifies the checkpoint an index was built with."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
-    """``images`` as a list; one image (a path, or an array that is not a 4-D batch) is a list
-    of one, not iterated over (its rows would be taken for images)."""
-    if isinstance(images, str | os.PathLike) or (
-        isinstance(images, np.ndarray) and images.ndim != 4
-    ):
-        return [images]
-    return list(images)
+__all__ = ["IMAGE_SUFFIXES", "Preprocess", "file_sha256", "list_images", "load_model"]
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class Preprocess(ArrayPreprocess):
     """Turns image files or uint8 HxWx3 RGB arrays into the (N, 3, H, W) tensors ``embed`` takes.
 
     Call it on a list of images (or an (N, H, W, 3) array); one path or one HxWx3 array is a
-    batch of one.
+    batch of one. The numbers are those of :class:`~rareid.deploy.model.arrays.ArrayPreprocess`
+    (the torch-free runtimes' preprocessing), as tensors.
 
     Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
     normalisation are the ones the model was trained with.
@@ -86,28 +55,6 @@ class Preprocess:
         >>> preprocess(np.zeros((100, 40, 3), dtype=np.uint8)).shape
         torch.Size([1, 3, 128, 64])
     """
-
-    img_size: tuple[int, int]
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        """Refuse a malformed size or statistics here, not as a cryptic error at the first
-        image (``Preprocess(5)``: an int where (height, width) belongs)."""
-        for name, value, length in (
-            ("img_size", self.img_size, 2),
-            ("mean", self.mean, 3),
-            ("std", self.std, 3),
-        ):
-            if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != length:
-                raise TypeError(
-                    f"Preprocess {name}: expected a sequence of {length} numbers, got {value!r}; "
-                    "build it with Preprocess.from_checkpoint(path) or Preprocess((H, W))"
-                )
-        if not all(isinstance(side, int | np.integer) and side > 0 for side in self.img_size):
-            raise TypeError(
-                f"Preprocess img_size: expected two positive ints, got {self.img_size!r}"
-            )
 
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> Preprocess:
@@ -148,28 +95,12 @@ class Preprocess:
 
     def image(self, image: ImageInput) -> torch.Tensor:
         """One image (a path or a uint8 HxWx3 RGB array) -> (3, H, W) float32."""
-        array = read_image(str(image)) if isinstance(image, str | os.PathLike) else image
-        if not (
-            isinstance(array, np.ndarray)
-            and array.dtype == np.uint8
-            and array.ndim == 3
-            and array.shape[2] == 3
-        ):
-            got = (
-                f"{array.dtype} array of shape {array.shape}"
-                if isinstance(array, np.ndarray)
-                else type(array).__name__
-            )
-            raise ValueError(f"expected a uint8 HxWx3 RGB image array or a file path, got {got}")
-        return EvalTransform(self.img_size, self.mean, self.std)(array)
+        return torch.from_numpy(self.array(image))
 
     def __call__(self, images: ImageInput | Iterable[ImageInput]) -> torch.Tensor:
         """Several images -> one (N, 3, H, W) batch; one image (a path or an HxWx3 array) is a
         batch of one."""
-        tensors = [self.image(image) for image in image_list(images)]
-        if not tensors:
-            return torch.empty(0, 3, *self.img_size)
-        return torch.stack(tensors)
+        return torch.from_numpy(self.arrays(images))
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

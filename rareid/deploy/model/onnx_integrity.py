@@ -48,12 +48,16 @@ def describe_unparsable(path: Path) -> str:
     return f"is damaged or truncated ({size} bytes)"
 
 
-def open_session(path: Path, providers: list[str]) -> Any:
-    """An onnxruntime session of ``path``; an unparsable file is an :class:`OnnxFileError`."""
+def open_session(path: Path, providers: list[str], threads: int | None = None) -> Any:
+    """An onnxruntime session of ``path`` (``threads``: its intra-op threads, default the
+    runtime's); an unparsable file is an :class:`OnnxFileError`."""
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
     try:
-        return onnxruntime.InferenceSession(str(path), providers=providers)
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail ...)
         raise OnnxFileError(
             f"ONNX model {str(path)!r} {describe_unparsable(path)}; write it again with "
