@@ -135,7 +135,7 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--ckpt: a checkpoint is needed (or --backend onnx --onnx MODEL.onnx)")
     if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
         parser.error(problem)
-    if args.onnx and not Path(args.onnx).is_file():
+    if args.onnx and not args.onnx.startswith("hf-hub:") and not Path(args.onnx).exists():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     _check_devices(parser, args)
     if args.backend == "torch" and args.devices * args.num_nodes == 1:
@@ -195,9 +195,9 @@ def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rareid.deploy.gallery.index import GalleryIndexError
-    from rareid.deploy.gallery.update import IndexLock, build_or_update
-    from rareid.deploy.model.inference import list_images
+    from rareid.deploy.gallery.index_file import GalleryIndexError
+    from rareid.deploy.gallery.update import IndexLock, build_or_update, runs_without_torch
+    from rareid.deploy.model.arrays import list_images
     from rareid.runs import UsageError
 
     out = Path(args.out)
@@ -217,7 +217,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--gallery: {error}")
     if not paths:
         parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
-    use_threads(args.threads, len(paths))
+    onnx = args.onnx if args.backend == "onnx" else None
+    without_torch = runs_without_torch(args.add, onnx, args.ann, layout)
+    use_threads(args.threads, len(paths), torch_threads=not without_torch)
     if args.rebase and not args.add:
         parser.error("--rebase applies with --add (an existing index whose gallery moved)")
     if args.rebase and layout is not None:
@@ -244,7 +246,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             gallery=args.gallery,
             add=args.add,
             checkpoint=args.ckpt,
-            onnx=args.onnx if args.backend == "onnx" else None,
+            onnx=onnx,
             ann=args.ann,
             metric=args.metric,
             dtype=args.dtype,

@@ -155,19 +155,6 @@ class GalleryIndex(IndexFacts):
         index.add(model, paths, batch_size=batch_size, progress=progress)
         return index
 
-    def check_model(self, model: RAReIDModule | EmbeddingBackend) -> None:
-        """Refuse a model whose rates or sub-vectors differ from the ones of the index (a runtime
-        that does not state them is taken at its word)."""
-        backend = as_backend(model)
-        rates, sizes = backend.rates, backend.split_sizes
-        if rates is None or sizes is None:
-            return
-        if rates != self.rates or sizes != self.split_sizes:
-            raise GalleryIndexError(
-                f"the model (rates {rates}, sub-vectors {sizes}) is not the one of the index "
-                f"(rates {self.rates}, sub-vectors {self.split_sizes})"
-            )
-
     def add(
         self,
         model: RAReIDModule | EmbeddingBackend,

@@ -29,6 +29,7 @@ from rareid.deploy.gallery.index_file import (
     write_index_file,
 )
 from rareid.deploy.model.arrays import ArrayPreprocess
+from rareid.deploy.model.backends import as_backend
 
 if TYPE_CHECKING:
     from rareid.deploy.model.backends import EmbeddingBackend
@@ -40,6 +41,7 @@ class IndexFacts:
     paths: list[str]
     sizes: np.ndarray
     rates: list[float]
+    split_sizes: list[int]
     root: str
 
     def __len__(self) -> int:
@@ -58,6 +60,19 @@ class IndexFacts:
 
     def absolute_path(self, position: int) -> Path:
         return Path(self.root) / self.paths[position]
+
+    def check_model(self, model: Any) -> None:
+        """Refuse a model whose rates or sub-vectors differ from the ones of the index (a runtime
+        that does not state them is taken at its word)."""
+        backend = as_backend(model)
+        rates, sizes = backend.rates, backend.split_sizes
+        if rates is None or sizes is None:
+            return
+        if rates != self.rates or sizes != self.split_sizes:
+            raise GalleryIndexError(
+                f"the model (rates {rates}, sub-vectors {sizes}) is not the one of the index "
+                f"(rates {self.rates}, sub-vectors {self.split_sizes})"
+            )
 
     def flagged_crops(
         self, min_height: int = MIN_CROP_HEIGHT, min_width: int = MIN_CROP_WIDTH
