@@ -183,7 +183,6 @@ def _load_inputs(
 
     from rareid.deploy.gallery.index_file import GalleryIndexError
     from rareid.deploy.gallery.record import IndexRecord
-    from rareid.deploy.model.arrays import file_sha256
 
     try:
         record = IndexRecord.load(args.index)
@@ -226,7 +225,9 @@ def _load_inputs(
             parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
         if problem := checkpoint_problem(ckpt):
             parser.error(problem)
-        if file_sha256(ckpt) != index.checkpoint_sha256:
+        from rareid.deploy.model.inference import checkpoint_facts
+
+        if checkpoint_facts(ckpt)[0] != index.checkpoint_sha256:
             parser.error(
                 f"--ckpt: {ckpt!r} is not the checkpoint the index was built with (SHA-256 "
                 "differs): search with that checkpoint or rebuild the index"

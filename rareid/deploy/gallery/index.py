@@ -35,8 +35,7 @@ from rareid.deploy.gallery.record import IndexFacts, IndexRecord
 from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 from rareid.deploy.model.inference import (
     Preprocess,
-    file_sha256,
-    read_checkpoint,
+    checkpoint_facts,
 )
 
 if TYPE_CHECKING:
@@ -98,10 +97,9 @@ class GalleryIndex(IndexFacts):
         checkpoint_path: str | os.PathLike | None = None,
     ) -> GalleryIndex:
         """An index with no images yet, bound to ``model`` (and its checkpoint, if given)."""
-        level_policy = "nearest"
+        digest, level_policy = "", "nearest"
         if checkpoint_path:
-            data = read_checkpoint(checkpoint_path).get("datamodule_hyper_parameters") or {}
-            level_policy = str(data.get("level_policy") or "nearest")
+            digest, level_policy, _ = checkpoint_facts(checkpoint_path)
         return cls(
             embeddings=torch.empty(0, model.embedding_dim),
             paths=[],
@@ -112,7 +110,7 @@ class GalleryIndex(IndexFacts):
             split_sizes=[int(s) for s in model.distance_split_sizes],
             metric=model.hparams.distance,
             preprocess=preprocess or Preprocess.from_model(model),
-            checkpoint_sha256=file_sha256(checkpoint_path) if checkpoint_path else "",
+            checkpoint_sha256=digest,
             checkpoint_path=str(Path(checkpoint_path).resolve()) if checkpoint_path else "",
             level_policy=level_policy,
         )

@@ -91,19 +91,18 @@ def build_or_update(
         )
 
     if metric is None and checkpoint and onnx is not None:
-        from rareid.deploy.model.inference import read_checkpoint
+        from rareid.deploy.model.inference import checkpoint_facts
 
-        # the ONNX file may not record the distance
-        metric = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("distance")
+        metric = checkpoint_facts(checkpoint)[2] or None  # the ONNX file may not record it
     if runs_without_torch(add, onnx, ann, layout):
         return _build_without_torch(out, paths, gallery, onnx, metric, dtype, batch_size, progress)
     from rareid.deploy.gallery.index import GalleryIndex
     from rareid.deploy.model.backend_torch import TorchBackend
     from rareid.deploy.model.checks import resolve_device
-    from rareid.deploy.model.inference import checkpoint_file, file_sha256, load_model
+    from rareid.deploy.model.inference import checkpoint_facts, load_model
 
     index = GalleryIndex.load(out) if add else None
-    digest = file_sha256(checkpoint_file(checkpoint)) if checkpoint else ""
+    digest = checkpoint_facts(checkpoint)[0] if checkpoint else ""
     if index is not None and checkpoint and digest != index.checkpoint_sha256:
         raise GalleryIndexError(
             f"--ckpt: {str(checkpoint)!r} is not the checkpoint the index {str(out)!r} was built "

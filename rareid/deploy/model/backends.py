@@ -129,6 +129,12 @@ class FileBackend(EmbeddingBackend, ABC):
     def embed_arrays(self, images: np.ndarray, levels: Any) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
         levels = as_level_array(levels, images.shape[0], self.num_levels)
+        fixed = self.metadata.get("rareid_fixed_level")
+        if fixed and levels.size and not np.all(levels == int(fixed)):
+            raise ValueError(
+                f"{str(self.path)!r} embeds at level {fixed} only (exported with --single-input "
+                "--level): use the two-input export for other levels"
+            )
         return np.asarray(self.run(images, levels), dtype=np.float32)
 
     @abstractmethod

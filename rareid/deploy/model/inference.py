@@ -125,6 +125,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return read_checkpoint_file(checkpoint_file(path))
 
 
+def checkpoint_facts(path: str | os.PathLike) -> tuple[str, str, str]:
+    """(SHA-256, level policy, distance) of a checkpoint file or a bundle: the hash names the
+    checkpoint an index was built with (a bundle records its checkpoint's)."""
+    from rareid.deploy.model.bundle import is_bundle, verify_bundle
+
+    if is_bundle(path):
+        config = verify_bundle(path)
+        return config["checkpoint_sha256"], config["level_policy"], config["distance"]
+    checkpoint = read_checkpoint(path)
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    distance = str((checkpoint.get("hyper_parameters") or {}).get("distance") or "")
+    return file_sha256(path), str(data.get("level_policy") or "nearest"), distance
+
+
 def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose weights hold NaN or infinity (a diverged training): every
     embedding it gives would be meaningless."""
@@ -146,7 +160,9 @@ def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) ->
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[EmbeddingModel, Preprocess]:
-    """An eval-mode model and its preprocessing from a checkpoint file.
+    """An eval-mode model and its preprocessing from a checkpoint file or a model bundle (a
+    folder written by ``rareid export --format bundle``, or ``hf-hub:org/name``; read from JSON
+    and safetensors, nothing unpickled).
 
     The network comes back as a plain-torch :class:`~rareid.models.embedding.EmbeddingModel`
     (no Lightning import): the losses, the metric and the classifier of the training identities
@@ -159,8 +175,14 @@ def load_model(
         model, preprocess = load_model("runs/market1501/checkpoints/last.ckpt")
         embeddings = model.embed(preprocess(["query/0001_c1.jpg"]), [2])  # a level-2 query
     """
+    from rareid.deploy.model.bundle import HUB_PREFIX, is_bundle, resolve_bundle
     from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
 
+    if is_bundle(path) or str(path).startswith(HUB_PREFIX):
+        from rareid.deploy.model.export_bundle import load_bundle_model
+
+        model, preprocess = load_bundle_model(resolve_bundle(path))
+        return model.to(device).eval(), preprocess
     checkpoint = read_checkpoint(path)
     check_finite_weights(checkpoint, path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)

@@ -16,3 +16,14 @@ def exported_onnx(tmp_path_factory, trained_checkpoint) -> Path:
     out = tmp_path_factory.mktemp("exported") / "model.onnx"
     assert run_cli(["export", "--ckpt", str(trained_checkpoint), "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory, trained_checkpoint) -> Path:
+    pytest.importorskip("safetensors")
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    code = run_cli(
+        ["export", "--ckpt", str(trained_checkpoint), "--format", "bundle", "--out", str(out)]
+    )
+    assert code == 0
+    return out
