@@ -49,8 +49,12 @@ class OpenVinoBackend(FileBackend):
         metadata = {}
         if model.has_rt_info(RT_INFO_SECTION):
             section = model.get_rt_info()[RT_INFO_SECTION]
-            metadata = {str(key): str(value) for key, value in section.items()}
-        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+            metadata = {str(key): str(value.astype(str)) for key, value in section.items()}
+        # f32: on a CPU with bf16 units OpenVINO would otherwise compute the float layers in
+        # bf16 (an int8 IR still runs its quantised layers in int8)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(model, "CPU", config)
         self.input_names = [item.get_any_name() for item in self.compiled.inputs]
         super().__init__(metadata, path, expected_sha256)

@@ -48,7 +48,14 @@ def test_index_search_and_embedder_never_import_torch(
     queries = sorted(str(path) for path in query_dir.iterdir())[:3]
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(commands), str(exported_onnx), json.dumps(queries)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            json.dumps(commands),
+            str(exported_onnx),
+            json.dumps(queries),
+        ],
         capture_output=True,
         text=True,
         env=environment,
