@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rareid.commands.arguments import checkpoint_problem
 from rareid.commands.threads import add_threads_argument, threads_problem, use_threads
@@ -123,6 +124,20 @@ def _output(parser: argparse.ArgumentParser, args: argparse.Namespace, suffix: s
     return out
 
 
+def _thresholds(index: str | None) -> dict[str, Any] | None:
+    """The calibration stored in a calibrated index (``--thresholds-from``)."""
+    if not index:
+        return None
+    from rareid.deploy.gallery.record import IndexRecord
+
+    calibration = IndexRecord.load(index).calibration
+    if not calibration:
+        raise ValueError(
+            f"--thresholds-from: {index!r} is not calibrated; run `rareid calibrate` on it first"
+        )
+    return calibration
+
+
 def main(argv: Sequence[str]) -> int:
     """``rareid export``: ONNX (checked against PyTorch on every level), int8, OpenVINO, a
     bundle or torch.export."""
@@ -156,7 +171,7 @@ def main(argv: Sequence[str]) -> int:
             samples=args.samples,
             heldout=Path(args.heldout) if args.heldout else None,
             max_drop=args.max_drop,
-            thresholds_from=Path(args.thresholds_from) if args.thresholds_from else None,
+            calibration_thresholds=_thresholds(args.thresholds_from),
         )
         lines = exporter(model, preprocess, request)
     except DriftRefused as refusal:

@@ -14,12 +14,11 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
-from rareid.commands.search_rank import rank_queries, without_torch
+from rareid.commands.search_rank import Queries, rank_queries, without_torch
 from rareid.commands.search_run import (
     DEFAULT_SEARCH_FAR,
     add_output_arguments,
@@ -33,8 +32,6 @@ from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from rareid.deploy.gallery.index import GalleryIndex
     from rareid.deploy.gallery.record import IndexRecord
     from rareid.deploy.search.exact import SearchResult
@@ -125,18 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
     add_output_arguments(parser)
     return parser
-
-
-@dataclass
-class Queries:
-    """The readable query crops, their sizes, rates and levels, and the ones skipped."""
-
-    paths: list[Path] = field(default_factory=list)
-    images: list[np.ndarray] = field(default_factory=list)
-    infos: list[dict[str, Any]] = field(default_factory=list)
-    skipped: dict[Path, str] = field(default_factory=dict)
-    reference: float = 0.0
-    reference_width: float = 0.0
 
 
 def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -5,14 +5,29 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rareid.commands.search import Queries
+    import numpy as np
+
     from rareid.deploy.gallery.index import GalleryIndex
     from rareid.deploy.gallery.record import IndexRecord
     from rareid.deploy.search.exact import SearchResult
     from rareid.deploy.search.prefix import ArraySearch
+
+
+@dataclass
+class Queries:
+    """The readable query crops, their sizes, rates and levels, and the ones skipped."""
+
+    paths: list[Path] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
+    reference: float = 0.0
+    reference_width: float = 0.0
 
 
 def without_torch(args: argparse.Namespace, record: IndexRecord) -> bool:

@@ -9,8 +9,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from rareid.deploy.model.arrays import file_sha256
 from rareid.deploy.model.bundle import (
     BUNDLE_FORMAT,
@@ -161,33 +159,3 @@ def write_bundle(
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return config
-
-
-def load_bundle_model(folder: str | Path) -> tuple[EmbeddingModel, Preprocess]:
-    """The eval-mode network of a bundle and its preprocessing, from JSON and safetensors
-    (every file's hash checked first; nothing unpickled)."""
-    from safetensors.torch import load_file
-
-    from rareid.deploy.model.bundle import verify_bundle
-    from rareid.deploy.model.inference import Preprocess
-    from rareid.models.embedding import EmbeddingModel
-
-    folder = Path(folder)
-    config = verify_bundle(folder)
-    model = EmbeddingModel(**config["model_options"])
-    state = load_file(str(folder / WEIGHTS_FILE))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(
-            f"bundle {str(folder)!r}: weights do not fit its config ({first})"
-        ) from None
-    if not all(bool(torch.isfinite(value).all()) for value in state.values()):
-        raise ValueError(f"bundle {str(folder)!r} holds NaN or infinite weights")
-    preprocess = Preprocess(
-        tuple(int(v) for v in config["img_size"]),
-        tuple(float(v) for v in config["mean"]),
-        tuple(float(v) for v in config["std"]),
-    )
-    return model.eval(), preprocess

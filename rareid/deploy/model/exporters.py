@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rareid.deploy.model.inference import Preprocess
@@ -29,7 +29,8 @@ class ExportRequest:
     samples: int = 512
     heldout: Path | None = None
     max_drop: float = 1.0
-    thresholds_from: Path | None = None
+    #: Calibrated thresholds the bundle carries (an index's ``calibration``).
+    calibration_thresholds: dict[str, Any] | None = None
 
 
 class DriftRefused(Exception):
@@ -92,11 +93,7 @@ def export_bundle(
     """A bundle folder (:mod:`~rareid.deploy.model.export_bundle`)."""
     from rareid.deploy.model.export_bundle import write_bundle
 
-    calibration = None
-    if request.thresholds_from is not None:
-        from rareid.deploy.gallery.record import IndexRecord
-
-        calibration = IndexRecord.load(request.thresholds_from).calibration
+    calibration = request.calibration_thresholds
     table = _heldout_table(model, preprocess, request)
     write_bundle(model, preprocess, request.checkpoint, request.out, calibration, table)
     return [

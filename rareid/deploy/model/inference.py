@@ -179,8 +179,6 @@ def load_model(
     from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
 
     if is_bundle(path) or str(path).startswith(HUB_PREFIX):
-        from rareid.deploy.model.export_bundle import load_bundle_model
-
         model, preprocess = load_bundle_model(resolve_bundle(path))
         return model.to(device).eval(), preprocess
     checkpoint = read_checkpoint(path)
@@ -231,3 +229,32 @@ def embed_images(
     if not parts:
         return torch.empty(0, model.embedding_dim)
     return torch.cat(parts)
+
+
+def load_bundle_model(folder: str | Path) -> tuple[EmbeddingModel, Preprocess]:
+    """The eval-mode network of a bundle and its preprocessing, from JSON and safetensors
+    (every file's hash checked first; nothing unpickled)."""
+    from safetensors.torch import load_file
+
+    from rareid.deploy.model.bundle import WEIGHTS_FILE, verify_bundle
+    from rareid.models.embedding import EmbeddingModel
+
+    folder = Path(folder)
+    config = verify_bundle(folder)
+    model = EmbeddingModel(**config["model_options"])
+    state = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(
+            f"bundle {str(folder)!r}: weights do not fit its config ({first})"
+        ) from None
+    if not all(bool(torch.isfinite(value).all()) for value in state.values()):
+        raise ValueError(f"bundle {str(folder)!r} holds NaN or infinite weights")
+    preprocess = Preprocess(
+        tuple(int(v) for v in config["img_size"]),
+        tuple(float(v) for v in config["mean"]),
+        tuple(float(v) for v in config["std"]),
+    )
+    return model.eval(), preprocess
