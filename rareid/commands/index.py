@@ -49,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="embedding runtime: the checkpoint in PyTorch, or an ONNX file (no Lightning)",
     )
-    parser.add_argument("--onnx", help="ONNX model written by `rareid export` (--backend onnx)")
+    parser.add_argument(
+        "--onnx",
+        help="exported model for --backend onnx: an ONNX file of `rareid export`, an OpenVINO "
+        ".xml, a bundle folder or hf-hub:ORG/NAME",
+    )
+    parser.add_argument(
+        "--weights", help="a local bundle folder to use instead of an hf-hub:ORG/NAME model"
+    )
     parser.add_argument(
         "--metric",
         choices=("euclidean", "cosine"),
@@ -123,6 +130,10 @@ def main(argv: Sequence[str]) -> int:
     """``rareid index``: embed a gallery folder into an index file (or ``--add`` to one)."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    if args.weights and args.onnx:  # the local copy of a hub bundle stands in for its id
+        args.onnx = args.weights
+    elif args.weights:
+        args.ckpt = args.weights
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if problem := threads_problem(args.threads):

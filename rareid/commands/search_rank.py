@@ -106,15 +106,16 @@ def rank_without_torch(
     """:func:`_rank` through an exported model's runtime and faiss, in NumPy (no torch)."""
     import numpy as np
 
-    from rareid.deploy.model.backends import runtime_class, runtime_of_file
+    from rareid.deploy.model.backends import open_file_runtime
     from rareid.deploy.model.bundle import resolve_bundle
     from rareid.deploy.search.prefix import search_record
 
     levels = np.asarray([info["level"] for info in queries.infos], dtype=np.int64)
     try:
-        model = resolve_bundle(args.onnx, args.weights)
-        runtime = runtime_class(runtime_of_file(model))(  # type: ignore[call-arg]
-            model, expected_sha256=index.checkpoint_sha256, threads=args.threads
+        runtime = open_file_runtime(
+            resolve_bundle(args.onnx, args.weights),
+            expected_sha256=index.checkpoint_sha256,
+            threads=args.threads,
         )
         index.check_model(runtime)
         embeddings = runtime.embed_arrays(index.preprocess.arrays(queries.images), levels)

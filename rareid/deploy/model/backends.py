@@ -77,8 +77,9 @@ class EmbeddingBackend:
     """A runtime that embeds crops at their levels.
 
     ``rates`` and ``split_sizes`` describe the model behind it (``None`` when the runtime does not
-    say), so that an index refuses the embeddings of another model. A runtime defines :meth:`embed_arrays` (NumPy) or :meth:`embed` (tensors), or both; each
-    falls back on the other.
+    say), so that an index refuses the embeddings of another model. A runtime defines
+    :meth:`embed_arrays` (NumPy) or :meth:`embed` (tensors), or both; each falls back on the
+    other.
     """
 
     rates: list[float] | None = None
@@ -156,10 +157,16 @@ def runtime_of_file(path: str | Path) -> str:
     return "openvino" if Path(path).suffix.lower() == ".xml" else "onnx"
 
 
-def open_file_runtime(path: str | Path, expected_sha256: str | None = None) -> FileBackend:
-    """The backend of an exported model file or bundle folder (see :func:`runtime_of_file`)."""
+def open_file_runtime(
+    path: str | Path, expected_sha256: str | None = None, threads: int | None = None
+) -> FileBackend:
+    """The backend of an exported model file, a bundle folder or a bundle's ``hf-hub:`` id
+    (see :func:`runtime_of_file`); ``threads``: its CPU threads (default: the runtime's)."""
+    from rareid.deploy.model.bundle import resolve_bundle
+
+    path = resolve_bundle(path)
     cls = runtime_class(runtime_of_file(path))
-    return cls(path, expected_sha256=expected_sha256)  # type: ignore[call-arg]
+    return cls(path, expected_sha256=expected_sha256, threads=threads)  # type: ignore[call-arg]
 
 
 def as_backend(model: RAReIDModule | EmbeddingBackend) -> EmbeddingBackend:

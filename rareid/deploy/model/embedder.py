@@ -35,9 +35,9 @@ class OnnxEmbedder:
     ) -> None:
         from rareid.deploy.model.bundle import resolve_bundle
 
-        self.backend: FileBackend = open_file_runtime(resolve_bundle(model, weights))
-        if threads:  # reopen with the thread count (the runtime takes it at construction)
-            self.backend = type(self.backend)(self.backend.path, threads=threads)  # type: ignore[call-arg]
+        self.backend: FileBackend = open_file_runtime(
+            resolve_bundle(model, weights), threads=threads
+        )
         meta = self.backend.metadata
         if "rareid_img_size" not in meta:
             raise ValueError(

@@ -128,8 +128,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def checkpoint_facts(path: str | os.PathLike) -> tuple[str, str, str]:
     """(SHA-256, level policy, distance) of a checkpoint file or a bundle: the hash names the
     checkpoint an index was built with (a bundle records its checkpoint's)."""
-    from rareid.deploy.model.bundle import is_bundle, verify_bundle
+    from rareid.deploy.model.bundle import is_bundle, resolve_bundle, verify_bundle
 
+    path = resolve_bundle(path)
     if is_bundle(path):
         config = verify_bundle(path)
         return config["checkpoint_sha256"], config["level_policy"], config["distance"]
