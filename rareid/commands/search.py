@@ -388,8 +388,6 @@ def _write_and_report(
 
 def main(argv: Sequence[str]) -> int:
     """``rareid search``: rank an index for query crops; CSV, JSON and rank-sheet PNGs."""
-    from rareid.deploy.gallery.record import IndexRecord
-
     parser = build_parser()
     args = parser.parse_args(list(argv))
     _check_options(parser, args)
@@ -397,6 +395,8 @@ def main(argv: Sequence[str]) -> int:
     if args.far is None:
         args.far = search_far(calibration)
     queries = _read_queries(parser, args, index, paths)
+    from rareid.deploy.gallery.record import IndexRecord
+
     args.threads = use_threads(
         args.threads, len(queries.paths), torch_threads=not isinstance(index, IndexRecord)
     )

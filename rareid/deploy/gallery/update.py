@@ -84,16 +84,7 @@ def build_or_update(
     several devices every rank calls it (rank 0 holding the lock); rank 0 writes the file and
     the others return ``None`` (:mod:`rareid.deploy.gallery.distributed`).
     """
-    if layout is not None and onnx is not None:
-        raise GalleryIndexError(
-            "--devices: several devices embed with the checkpoint (--backend torch); an ONNX "
-            "model runs on one device"
-        )
-
-    if metric is None and checkpoint and onnx is not None:
-        from rareid.deploy.model.inference import checkpoint_facts
-
-        metric = checkpoint_facts(checkpoint)[2] or None  # the ONNX file may not record it
+    metric = _exported_model_metric(checkpoint, onnx, metric, layout)
     if runs_without_torch(add, onnx, ann, layout):
         return _build_without_torch(out, paths, gallery, onnx, metric, dtype, batch_size, progress)
     from rareid.deploy.gallery.index import GalleryIndex
@@ -153,6 +144,26 @@ def build_or_update(
         index.ann = AnnIndex.build(index.embeddings, index.split_sizes, index.metric, kind)
     index.save(out)
     return changes
+
+
+def _exported_model_metric(
+    checkpoint: str | os.PathLike | None,
+    onnx: str | os.PathLike | None,
+    metric: str | None,
+    layout: DeviceLayout | None,
+) -> str | None:
+    """The distance to index an exported model's embeddings with: ``metric``, else the
+    checkpoint's when one is given beside the model (the ONNX file may not record it)."""
+    if layout is not None and onnx is not None:
+        raise GalleryIndexError(
+            "--devices: several devices embed with the checkpoint (--backend torch); an ONNX "
+            "model runs on one device"
+        )
+    if metric is None and checkpoint and onnx is not None:
+        from rareid.deploy.model.inference import checkpoint_facts
+
+        return checkpoint_facts(checkpoint)[2] or None
+    return metric
 
 
 def _build_without_torch(
