@@ -131,8 +131,3 @@ def resolve_bundle(spec: str | os.PathLike, weights: str | os.PathLike | None = 
         f"{repo_id.replace('/', '--')}) and the hub cannot be reached; download it where there "
         "is a network, or pass --weights PATH (a bundle folder)"
     )
-
-
-def bundle_metadata(config: dict[str, Any]) -> dict[str, str]:
-    """The bundle's configuration as the ONNX metadata the runtimes read (strings)."""
-    return {key: str(value) for key, value in config["onnx_metadata"].items()}

@@ -112,7 +112,8 @@ def export_with_drift(
     from rareid.deploy.model.drift import drift_table, measure_drift, read_heldout
     from rareid.deploy.model.export import export_onnx, write_stamped
 
-    assert request.heldout is not None
+    if request.heldout is None:
+        raise ValueError("--heldout LABELS.csv is needed to measure the drift per level")
     heldout = read_heldout(request.heldout)
     rates = [float(r) for r in model.rates]
     sizes = [int(s) for s in model.distance_split_sizes]
@@ -123,7 +124,8 @@ def export_with_drift(
         if request.quantize == "int8":
             from rareid.deploy.model.quantize import calibration_batches, quantize_int8
 
-            assert request.calibration is not None
+            if request.calibration is None:
+                raise ValueError("--quantize int8 needs --calibration DIR")
             batches, unreadable = calibration_batches(
                 request.calibration, request.samples, preprocess, rates
             )

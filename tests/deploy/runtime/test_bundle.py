@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.arrays import file_sha256
 from rareid.deploy.model.bundle import BundleError, resolve_bundle
 from rareid.deploy.model.embedder import OnnxEmbedder
 from rareid.deploy.model.inference import load_model
@@ -81,10 +82,19 @@ def test_hub_ids_resolve_from_a_folder_then_the_cache_else_one_line(
     bundle, tmp_path, monkeypatch
 ) -> None:
     cache = tmp_path / "hub"
-    snapshot = cache / "models--acme--tiny-reid" / "snapshots" / "0123abcd"
-    shutil.copytree(bundle, snapshot)
-    (cache / "models--acme--tiny-reid" / "refs").mkdir()
-    (cache / "models--acme--tiny-reid" / "refs" / "main").write_text("0123abcd")
+    repo = cache / "models--acme--tiny-reid"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in bundle.iterdir():  # the hub client's layout: blobs by hash, snapshots link them
+        blob = repo / "blobs" / file_sha256(file)
+        shutil.copy(file, blob)
+        (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    hub = pytest.importorskip("huggingface_hub")  # the client itself finds the files there
+    found = hub.try_to_load_from_cache("acme/tiny-reid", "config.json", cache_dir=cache)
+    assert Path(found) == snapshot / "config.json"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)

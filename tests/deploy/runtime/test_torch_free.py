@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rareid.deploy.gallery.index import GalleryIndex
+from rareid.deploy.model.inference import load_model
 from tests.deploy.conftest import index_args, run_cli, search_args
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
@@ -79,7 +80,7 @@ def test_index_search_and_embedder_never_import_torch(
         (row["query"], row["gallery"], row["level"]) for row in torch_rows
     ]
     # the embedder: levels from the crop heights (QUERY_HEIGHTS against the 64 px input)
-    model, preprocess = __import__("rareid.deploy").deploy.load_model(trained_checkpoint)
+    model, preprocess = load_model(trained_checkpoint)
     expected = model.embed(preprocess(queries), report["levels"]).detach().numpy()
     np.testing.assert_allclose(np.asarray(report["vectors"]), expected, atol=1e-4)
     assert all(1 <= level <= 4 for level in report["levels"])

@@ -57,6 +57,10 @@ def test_a_single_input_export_fed_its_first_input_gives_level_k(
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert not got[:, 16:].any()  # the level-2 prefix (16 of 32 dims) only
 
+    from rareid.deploy.model.backend_onnx import OnnxBackend
+
+    with pytest.raises(ValueError, match="embeds at level 2 only"):  # not for other levels
+        OnnxBackend(out).embed_arrays(crops, [2, 3, 2])
     assert run_cli([*argv[:-2], "--out", str(tmp_path / "x.onnx")]) == 2
     assert "--single-input and --level K go together" in one_error_line(
         capsys.readouterr().err, "export"
