@@ -93,7 +93,10 @@ def model_card(config: dict[str, Any], levels_table: list[str] | None) -> str:
         f"- training data licence: {licence}",
         f"- checkpoint SHA-256 {config['checkpoint_sha256']}",
         "",
-        "## Per-level ranking (MLR protocol on a held-out labelled set)",
+        "## Per-level ranking on held-out labelled crops",
+        "",
+        "Every crop a query at each level, degraded to its rate, against the HR crops of all "
+        "of them (same-camera matches of the same person left out).",
         "",
         *(levels_table or ["not measured: export with `--heldout LABELS.csv` to add it"]),
         "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import run_cli
+from tests.deploy.conftest import run_cli, write_labelled_crops
 
 
 @pytest.fixture(scope="session")
@@ -19,11 +19,15 @@ def exported_onnx(tmp_path_factory, trained_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory, trained_checkpoint) -> Path:
+def heldout(tmp_path_factory, world, people) -> Path:
+    """Labelled crops (``labels.csv``) of the tiny model's people, 4 frames over 2 cameras."""
+    return write_labelled_crops(tmp_path_factory.mktemp("heldout"), world, people, frames=4)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory, trained_checkpoint, heldout) -> Path:
     pytest.importorskip("safetensors")
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    code = run_cli(
-        ["export", "--ckpt", str(trained_checkpoint), "--format", "bundle", "--out", str(out)]
-    )
-    assert code == 0
+    argv = ["export", "--ckpt", str(trained_checkpoint), "--format", "bundle", "--out", str(out)]
+    assert run_cli([*argv, "--heldout", str(heldout)]) == 0
     return out

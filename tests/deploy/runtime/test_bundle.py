@@ -33,7 +33,12 @@ def test_a_bundle_round_trips_to_the_checkpoints_embeddings(
     config = json.loads((bundle / "config.json").read_text())
     assert config["rates"] == [1.0, 2.0, 3.0, 4.0] and config["img_size"] == [64, 32]
     assert config["training_data"]["identities"] == 6 and config["levels"]["1"] == 4.0
-    assert "training data licence" in (bundle / "README.md").read_text()
+    card = (bundle / "README.md").read_text()
+    assert "training data licence: unknown: check the training data" in card  # unnamed
+    levels = [
+        line.split()[1] for line in card.splitlines() if line.startswith("| ") and "(r=" in line
+    ]
+    assert levels == ["1", "2", "3", "4"]  # the per-level table of the held-out crops
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError("a bundle must load without unpickling")

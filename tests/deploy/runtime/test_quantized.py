@@ -11,15 +11,9 @@ import pytest
 
 from rareid.deploy.model.drift import LevelDrift, drift_table
 from rareid.deploy.model.embedder import OnnxEmbedder
-from tests.deploy.conftest import run_cli, write_labelled_crops
+from tests.deploy.conftest import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture(scope="module")
-def heldout(tmp_path_factory, world, people) -> Path:
-    folder = tmp_path_factory.mktemp("heldout")
-    return write_labelled_crops(folder, world, people, frames=4)
 
 
 def _export(
