@@ -7,10 +7,13 @@ from pathlib import Path
 
 
 def checkpoint_problem(path: str | None, option: str = "--ckpt") -> str | None:
-    """One line saying why ``path`` is not a checkpoint file, or ``None`` when it is one."""
+    """One line saying why ``path`` is not a checkpoint file (or a model bundle), or ``None``
+    when it is one."""
     if not path:
         return f"{option}: no checkpoint given; pass {option} PATH"
     file = Path(path)
+    if path.startswith("hf-hub:") or (file / "config.json").is_file():
+        return None  # a model bundle: its files are checked when it is loaded
     if file.is_dir():
         found = sorted(file.rglob("*.ckpt"))[:3]
         hint = f", e.g. {', '.join(str(item) for item in found)}" if found else ""

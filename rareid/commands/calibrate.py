@@ -177,7 +177,7 @@ def _label_distances(
 ) -> tuple[Distances, Labels]:
     """Distances between the labelled crops of the index; people the model was trained on and
     a single identity are refused."""
-    from rareid.deploy.model.backends import TorchBackend
+    from rareid.deploy.model.backend_torch import TorchBackend
     from rareid.deploy.model.inference import read_checkpoint
     from rareid.deploy.verify.labels import (
         TRAINING_RECORD_KEY,
@@ -210,7 +210,7 @@ def _onnx_label_distances(
     file does not record the training identities: said, not checked)."""
     import sys
 
-    from rareid.deploy.model.backends import OnnxBackend
+    from rareid.deploy.model.backend_onnx import OnnxBackend
     from rareid.deploy.verify.labels import label_distances, read_labels
 
     try:

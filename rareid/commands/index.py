@@ -49,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="embedding runtime: the checkpoint in PyTorch, or an ONNX file (no Lightning)",
     )
-    parser.add_argument("--onnx", help="ONNX model written by `rareid export` (--backend onnx)")
+    parser.add_argument(
+        "--onnx",
+        help="exported model for --backend onnx: an ONNX file of `rareid export`, an OpenVINO "
+        ".xml, a bundle folder or hf-hub:ORG/NAME",
+    )
+    parser.add_argument(
+        "--weights", help="a local bundle folder to use instead of an hf-hub:ORG/NAME model"
+    )
     parser.add_argument(
         "--metric",
         choices=("euclidean", "cosine"),
@@ -123,6 +130,10 @@ def main(argv: Sequence[str]) -> int:
     """``rareid index``: embed a gallery folder into an index file (or ``--add`` to one)."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    if args.weights and args.onnx:  # the local copy of a hub bundle stands in for its id
+        args.onnx = args.weights
+    elif args.weights:
+        args.ckpt = args.weights
     if args.batch_size < 1:
         parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if problem := threads_problem(args.threads):
@@ -135,7 +146,7 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--ckpt: a checkpoint is needed (or --backend onnx --onnx MODEL.onnx)")
     if args.ckpt and (problem := checkpoint_problem(args.ckpt)):
         parser.error(problem)
-    if args.onnx and not Path(args.onnx).is_file():
+    if args.onnx and not args.onnx.startswith("hf-hub:") and not Path(args.onnx).exists():
         parser.error(f"--onnx: {args.onnx!r} does not exist; write it with `rareid export`")
     _check_devices(parser, args)
     if args.backend == "torch" and args.devices * args.num_nodes == 1:
@@ -195,9 +206,9 @@ def _follow_gallery(out: Path, gallery: str, rebase: bool) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rareid.deploy.gallery.index import GalleryIndexError
-    from rareid.deploy.gallery.update import IndexLock, build_or_update
-    from rareid.deploy.model.inference import list_images
+    from rareid.deploy.gallery.index_file import GalleryIndexError
+    from rareid.deploy.gallery.update import IndexLock, build_or_update, runs_without_torch
+    from rareid.deploy.model.arrays import list_images
     from rareid.runs import UsageError
 
     out = Path(args.out)
@@ -217,7 +228,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--gallery: {error}")
     if not paths:
         parser.error(f"--gallery: no jpg/png/bmp/webp image under {args.gallery!r}")
-    use_threads(args.threads, len(paths))
+    onnx = args.onnx if args.backend == "onnx" else None
+    without_torch = runs_without_torch(args.add, onnx, args.ann, layout)
+    use_threads(args.threads, len(paths), torch_threads=not without_torch)
     if args.rebase and not args.add:
         parser.error("--rebase applies with --add (an existing index whose gallery moved)")
     if args.rebase and layout is not None:
@@ -244,7 +257,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             gallery=args.gallery,
             add=args.add,
             checkpoint=args.ckpt,
-            onnx=args.onnx if args.backend == "onnx" else None,
+            onnx=onnx,
             ann=args.ann,
             metric=args.metric,
             dtype=args.dtype,

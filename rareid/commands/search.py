@@ -14,11 +14,11 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rareid.commands.arguments import checkpoint_problem
+from rareid.commands.search_rank import Queries, rank_queries, without_torch
 from rareid.commands.search_run import (
     DEFAULT_SEARCH_FAR,
     add_output_arguments,
@@ -33,15 +33,14 @@ from rareid.levels import LEVEL_POLICIES
 from rareid.runs import OneLineArgumentParser
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
     from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.gallery.record import IndexRecord
     from rareid.deploy.search.exact import SearchResult
+    from rareid.deploy.search.prefix import ArraySearch
 
 
 def _query_paths(spec: str) -> list[Path]:
-    from rareid.deploy.model.inference import list_images
+    from rareid.deploy.model.arrays import list_images
 
     path = Path(spec)
     if path.is_dir():
@@ -106,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranking backend (auto: faiss when installed); onnx: embed queries with --onnx, "
         "rank with faiss/torch",
     )
-    add("--onnx", help="ONNX model of `rareid export` (for --backend onnx)")
+    add(
+        "--onnx",
+        help="exported model for --backend onnx: an ONNX file of `rareid export`, an OpenVINO "
+        ".xml, a bundle folder or hf-hub:ORG/NAME",
+    )
+    add("--weights", help="a local bundle folder to use instead of --onnx hf-hub:ORG/NAME")
     add("--rerank", action="store_true", help="order by k-reciprocal re-ranked distance")
     add("--rerank-k1", type=int, default=20, help="k-reciprocal neighbours (--rerank)")
     add("--rerank-k2", type=int, default=6, help="query expansion neighbours (--rerank)")
@@ -119,18 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
     add_output_arguments(parser)
     return parser
-
-
-@dataclass
-class _Queries:
-    """The readable query crops, their sizes, rates and levels, and the ones skipped."""
-
-    paths: list[Path] = field(default_factory=list)
-    images: list[np.ndarray] = field(default_factory=list)
-    infos: list[dict[str, Any]] = field(default_factory=list)
-    skipped: dict[Path, str] = field(default_factory=dict)
-    reference: float = 0.0
-    reference_width: float = 0.0
 
 
 def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -171,20 +163,29 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def _load_inputs(
     parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> tuple[GalleryIndex, list[Path], dict[str, Any] | None, str | None]:
+) -> tuple[GalleryIndex | IndexRecord, list[Path], dict[str, Any] | None, str | None]:
     """The index, the query files, the calibration and the checkpoint, each checked."""
-    from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
-    from rareid.deploy.model.checks import check_finite_embeddings
-    from rareid.deploy.model.inference import file_sha256
+    import numpy as np
+
+    from rareid.deploy.gallery.index_file import GalleryIndexError
+    from rareid.deploy.gallery.record import IndexRecord
 
     try:
-        index = GalleryIndex.load(args.index)
+        record = IndexRecord.load(args.index)
         queries = _query_paths(args.query)
-        check_finite_embeddings(index.embeddings, f"--index: {args.index!r}")
     except (FileNotFoundError, GalleryIndexError) as error:
         parser.error(str(error))
-    except ValueError as error:
-        parser.error(f"{error}: rebuild it with `rareid index`")
+    finite = np.isfinite(record.embeddings).all(axis=1)
+    if not finite.all():
+        parser.error(
+            f"--index: {args.index!r} holds NaN or infinite values in {int((~finite).sum())} "
+            "embedding(s): rebuild it with `rareid index`"
+        )
+    index: GalleryIndex | IndexRecord = record
+    if not without_torch(args, record):
+        from rareid.deploy.gallery.index import GalleryIndex
+
+        index = GalleryIndex.from_record(record)
     if not queries:
         parser.error(f"--query: no jpg/png/bmp/webp image under {args.query!r}")
     if len(index) == 0:
@@ -210,7 +211,9 @@ def _load_inputs(
             parser.error(f"--ckpt: the index's checkpoint {ckpt!r} is not there; pass --ckpt PATH")
         if problem := checkpoint_problem(ckpt):
             parser.error(problem)
-        if file_sha256(ckpt) != index.checkpoint_sha256:
+        from rareid.deploy.model.inference import checkpoint_facts
+
+        if checkpoint_facts(ckpt)[0] != index.checkpoint_sha256:
             parser.error(
                 f"--ckpt: {ckpt!r} is not the checkpoint the index was built with (SHA-256 "
                 "differs): search with that checkpoint or rebuild the index"
@@ -223,7 +226,7 @@ def _read_queries(
     args: argparse.Namespace,
     index: GalleryIndex,
     paths: list[Path],
-) -> _Queries:
+) -> Queries:
     """Decode the query crops and give each its rate and level (from its size or the options);
     unreadable files are skipped with a word each."""
     import cv2
@@ -236,7 +239,7 @@ def _read_queries(
     reference = args.reference_height or index.reference_height
     # the width of a rate-1 crop: the gallery's median width, scaled with --reference-height
     reference_width = float(np.median(index.sizes[:, 1])) * reference / index.reference_height
-    queries = _Queries(reference=reference, reference_width=reference_width)
+    queries = Queries(reference=reference, reference_width=reference_width)
     policy = args.level_policy or index.level_policy
     for path in paths:
         problem = header_problem(str(path))
@@ -267,60 +270,13 @@ def _read_queries(
     return queries
 
 
-def _rank(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    index: GalleryIndex,
-    ckpt: str | None,
-    queries: _Queries,
-) -> tuple[SearchResult, torch.Tensor]:
-    """Embed the queries at their levels and rank the gallery: the result (in the order shown)
-    and the prefix distances (Eq. 2) the verdicts are taken from."""
-    import torch
-
-    from rareid.deploy.model.backends import EmbeddingBackend, OnnxBackend, TorchBackend
-    from rareid.deploy.model.checks import check_finite_embeddings, resolve_device
-    from rareid.deploy.model.inference import load_model
-    from rareid.deploy.search.exact import Searcher
-
-    levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
-    tensors = index.preprocess(queries.images)
-    try:
-        runtime: EmbeddingBackend
-        if args.backend == "onnx":
-            runtime = OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256)
-        else:
-            model = load_model(ckpt, resolve_device(args.device))[0]
-            runtime = TorchBackend(model)
-        index.check_model(runtime)
-        embeddings = runtime.embed(tensors, levels)
-        check_finite_embeddings(embeddings, "the query embeddings")
-        engine = "auto" if args.backend == "onnx" else args.backend
-        if not args.rerank:
-            result = Searcher(index).search(embeddings, levels, args.top_k, engine)
-            return result, result.distances
-        from rareid.deploy.search.rerank import rerank_search
-
-        return rerank_search(
-            index,
-            embeddings,
-            levels,
-            args.top_k,
-            k1=args.rerank_k1,
-            k2=args.rerank_k2,
-            lambda_value=args.rerank_lambda,
-        )
-    except (ImportError, ValueError, OSError) as error:
-        parser.error(str(error))
-
-
 def _result_rows(
     args: argparse.Namespace,
-    index: GalleryIndex,
+    index: GalleryIndex | IndexRecord,
     calibration: dict[str, Any] | None,
-    queries: _Queries,
-    result: SearchResult,
-    original: torch.Tensor,
+    queries: Queries,
+    result: SearchResult | ArraySearch,
+    original: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """One row per query x rank (CSV/JSON), and the queries and matches of the rank sheets."""
     from rareid.deploy.verify.verdicts import level_threshold, verdict
@@ -373,7 +329,7 @@ def _write_and_report(
     args: argparse.Namespace,
     num_levels: int,
     calibration: dict[str, Any] | None,
-    queries: _Queries,
+    queries: Queries,
     rows: list[dict[str, Any]],
     sheet_queries: list[dict[str, Any]],
     sheet_matches: list[list[dict[str, Any]]],
@@ -441,8 +397,12 @@ def main(argv: Sequence[str]) -> int:
     if args.far is None:
         args.far = search_far(calibration)
     queries = _read_queries(parser, args, index, paths)
-    args.threads = use_threads(args.threads, len(queries.paths))
-    result, original = _rank(parser, args, index, ckpt, queries)
+    from rareid.deploy.gallery.record import IndexRecord
+
+    args.threads = use_threads(
+        args.threads, len(queries.paths), torch_threads=not isinstance(index, IndexRecord)
+    )
+    result, original = rank_queries(parser, args, index, ckpt, queries)
     tables = _result_rows(args, index, calibration, queries, result, original)
     mark_stale(index, tables[0])
     try:

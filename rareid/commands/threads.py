@@ -43,12 +43,14 @@ def default_threads(images: int) -> int:
     return max(1, min(usable_cores(), images // IMAGES_PER_THREAD))
 
 
-def use_threads(threads: int | None, images: int) -> int:
-    """Set torch's (and faiss's, when installed) thread count; returns it."""
-    import torch
-
+def use_threads(threads: int | None, images: int, torch_threads: bool = True) -> int:
+    """Set torch's (``torch_threads``: a run that embeds with torch) and faiss's (when
+    installed) thread count; returns it."""
     count = threads if threads is not None else default_threads(images)
-    torch.set_num_threads(count)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(count)
     try:
         import faiss
     except ImportError:

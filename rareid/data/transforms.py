@@ -31,10 +31,8 @@ import numpy as np
 import torch
 
 from rareid.data.lowres import interpolation_flag, synthesize_lowres
+from rareid.data.pixels import IMAGENET_MEAN, IMAGENET_STD, ArrayNormalize
 from rareid.levels import normalize_rates
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -70,46 +68,13 @@ def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def _check_stats(name: str, values: Sequence[float], positive: bool) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if array.size != 3 or not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}: expected 3 finite per-channel values (R, G, B), got {values!r}")
-    if positive and np.any(array <= 0):
-        raise ValueError(f"{name}: every value must be > 0, got {values!r}")
-    return array
-
-
-class Normalize:
-    """uint8 HxWx3 -> contiguous float32 (3, H, W) tensor ``(x / 255 - mean) / std``.
-
-    Per channel, a 256-entry lookup table (``cv2.LUT``) does the uint8 -> float conversion and
-    both arithmetic steps in one pass, writing straight into the channel plane of the output:
-    no float temporaries, no separate HWC -> CHW transpose.
+class Normalize(ArrayNormalize):
+    """uint8 HxWx3 -> contiguous float32 (3, H, W) tensor ``(x / 255 - mean) / std`` (the
+    array of :class:`~rareid.data.pixels.ArrayNormalize`, shared with the torch-free runtime).
     """
 
-    def __init__(
-        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-    ) -> None:
-        mean_arr = _check_stats("mean", mean, positive=False)
-        std_arr = _check_stats("std", std, positive=True)
-        self.mean = tuple(float(v) for v in mean_arr)
-        self.std = tuple(float(v) for v in std_arr)
-        levels = np.arange(256, dtype=np.float64) / 255.0
-        self.luts = [
-            ((levels - mean_arr[c]) / std_arr[c]).astype(np.float32).reshape(256, 1)
-            for c in range(3)
-        ]
-
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"Normalize: expected a uint8 HxWx3 image, got {image.dtype} {image.shape}"
-            )
-        height, width = image.shape[:2]
-        out = np.empty((3, height, width), dtype=np.float32)
-        for c, plane in enumerate(cv2.split(image)):
-            cv2.LUT(plane, self.luts[c], dst=out[c])
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.array(image))
 
 
 def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Serving a trained model, in rooms that only look down: crop checks (``crops``); the model at
-serving time (``model``: load, preprocess, embedding backends, export); the gallery index
+serving time (``model``: load, preprocess, embedding runtimes, export, bundles, the torch-free
+``OnnxEmbedder`` and ``TrackerEmbedder``); the gallery index
 (``gallery``: the index, its file and folder, updates, ANN); ranking (``search``: exact search
 through a ranking engine, re-ranking) and verification (``verify``: calibration, labels,
 verdicts). The ``rareid index|search|calibrate|export`` commands (:mod:`rareid.commands`) wrap
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rareid.deploy.crops import check_crop
     from rareid.deploy.gallery.index import GalleryIndex
-    from rareid.deploy.model.backends import OnnxBackend, TorchBackend
+    from rareid.deploy.model.backend_onnx import OnnxBackend
+    from rareid.deploy.model.backend_torch import TorchBackend
+    from rareid.deploy.model.embedder import OnnxEmbedder
     from rareid.deploy.model.export import export_onnx
     from rareid.deploy.model.inference import Preprocess, load_model
+    from rareid.deploy.model.tracker import TrackerEmbedder
     from rareid.deploy.search.exact import Searcher
     from rareid.deploy.search.rerank import rerank_search
     from rareid.deploy.verify.calibrate import calibrate_levels
@@ -31,9 +35,11 @@ _HOMES = {
     "check_crop": "rareid.deploy.crops",
     "load_model": "rareid.deploy.model.inference",
     "Preprocess": "rareid.deploy.model.inference",
-    "TorchBackend": "rareid.deploy.model.backends",
-    "OnnxBackend": "rareid.deploy.model.backends",
+    "TorchBackend": "rareid.deploy.model.backend_torch",
+    "OnnxBackend": "rareid.deploy.model.backend_onnx",
     "export_onnx": "rareid.deploy.model.export",
+    "OnnxEmbedder": "rareid.deploy.model.embedder",
+    "TrackerEmbedder": "rareid.deploy.model.tracker",
     "GalleryIndex": "rareid.deploy.gallery.index",
     "Searcher": "rareid.deploy.search.exact",
     "rerank_search": "rareid.deploy.search.rerank",
@@ -45,9 +51,11 @@ _HOMES = {
 __all__ = [
     "GalleryIndex",
     "OnnxBackend",
+    "OnnxEmbedder",
     "Preprocess",
     "Searcher",
     "TorchBackend",
+    "TrackerEmbedder",
     "calibrate_levels",
     "check_crop",
     "export_onnx",

@@ -30,7 +30,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rareid.deploy.gallery.faiss_import import faiss_available, require_faiss
 from rareid.levels import prefix_lengths
+
+__all__ = ["AnnIndex", "faiss_available", "require_faiss"]
 
 AnnKind = Literal["ivf-flat", "hnsw", "ivf-pq"]
 #: Default candidates per query that are re-scored exactly.
@@ -39,26 +42,6 @@ DEFAULT_SHORTLIST = 100
 ADD_CHUNK_ROWS = 65536
 #: Training rows of the IVF coarse quantiser and the PQ codebooks (faiss's advice: 39+ per list).
 TRAIN_ROWS_PER_LIST = 64
-
-
-def faiss_available() -> bool:
-    """Whether faiss imports here (it is the optional ``deploy`` extra)."""
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def require_faiss(needed_for: str = "approximate search", otherwise: str = "") -> Any:
-    """The faiss module, or an ImportError saying what needs it and how to install it."""
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError(
-            f"{needed_for} needs faiss-cpu: pip install 'rareid[deploy]'{otherwise}"
-        ) from None
-    return faiss
 
 
 def default_lists(rows: int) -> int:

@@ -29,9 +29,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from rareid.deploy.gallery.files import GalleryFiles, IndexChanges, collate_gallery, plan_changes
+from rareid.deploy.gallery.files import IndexChanges, plan_changes
 from rareid.deploy.gallery.index import GalleryIndexError
-from rareid.deploy.model.backends import TorchBackend
+from rareid.deploy.gallery.loader import GalleryFiles, collate_gallery
+from rareid.deploy.model.backend_torch import TorchBackend
 from rareid.deploy.model.inference import Preprocess
 from rareid.runtime import mark_parent_for_children, quiet_third_party_noise
 

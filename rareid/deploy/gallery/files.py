@@ -1,6 +1,6 @@
-"""The gallery files of an index: a torch Dataset that decodes and preprocesses them in
-DataLoader workers (unreadable or truncated files listed instead of passed on), and the
-records of what an index update does with them (which files are new, changed or gone)."""
+"""The gallery files of an index: decoding one (unreadable or truncated files named instead of
+passed on; :mod:`~rareid.deploy.gallery.loader` runs it in DataLoader workers), and the records
+of what an index update does with them (which files are new, changed or gone). No torch."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rareid.data.readers.base import header_problem
-from rareid.deploy.model.inference import Preprocess
 
 
 @dataclass
@@ -109,51 +107,26 @@ def plan_changes(
     return changes
 
 
-class GalleryFiles(torch.utils.data.Dataset):
-    """Gallery files decoded and preprocessed (in DataLoader workers when there are any)."""
+def decode_gallery_file(relative: str, path: Path) -> dict[str, Any]:
+    """One gallery file decoded to uint8 RGB with its size and file stats, or the reason it
+    cannot be (``failed``): a truncated JPEG decodes with only a libjpeg warning, so its
+    header and end are checked first."""
+    import cv2
 
-    def __init__(self, todo: Sequence[tuple[str, Path]], preprocess: Preprocess) -> None:
-        self.todo = list(todo)
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        import cv2
-
-        relative, path = self.todo[position]
-        # A truncated JPEG decodes with only a libjpeg warning: check its header and end first.
-        problem = header_problem(str(path))
-        if problem is not None:
-            return {"path": str(path), "name": relative, "failed": problem}
-        try:
-            stat = path.stat()
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        except OSError:
-            image = None
-        if image is None:
-            return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return {
-            "path": str(path),
-            "name": relative,
-            "image": self.preprocess.image(rgb),
-            "size": image.shape[:2],
-            "stat": (int(stat.st_size), int(stat.st_mtime_ns)),
-        }
-
-
-def collate_gallery(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch the readable images; list the unreadable ones."""
-    good = [item for item in items if "failed" not in item]
+    problem = header_problem(str(path))
+    if problem is not None:
+        return {"path": str(path), "name": relative, "failed": problem}
+    try:
+        stat = path.stat()
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except OSError:
+        image = None
+    if image is None:
+        return {"path": str(path), "name": relative, "failed": "unreadable or not an image"}
     return {
-        "images": torch.stack([item["image"] for item in good]) if good else None,
-        "names": [item["name"] for item in good],
-        "paths": [item["path"] for item in good],
-        "sizes": [item["size"] for item in good],
-        "stats": [item["stat"] for item in good],
-        "failed": [
-            (item["path"], item["failed"], item["name"]) for item in items if "failed" in item
-        ],
+        "path": str(path),
+        "name": relative,
+        "rgb": cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
+        "size": image.shape[:2],
+        "stat": (int(stat.st_size), int(stat.st_mtime_ns)),
     }

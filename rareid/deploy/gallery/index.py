@@ -15,7 +15,6 @@ around this class.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,26 +24,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from rareid.deploy.crops import MIN_CROP_HEIGHT, MIN_CROP_WIDTH, check_crop
 from rareid.deploy.gallery.files import (
-    FlaggedCrop,
-    GalleryFiles,
     IndexChanges,
     SkippedImage,
-    collate_gallery,
     plan_changes,
 )
-from rareid.deploy.gallery.index_file import (
-    FORMAT_VERSION,
-    GalleryIndexError,
-    read_index_file,
-    write_index_file,
-)
+from rareid.deploy.gallery.index_file import GalleryIndexError
+from rareid.deploy.gallery.loader import GalleryFiles, collate_gallery
+from rareid.deploy.gallery.record import IndexFacts, IndexRecord
 from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 from rareid.deploy.model.inference import (
     Preprocess,
-    file_sha256,
-    read_checkpoint,
+    checkpoint_facts,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +47,7 @@ StorageDtype = Literal["float32", "float16"]
 
 
 @dataclass
-class GalleryIndex:
+class GalleryIndex(IndexFacts):
     """HR gallery embeddings with their file names, sizes and the model that made them.
 
     Examples::
@@ -93,23 +84,8 @@ class GalleryIndex:
         if self.stats is None:
             self.stats = np.full((len(self), 2), -1, dtype=np.int64)
 
-    # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.rates)
-
-    @property
-    def reference_height(self) -> float:
-        """Median native height of the gallery images: the height of a rate-1 query."""
-        if len(self) == 0:
-            raise GalleryIndexError("the index is empty: no reference height")
-        return float(np.median(self.sizes[:, 0]))
-
-    def absolute_path(self, position: int) -> Path:
-        return Path(self.root) / self.paths[position]
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -121,10 +97,9 @@ class GalleryIndex:
         checkpoint_path: str | os.PathLike | None = None,
     ) -> GalleryIndex:
         """An index with no images yet, bound to ``model`` (and its checkpoint, if given)."""
-        level_policy = "nearest"
+        digest, level_policy = "", "nearest"
         if checkpoint_path:
-            data = read_checkpoint(checkpoint_path).get("datamodule_hyper_parameters") or {}
-            level_policy = str(data.get("level_policy") or "nearest")
+            digest, level_policy, _ = checkpoint_facts(checkpoint_path)
         return cls(
             embeddings=torch.empty(0, model.embedding_dim),
             paths=[],
@@ -135,7 +110,7 @@ class GalleryIndex:
             split_sizes=[int(s) for s in model.distance_split_sizes],
             metric=model.hparams.distance,
             preprocess=preprocess or Preprocess.from_model(model),
-            checkpoint_sha256=file_sha256(checkpoint_path) if checkpoint_path else "",
+            checkpoint_sha256=digest,
             checkpoint_path=str(Path(checkpoint_path).resolve()) if checkpoint_path else "",
             level_policy=level_policy,
         )
@@ -147,40 +122,9 @@ class GalleryIndex:
         root: str | os.PathLike,
         metric: Metric | None = None,
     ) -> GalleryIndex:
-        """An empty index for an ONNX model (:class:`~rareid.deploy.model.backends.OnnxBackend`):
+        """An empty index for an ONNX model (:class:`~rareid.deploy.model.backend_onnx.OnnxBackend`):
         rates, sub-vectors, preprocessing and checkpoint hash come from the file's metadata."""
-        meta = getattr(backend, "metadata", {})
-        needed = ("rareid_rates", "rareid_split_sizes", "rareid_img_size", "rareid_mean")
-        missing = [key for key in needed if key not in meta]
-        if missing:
-            raise GalleryIndexError(
-                f"the ONNX file lacks rareid metadata ({', '.join(missing)}): export it with "
-                "`rareid export`"
-            )
-        metric = meta.get("rareid_distance") or metric
-        if metric not in ("euclidean", "cosine"):
-            raise GalleryIndexError(
-                "--metric: the ONNX file does not record the model's distance: pass --metric "
-                "euclidean or cosine (the checkpoint's `distance` option), or --ckpt"
-            )
-        split_sizes = [int(v) for v in json.loads(meta["rareid_split_sizes"])]
-        return cls(
-            embeddings=torch.empty(0, sum(split_sizes)),
-            paths=[],
-            sizes=np.empty((0, 2), dtype=np.int64),
-            levels=torch.empty(0, dtype=torch.long),
-            root=str(Path(root).resolve()),
-            rates=[float(v) for v in json.loads(meta["rareid_rates"])],
-            split_sizes=split_sizes,
-            metric=metric,
-            preprocess=Preprocess(
-                tuple(int(v) for v in json.loads(meta["rareid_img_size"])),
-                tuple(float(v) for v in json.loads(meta["rareid_mean"])),
-                tuple(float(v) for v in json.loads(meta["rareid_std"])),
-            ),
-            checkpoint_sha256=meta.get("rareid_checkpoint_sha256", ""),
-            level_policy=meta.get("rareid_level_policy", "nearest"),
-        )
+        return cls.from_record(IndexRecord.for_runtime(backend, root, metric))
 
     @classmethod
     def build(
@@ -208,19 +152,6 @@ class GalleryIndex:
         index = cls.empty(model, root, preprocess, checkpoint_path)
         index.add(model, paths, batch_size=batch_size, progress=progress)
         return index
-
-    def check_model(self, model: RAReIDModule | EmbeddingBackend) -> None:
-        """Refuse a model whose rates or sub-vectors differ from the ones of the index (a runtime
-        that does not state them is taken at its word)."""
-        backend = as_backend(model)
-        rates, sizes = backend.rates, backend.split_sizes
-        if rates is None or sizes is None:
-            return
-        if rates != self.rates or sizes != self.split_sizes:
-            raise GalleryIndexError(
-                f"the model (rates {rates}, sub-vectors {sizes}) is not the one of the index "
-                f"(rates {self.rates}, sub-vectors {self.split_sizes})"
-            )
 
     def add(
         self,
@@ -268,18 +199,6 @@ class GalleryIndex:
         changes.skipped = self._apply(model, changes, batch_size, progress, num_workers)
         changes.flagged = self.flagged_crops()
         return changes
-
-    def flagged_crops(
-        self, min_height: int = MIN_CROP_HEIGHT, min_width: int = MIN_CROP_WIDTH
-    ) -> list[FlaggedCrop]:
-        """The indexed images too small or not of a person's shape, by the rule of the query
-        crops (:func:`~rareid.deploy.crops.check_crop`), sorted by name."""
-        flagged = []
-        for name, (height, width) in zip(self.paths, self.sizes.tolist(), strict=True):
-            check = check_crop(int(height), int(width), min_height, min_width)
-            if check.flags:
-                flagged.append(FlaggedCrop(name, str(check)))
-        return sorted(flagged, key=lambda item: item.path)
 
     def _apply(
         self,
@@ -369,68 +288,62 @@ class GalleryIndex:
         self.paths = [name for name, kept in zip(self.paths, keep, strict=True) if kept]
 
     # ------------------------------------------------------------------ files
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "format": "rareid-gallery-index",
-            "version": FORMAT_VERSION,
-            "root": self.root,
-            "rates": self.rates,
-            "split_sizes": self.split_sizes,
-            "metric": self.metric,
-            "img_size": list(self.preprocess.img_size),
-            "mean": list(self.preprocess.mean),
-            "std": list(self.preprocess.std),
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "checkpoint_path": self.checkpoint_path,
-            "level_policy": self.level_policy,
-            "calibration": self.calibration,
-            "storage_dtype": self.storage_dtype,
-            "ann": self.ann.describe() if self.ann is not None else None,
-        }
+    def record(self) -> IndexRecord:
+        """The index as the arrays of its file."""
+        return IndexRecord(
+            embeddings=self.embeddings.detach().cpu().float().numpy(),
+            paths=self.paths,
+            sizes=self.sizes,
+            levels=self.levels.cpu().numpy(),
+            root=self.root,
+            rates=self.rates,
+            split_sizes=self.split_sizes,
+            metric=self.metric,
+            preprocess=self.preprocess,
+            checkpoint_sha256=self.checkpoint_sha256,
+            checkpoint_path=self.checkpoint_path,
+            level_policy=self.level_policy,
+            calibration=self.calibration,
+            stats=self.stats,
+            storage_dtype=self.storage_dtype,
+            ann_meta=self.ann.describe() if self.ann is not None else None,
+            ann_arrays=self.ann.to_arrays() if self.ann is not None else {},
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index atomically (a temporary file in the same folder, then a rename)."""
-        embeddings = self.embeddings.detach().cpu().float().numpy()
-        arrays = {
-            "embeddings": embeddings.astype(self.storage_dtype),
-            "stats": np.asarray(self.stats, dtype=np.int64).reshape(-1, 2),
-            "sizes": np.asarray(self.sizes, dtype=np.int64).reshape(-1, 2),
-            "levels": self.levels.cpu().numpy().astype(np.int64),
-            "paths": np.asarray(self.paths, dtype=str),
-            "meta": np.asarray(json.dumps(self._meta())),
-            **(self.ann.to_arrays() if self.ann is not None else {}),
-        }
-        return write_index_file(path, arrays)
+        return self.record().save(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GalleryIndex:
         """Read an index written by :meth:`save` (no pickle involved); a damaged file is one
         :class:`GalleryIndexError` naming it (:func:`~rareid.deploy.gallery.index_file.read_index_file`)."""
-        return read_index_file(path, cls._from_file)
+        return cls.from_record(IndexRecord.load(path))
 
     @classmethod
-    def _from_file(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GalleryIndex:
+    def from_record(cls, record: IndexRecord) -> GalleryIndex:
+        """The index of a file's arrays, in tensors."""
         ann = None
-        if meta.get("ann"):
+        if record.ann_meta:
             from rareid.deploy.gallery.ann import AnnIndex
 
-            ann = AnnIndex.from_arrays(meta["ann"], arrays)
-        stats = arrays.get("stats")
+            ann = AnnIndex.from_arrays(record.ann_meta, record.ann_arrays)
+        source = record.preprocess
         return cls(
-            embeddings=torch.from_numpy(arrays["embeddings"].astype(np.float32)),
-            paths=[str(p) for p in arrays["paths"].tolist()],
-            sizes=arrays["sizes"].astype(np.int64).reshape(-1, 2),
-            levels=torch.from_numpy(arrays["levels"].astype(np.int64).reshape(-1)),
-            root=meta["root"],
-            rates=[float(r) for r in meta["rates"]],
-            split_sizes=[int(s) for s in meta["split_sizes"]],
-            metric=meta["metric"],
-            preprocess=Preprocess(tuple(meta["img_size"]), tuple(meta["mean"]), tuple(meta["std"])),
-            checkpoint_sha256=meta["checkpoint_sha256"],
-            checkpoint_path=meta["checkpoint_path"],
-            level_policy=meta.get("level_policy", "nearest"),
-            calibration=meta.get("calibration"),
-            stats=None if stats is None else stats.astype(np.int64).reshape(-1, 2),
-            storage_dtype=meta.get("storage_dtype", "float32"),
+            embeddings=torch.from_numpy(np.asarray(record.embeddings, dtype=np.float32)),
+            paths=list(record.paths),
+            sizes=record.sizes,
+            levels=torch.from_numpy(np.asarray(record.levels, dtype=np.int64)),
+            root=record.root,
+            rates=record.rates,
+            split_sizes=record.split_sizes,
+            metric=record.metric,  # type: ignore[arg-type]
+            preprocess=Preprocess(source.img_size, source.mean, source.std),
+            checkpoint_sha256=record.checkpoint_sha256,
+            checkpoint_path=record.checkpoint_path,
+            level_policy=record.level_policy,
+            calibration=record.calibration,
+            stats=record.stats,
+            storage_dtype=record.storage_dtype,  # type: ignore[arg-type]
             ann=ann,
         )

@@ -8,25 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rareid.deploy.gallery.index import (
-    GalleryIndex,
-    GalleryIndexError,
-    IndexChanges,
-    Metric,
-    StorageDtype,
-)
-from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend
-from rareid.deploy.model.checks import resolve_device
-from rareid.deploy.model.inference import (
-    checkpoint_file,
-    file_sha256,
-    load_model,
-    read_checkpoint,
-)
+from rareid.deploy.gallery.files import IndexChanges
+from rareid.deploy.gallery.index_file import GalleryIndexError
+from rareid.deploy.gallery.record import IndexRecord, build_record
+from rareid.deploy.model.backends import EmbeddingBackend, open_file_runtime
 from rareid.runs import RunLock, UsageError
 
 if TYPE_CHECKING:
     from rareid.deploy.gallery.distributed import DeviceLayout
+    from rareid.deploy.gallery.index import GalleryIndex, Metric, StorageDtype
 
 
 class IndexLock(RunLock):
@@ -52,7 +42,15 @@ class IndexLock(RunLock):
         return self
 
 
-def check_metric(metric: Metric | None, index: GalleryIndex) -> None:
+def runs_without_torch(
+    add: bool, onnx: str | os.PathLike | None, ann: str | None, layout: DeviceLayout | None
+) -> bool:
+    """Whether :func:`build_or_update` builds the index without importing torch: a new index
+    (no ``add``) embedded by an exported model on one device, with no approximate index."""
+    return onnx is not None and not add and ann is None and layout is None
+
+
+def check_metric(metric: Metric | None, index: GalleryIndex | IndexRecord) -> None:
     """Refuse a ``--metric`` the model does not measure: its distances would be ranked by
     another rule than the one it was trained for."""
     if metric is not None and metric != index.metric:
@@ -86,16 +84,16 @@ def build_or_update(
     several devices every rank calls it (rank 0 holding the lock); rank 0 writes the file and
     the others return ``None`` (:mod:`rareid.deploy.gallery.distributed`).
     """
-    from rareid.deploy.model.backends import OnnxBackend
-
-    if layout is not None and onnx is not None:
-        raise GalleryIndexError(
-            "--devices: several devices embed with the checkpoint (--backend torch); an ONNX "
-            "model runs on one device"
-        )
+    metric = _exported_model_metric(checkpoint, onnx, metric, layout)
+    if runs_without_torch(add, onnx, ann, layout):
+        return _build_without_torch(out, paths, gallery, onnx, metric, dtype, batch_size, progress)
+    from rareid.deploy.gallery.index import GalleryIndex
+    from rareid.deploy.model.backend_torch import TorchBackend
+    from rareid.deploy.model.checks import resolve_device
+    from rareid.deploy.model.inference import checkpoint_facts, load_model
 
     index = GalleryIndex.load(out) if add else None
-    digest = file_sha256(checkpoint_file(checkpoint)) if checkpoint else ""
+    digest = checkpoint_facts(checkpoint)[0] if checkpoint else ""
     if index is not None and checkpoint and digest != index.checkpoint_sha256:
         raise GalleryIndexError(
             f"--ckpt: {str(checkpoint)!r} is not the checkpoint the index {str(out)!r} was built "
@@ -104,10 +102,8 @@ def build_or_update(
         )
     if onnx is not None:
         expected = index.checkpoint_sha256 if index is not None else None
-        backend: EmbeddingBackend = OnnxBackend(onnx, expected_sha256=expected or None)
+        backend: EmbeddingBackend = open_file_runtime(onnx, expected_sha256=expected or None)
         if index is None:
-            if metric is None and checkpoint:  # the ONNX file may not record the distance
-                metric = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("distance")
             index = GalleryIndex.from_onnx(backend, gallery, metric)
     else:
         if checkpoint is None:
@@ -147,4 +143,51 @@ def build_or_update(
 
         index.ann = AnnIndex.build(index.embeddings, index.split_sizes, index.metric, kind)
     index.save(out)
+    return changes
+
+
+def _exported_model_metric(
+    checkpoint: str | os.PathLike | None,
+    onnx: str | os.PathLike | None,
+    metric: str | None,
+    layout: DeviceLayout | None,
+) -> str | None:
+    """The distance to index an exported model's embeddings with: ``metric``, else the
+    checkpoint's when one is given beside the model (the ONNX file may not record it)."""
+    if layout is not None and onnx is not None:
+        raise GalleryIndexError(
+            "--devices: several devices embed with the checkpoint (--backend torch); an ONNX "
+            "model runs on one device"
+        )
+    if metric is None and checkpoint and onnx is not None:
+        from rareid.deploy.model.inference import checkpoint_facts
+
+        return checkpoint_facts(checkpoint)[2] or None
+    return metric
+
+
+def _build_without_torch(
+    out: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    gallery: str | os.PathLike,
+    model: str | os.PathLike,
+    metric: str | None,
+    dtype: str | None,
+    batch_size: int,
+    progress: bool,
+) -> IndexChanges:
+    """A new index embedded by an exported model (ONNX, OpenVINO or a bundle), without torch."""
+    backend = open_file_runtime(model)
+    record = IndexRecord.for_runtime(backend, gallery, metric)
+    check_metric(metric, record)  # type: ignore[arg-type]
+    if dtype is not None:
+        record.storage_dtype = dtype
+    changes = build_record(record, backend, paths, batch_size=batch_size, progress=progress)
+    if len(record) == 0:
+        unreadable = ", ".join(item.path for item in changes.skipped[:5])
+        raise GalleryIndexError(
+            f"--gallery: none of the {len(paths)} images under {str(gallery)!r} could be read "
+            f"({unreadable}); nothing written"
+        )
+    record.save(out)
     return changes

@@ -1,14 +1,19 @@
 """Embedding runtimes behind one interface: a preprocessed batch of crops and their levels in,
 zero-padded embeddings (N, d) out, on the CPU.
 
-:class:`TorchBackend` runs a loaded :class:`~rareid.models.module.RAReIDModule`;
-:class:`OnnxBackend` runs a file written by ``rareid export`` through onnxruntime. The gallery
-index embeds with either one and ``rareid search`` embeds its queries with either one, so a
-serving stack swaps the runtime without touching the ranking.
+One runtime per module, chosen from :data:`RUNTIMES`: ``torch`` runs a loaded model
+(:mod:`~rareid.deploy.model.backend_torch`), ``onnx`` a file written by ``rareid export`` through
+onnxruntime (:mod:`~rareid.deploy.model.backend_onnx`), ``openvino`` its OpenVINO IR
+(:mod:`~rareid.deploy.model.backend_openvino`). Only the torch runtime imports torch: the others
+take and give NumPy arrays (:meth:`EmbeddingBackend.embed_arrays`), so a serving process that
+embeds through them never pays torch's start-up. The gallery index embeds with any of them and
+``rareid search`` embeds its queries with any of them, so a serving stack swaps the runtime
+without touching the ranking.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -16,10 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
+
     from rareid.models.module import RAReIDModule
+
+#: Runtime name -> (module, class) of its backend.
+RUNTIMES: dict[str, tuple[str, str]] = {
+    "torch": ("rareid.deploy.model.backend_torch", "TorchBackend"),
+    "onnx": ("rareid.deploy.model.backend_onnx", "OnnxBackend"),
+    "openvino": ("rareid.deploy.model.backend_openvino", "OpenVinoBackend"),
+}
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -44,107 +57,120 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
-class EmbeddingBackend(ABC):
+def as_level_array(levels: Any, count: int, num_levels: int | None) -> np.ndarray:
+    """``levels`` as an int64 array of ``count`` values in 1..``num_levels`` (ValueError if not)."""
+    values = np.asarray(levels.tolist() if hasattr(levels, "tolist") else levels)
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"levels: expected integer levels, got {values.dtype}")
+    values = values.reshape(-1)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
+        raise ValueError(f"levels: expected whole numbers (1, 2, ...), got {values[:3].tolist()}")
+    values = values.astype(np.int64)
+    if values.size != count:
+        raise ValueError(f"expected one level per image ({count}), got {values.size}")
+    if num_levels and values.size and (values.min() < 1 or values.max() > num_levels):
+        raise ValueError(f"levels: expected values in 1..{num_levels}, got {values.tolist()}")
+    return values
+
+
+class EmbeddingBackend:
     """A runtime that embeds crops at their levels.
 
     ``rates`` and ``split_sizes`` describe the model behind it (``None`` when the runtime does not
-    say), so that an index refuses the embeddings of another model.
+    say), so that an index refuses the embeddings of another model. A runtime defines
+    :meth:`embed_arrays` (NumPy) or :meth:`embed` (tensors), or both; each falls back on the
+    other.
     """
 
     rates: list[float] | None = None
     split_sizes: list[int] | None = None
 
-    @abstractmethod
-    def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Zero-padded embeddings (N, d), float32 on the CPU, of ``images`` at ``levels``."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if (
+            cls.embed is EmbeddingBackend.embed
+            and cls.embed_arrays is EmbeddingBackend.embed_arrays
+        ):
+            raise TypeError(f"{cls.__name__}: define embed_arrays (NumPy) or embed (tensors)")
 
+    def embed_arrays(self, images: np.ndarray, levels: Any) -> np.ndarray:
+        """Zero-padded float32 embeddings (N, d) of ``images`` (N, 3, H, W) at ``levels``."""
+        import torch
 
-class TorchBackend(EmbeddingBackend):
-    """A PyTorch model, run in eval mode (its BatchNorm statistics untouched).
-
-    Examples::
-
-        model, preprocess = load_model("last.ckpt")
-        embeddings = TorchBackend(model).embed(preprocess(["a.jpg", "b.jpg"]), [4, 1])
-    """
-
-    def __init__(self, model: RAReIDModule) -> None:
-        self.model = model
-        self.rates = [float(r) for r in model.rates]
-        self.split_sizes = [int(s) for s in model.distance_split_sizes]
+        tensors = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        return self.embed(tensors, torch.as_tensor(np.asarray(levels))).numpy()
 
     def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        levels = torch.as_tensor(levels).long().reshape(-1)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self.model.embed(images, levels).float().cpu()
-        finally:
-            self.model.train(was_training)
+        """:meth:`embed_arrays` for callers that hold tensors (the torch gallery index)."""
+        import torch
+
+        array = images.detach().cpu().float().numpy() if hasattr(images, "detach") else images
+        return torch.from_numpy(self.embed_arrays(np.asarray(array, dtype=np.float32), levels))
 
 
-class OnnxBackend(EmbeddingBackend):
-    """An exported ONNX file run by onnxruntime (CPU, or CUDA when available).
+class FileBackend(EmbeddingBackend, ABC):
+    """A runtime of an exported file whose metadata (written by ``rareid export``) states the
+    rates, the sub-vector sizes, the preprocessing and the checkpoint it came from."""
 
-    Examples::
-
-        backend = OnnxBackend("model.onnx")  # written by `rareid export`
-        index = GalleryIndex.from_onnx(backend, "gallery/")
-    """
-
-    def __init__(self, path: str | Path, expected_sha256: str | None = None) -> None:
-        onnxruntime = require_onnxruntime()
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ONNX model {str(path)!r} does not exist; write it with `rareid export`"
-            )
-        providers = [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in onnxruntime.get_available_providers()
-        ]
-        from rareid.deploy.model.onnx_integrity import check_weights, open_session
-
-        self.session = open_session(path, providers)
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        check_weights(path, self.metadata)
-        digest = self.metadata.get("rareid_checkpoint_sha256", "")
+    def __init__(self, metadata: dict[str, str], path: Path, expected_sha256: str | None) -> None:
+        self.path = path
+        self.metadata = metadata
+        digest = metadata.get("rareid_checkpoint_sha256", "")
         if expected_sha256 and digest and digest != expected_sha256:
             raise ValueError(
                 f"{str(path)!r} was exported from another checkpoint than the index was built "
                 "with: export the index's checkpoint"
             )
-        rates = json.loads(self.metadata.get("rareid_rates", "[]"))
-        sizes = json.loads(self.metadata.get("rareid_split_sizes", "[]"))
+        rates = json.loads(metadata.get("rareid_rates", "[]"))
+        sizes = json.loads(metadata.get("rareid_split_sizes", "[]"))
         self.rates = [float(r) for r in rates] or None
         self.split_sizes = [int(s) for s in sizes] or None
         self.num_levels = len(rates) or None
 
-    def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        levels = torch.as_tensor(levels).long().reshape(-1)
-        if levels.numel() != images.shape[0]:
+    def embed_arrays(self, images: np.ndarray, levels: Any) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        levels = as_level_array(levels, images.shape[0], self.num_levels)
+        fixed = self.metadata.get("rareid_fixed_level")
+        if fixed and levels.size and not np.all(levels == int(fixed)):
             raise ValueError(
-                f"expected one level per image ({images.shape[0]}), got {levels.numel()}"
+                f"{str(self.path)!r} embeds at level {fixed} only (exported with --single-input "
+                "--level): use the two-input export for other levels"
             )
-        if (
-            self.num_levels
-            and levels.numel()
-            and (int(levels.min()) < 1 or int(levels.max()) > self.num_levels)
-        ):
-            raise ValueError(
-                f"levels: expected values in 1..{self.num_levels}, got {levels.tolist()}"
-            )
-        outputs = self.session.run(
-            None,
-            {
-                "images": images.detach().cpu().float().numpy(),
-                "levels": levels.numpy().astype(np.int64),
-            },
-        )
-        return torch.from_numpy(outputs[0])
+        return np.asarray(self.run(images, levels), dtype=np.float32)
+
+    @abstractmethod
+    def run(self, images: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The file's graph on checked inputs."""
+
+
+def runtime_class(name: str) -> type[EmbeddingBackend]:
+    """The backend class of runtime ``name`` (a key of :data:`RUNTIMES`), imported now."""
+    if name not in RUNTIMES:
+        raise ValueError(f"runtime: unknown {name!r}; choose one of {sorted(RUNTIMES)}")
+    module, attribute = RUNTIMES[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def runtime_of_file(path: str | Path) -> str:
+    """The runtime that runs an exported model: ``openvino`` for an IR (``.xml``), else
+    ``onnx`` (an ``.onnx`` file, or a bundle folder holding ``model.onnx``)."""
+    return "openvino" if Path(path).suffix.lower() == ".xml" else "onnx"
+
+
+def open_file_runtime(
+    path: str | Path, expected_sha256: str | None = None, threads: int | None = None
+) -> FileBackend:
+    """The backend of an exported model file, a bundle folder or a bundle's ``hf-hub:`` id
+    (see :func:`runtime_of_file`); ``threads``: its CPU threads (default: the runtime's)."""
+    from rareid.deploy.model.bundle import resolve_bundle
+
+    path = resolve_bundle(path)
+    cls = runtime_class(runtime_of_file(path))
+    return cls(path, expected_sha256=expected_sha256, threads=threads)  # type: ignore[call-arg]
 
 
 def as_backend(model: RAReIDModule | EmbeddingBackend) -> EmbeddingBackend:
     """``model`` itself if it is a backend, else the torch backend running it."""
-    return model if isinstance(model, EmbeddingBackend) else TorchBackend(model)
+    if isinstance(model, EmbeddingBackend):
+        return model
+    return runtime_class("torch")(model)  # type: ignore[call-arg]

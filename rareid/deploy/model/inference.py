@@ -13,68 +13,37 @@ size, exactly like a real low-resolution query in evaluation; no synthetic degra
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from rareid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    backbone_statistics,
-    read_image,
+from rareid.data.transforms import backbone_statistics
+from rareid.deploy.model.arrays import (
+    IMAGE_SUFFIXES,
+    ArrayPreprocess,
+    ImageInput,
+    file_sha256,
+    image_list,
+    list_images,
 )
 
 if TYPE_CHECKING:
     from rareid.models.embedding import EmbeddingModel, LevelEmbedding
 
-#: File suffixes (lower case) that ``list_images`` picks up.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-ImageInput = str | os.PathLike | np.ndarray
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image under ``folder`` (recursive, any file name), sorted for a stable order."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{str(root)!r} is not a folder of images")
-    return sorted(
-        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file: identifies the checkpoint an index was built with."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
-    """``images`` as a list; one image (a path, or an array that is not a 4-D batch) is a list
-    of one, not iterated over (its rows would be taken for images)."""
-    if isinstance(images, str | os.PathLike) or (
-        isinstance(images, np.ndarray) and images.ndim != 4
-    ):
-        return [images]
-    return list(images)
+__all__ = ["IMAGE_SUFFIXES", "Preprocess", "file_sha256", "list_images", "load_model"]
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class Preprocess(ArrayPreprocess):
     """Turns image files or uint8 HxWx3 RGB arrays into the (N, 3, H, W) tensors ``embed`` takes.
 
     Call it on a list of images (or an (N, H, W, 3) array); one path or one HxWx3 array is a
-    batch of one.
+    batch of one. The numbers are those of :class:`~rareid.deploy.model.arrays.ArrayPreprocess`
+    (the torch-free runtimes' preprocessing), as tensors.
 
     Build it with :meth:`from_checkpoint` (or :meth:`from_model`) so that size and
     normalisation are the ones the model was trained with.
@@ -86,28 +55,6 @@ class Preprocess:
         >>> preprocess(np.zeros((100, 40, 3), dtype=np.uint8)).shape
         torch.Size([1, 3, 128, 64])
     """
-
-    img_size: tuple[int, int]
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        """Refuse a malformed size or statistics here, not as a cryptic error at the first
-        image (``Preprocess(5)``: an int where (height, width) belongs)."""
-        for name, value, length in (
-            ("img_size", self.img_size, 2),
-            ("mean", self.mean, 3),
-            ("std", self.std, 3),
-        ):
-            if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != length:
-                raise TypeError(
-                    f"Preprocess {name}: expected a sequence of {length} numbers, got {value!r}; "
-                    "build it with Preprocess.from_checkpoint(path) or Preprocess((H, W))"
-                )
-        if not all(isinstance(side, int | np.integer) and side > 0 for side in self.img_size):
-            raise TypeError(
-                f"Preprocess img_size: expected two positive ints, got {self.img_size!r}"
-            )
 
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any]) -> Preprocess:
@@ -148,28 +95,12 @@ class Preprocess:
 
     def image(self, image: ImageInput) -> torch.Tensor:
         """One image (a path or a uint8 HxWx3 RGB array) -> (3, H, W) float32."""
-        array = read_image(str(image)) if isinstance(image, str | os.PathLike) else image
-        if not (
-            isinstance(array, np.ndarray)
-            and array.dtype == np.uint8
-            and array.ndim == 3
-            and array.shape[2] == 3
-        ):
-            got = (
-                f"{array.dtype} array of shape {array.shape}"
-                if isinstance(array, np.ndarray)
-                else type(array).__name__
-            )
-            raise ValueError(f"expected a uint8 HxWx3 RGB image array or a file path, got {got}")
-        return EvalTransform(self.img_size, self.mean, self.std)(array)
+        return torch.from_numpy(self.array(image))
 
     def __call__(self, images: ImageInput | Iterable[ImageInput]) -> torch.Tensor:
         """Several images -> one (N, 3, H, W) batch; one image (a path or an HxWx3 array) is a
         batch of one."""
-        tensors = [self.image(image) for image in image_list(images)]
-        if not tensors:
-            return torch.empty(0, 3, *self.img_size)
-        return torch.stack(tensors)
+        return torch.from_numpy(self.arrays(images))
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
@@ -194,6 +125,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return read_checkpoint_file(checkpoint_file(path))
 
 
+def checkpoint_facts(path: str | os.PathLike) -> tuple[str, str, str]:
+    """(SHA-256, level policy, distance) of a checkpoint file or a bundle: the hash names the
+    checkpoint an index was built with (a bundle records its checkpoint's)."""
+    from rareid.deploy.model.bundle import is_bundle, resolve_bundle, verify_bundle
+
+    path = resolve_bundle(path)
+    if is_bundle(path):
+        config = verify_bundle(path)
+        return config["checkpoint_sha256"], config["level_policy"], config["distance"]
+    checkpoint = read_checkpoint(path)
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    distance = str((checkpoint.get("hyper_parameters") or {}).get("distance") or "")
+    return file_sha256(path), str(data.get("level_policy") or "nearest"), distance
+
+
 def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose weights hold NaN or infinity (a diverged training): every
     embedding it gives would be meaningless."""
@@ -215,7 +161,9 @@ def check_finite_weights(checkpoint: dict[str, Any], path: str | os.PathLike) ->
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[EmbeddingModel, Preprocess]:
-    """An eval-mode model and its preprocessing from a checkpoint file.
+    """An eval-mode model and its preprocessing from a checkpoint file or a model bundle (a
+    folder written by ``rareid export --format bundle``, or ``hf-hub:org/name``; read from JSON
+    and safetensors, nothing unpickled).
 
     The network comes back as a plain-torch :class:`~rareid.models.embedding.EmbeddingModel`
     (no Lightning import): the losses, the metric and the classifier of the training identities
@@ -228,8 +176,12 @@ def load_model(
         model, preprocess = load_model("runs/market1501/checkpoints/last.ckpt")
         embeddings = model.embed(preprocess(["query/0001_c1.jpg"]), [2])  # a level-2 query
     """
+    from rareid.deploy.model.bundle import HUB_PREFIX, is_bundle, resolve_bundle
     from rareid.models.embedding import EMBEDDING_OPTIONS, NETWORK_PREFIXES, EmbeddingModel
 
+    if is_bundle(path) or str(path).startswith(HUB_PREFIX):
+        model, preprocess = load_bundle_model(resolve_bundle(path))
+        return model.to(device).eval(), preprocess
     checkpoint = read_checkpoint(path)
     check_finite_weights(checkpoint, path)
     preprocess = Preprocess.from_checkpoint_dict(checkpoint)
@@ -278,3 +230,32 @@ def embed_images(
     if not parts:
         return torch.empty(0, model.embedding_dim)
     return torch.cat(parts)
+
+
+def load_bundle_model(folder: str | Path) -> tuple[EmbeddingModel, Preprocess]:
+    """The eval-mode network of a bundle and its preprocessing, from JSON and safetensors
+    (every file's hash checked first; nothing unpickled)."""
+    from safetensors.torch import load_file
+
+    from rareid.deploy.model.bundle import WEIGHTS_FILE, verify_bundle
+    from rareid.models.embedding import EmbeddingModel
+
+    folder = Path(folder)
+    config = verify_bundle(folder)
+    model = EmbeddingModel(**config["model_options"])
+    state = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(
+            f"bundle {str(folder)!r}: weights do not fit its config ({first})"
+        ) from None
+    if not all(bool(torch.isfinite(value).all()) for value in state.values()):
+        raise ValueError(f"bundle {str(folder)!r} holds NaN or infinite weights")
+    preprocess = Preprocess(
+        tuple(int(v) for v in config["img_size"]),
+        tuple(float(v) for v in config["mean"]),
+        tuple(float(v) for v in config["std"]),
+    )
+    return model.eval(), preprocess

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rareid.deploy.model.backends import OnnxBackend, require_onnx
+from rareid.deploy.model.backend_onnx import OnnxBackend
+from rareid.deploy.model.backends import require_onnx
 from rareid.levels import prefix_lengths
 from rareid.runs import OneLineArgumentParser
 

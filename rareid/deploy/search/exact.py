@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
 
-from rareid.deploy.gallery.ann import ann_candidates, faiss_available, require_faiss
+from rareid.deploy.gallery.ann import ann_candidates, faiss_available
 from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 from rareid.deploy.model.inputs import finite_queries, integer_levels
+from rareid.deploy.search.prefix import CHUNK_ROWS, FAISS_MARGIN, FaissPrefixIndex, order
+from rareid.deploy.search.prefix import prefix_sq_norms as array_sq_norms
+from rareid.deploy.search.prefix import rescore as rescore_arrays
 from rareid.levels import prefix_lengths
 
 if TYPE_CHECKING:
@@ -36,11 +38,8 @@ if TYPE_CHECKING:
 Engine = Literal["auto", "torch", "faiss"]
 
 #: Gallery rows per chunk of the torch path (bounds the (Q, chunk) distance block).
-TORCH_CHUNK_ROWS = 65536
-#: Extra candidates the faiss path fetches, re-scored exactly, so float ties at the k-th place
-#: resolve the same way as in the torch path.
-FAISS_MARGIN = 8
-__all__ = ["Engine", "SearchResult", "Searcher"]
+TORCH_CHUNK_ROWS = CHUNK_ROWS
+__all__ = ["Engine", "FaissPrefixIndex", "SearchResult", "Searcher"]
 
 
 @dataclass
@@ -56,16 +55,9 @@ class SearchResult:
 def prefix_sq_norms(
     vectors: torch.Tensor, split_sizes: Sequence[int], chunk_rows: int = TORCH_CHUNK_ROWS
 ) -> torch.Tensor:
-    """(N, m) squared norms of every level prefix (in row chunks: no (N, d) temporary)."""
-    sizes = [int(s) for s in split_sizes]
-    out = torch.empty(vectors.shape[0], len(sizes), dtype=vectors.dtype)
-    for start in range(0, vectors.shape[0], chunk_rows):
-        rows = vectors[start : start + chunk_rows]
-        blocks = torch.split(rows * rows, sizes, dim=1)
-        out[start : start + chunk_rows] = torch.cumsum(
-            torch.stack([b.sum(1) for b in blocks], 1), 1
-        )
-    return out
+    """(N, m) squared norms of every level prefix, as a tensor (:func:`prefix.prefix_sq_norms
+    <rareid.deploy.search.prefix.prefix_sq_norms>`)."""
+    return torch.from_numpy(array_sq_norms(vectors.detach().cpu().float().numpy(), split_sizes))
 
 
 def rescore(
@@ -76,27 +68,18 @@ def rescore(
     split_sizes: Sequence[int],
     metric: str,
 ) -> torch.Tensor:
-    """Exact prefix distances (Q, c) of each query to its candidate gallery rows."""
-    bounds = prefix_lengths(split_sizes)
-    lengths = torch.tensor(bounds)[levels - 1]  # (Q,)
-    keep = torch.arange(queries.shape[1])[None, :] < lengths[:, None]  # (Q, d)
-    query_prefix = queries * keep
-    gallery_prefix = gallery[candidates] * keep[:, None, :]  # (Q, c, d)
-    if metric == "cosine":
-        query_unit = query_prefix / query_prefix.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        gallery_unit = gallery_prefix / gallery_prefix.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        return (1 - torch.einsum("qd,qcd->qc", query_unit, gallery_unit)).clamp_min(0)
-    return ((gallery_prefix - query_prefix[:, None, :]) ** 2).sum(2)
-
-
-def _order(
-    indices: torch.Tensor, distances: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort each row by (distance, gallery position) and keep ``k``."""
-    by_position = torch.argsort(indices, dim=1, stable=True)
-    indices, distances = indices.gather(1, by_position), distances.gather(1, by_position)
-    by_distance = torch.argsort(distances, dim=1, stable=True)[:, :k]
-    return indices.gather(1, by_distance), distances.gather(1, by_distance)
+    """Exact prefix distances (Q, c) of each query to its candidate gallery rows, as a tensor
+    (:func:`prefix.rescore <rareid.deploy.search.prefix.rescore>`)."""
+    return torch.from_numpy(
+        rescore_arrays(
+            queries.detach().cpu().float().numpy(),
+            levels.numpy(),
+            gallery.detach().cpu().float().numpy(),
+            candidates.numpy(),
+            split_sizes,
+            metric,
+        )
+    )
 
 
 def torch_candidates(
@@ -139,32 +122,6 @@ def torch_candidates(
     return out
 
 
-class FaissPrefixIndex:
-    """One flat inner-product faiss index of width ``d + m`` that ranks every level exactly."""
-
-    def __init__(self, gallery: torch.Tensor, split_sizes: Sequence[int]) -> None:
-        faiss = require_faiss("the faiss backend", " (or use --backend torch)")
-        self.split_sizes = [int(s) for s in split_sizes]
-        self.dim = int(gallery.shape[1])
-        self.num_levels = len(self.split_sizes)
-        self.index = faiss.IndexFlatIP(self.dim + self.num_levels)
-        for start in range(0, gallery.shape[0], TORCH_CHUNK_ROWS):  # no full-size temporary
-            chunk = gallery[start : start + TORCH_CHUNK_ROWS]
-            rows = np.empty((chunk.shape[0], self.dim + self.num_levels), dtype=np.float32)
-            rows[:, : self.dim] = chunk.numpy()
-            rows[:, self.dim :] = prefix_sq_norms(chunk, self.split_sizes).numpy() * -0.5
-            self.index.add(rows)
-
-    def candidates(self, queries: torch.Tensor, levels: torch.Tensor, count: int) -> torch.Tensor:
-        bounds = prefix_lengths(self.split_sizes)
-        rows = np.zeros((queries.shape[0], self.dim + self.num_levels), dtype=np.float32)
-        for position, level in enumerate(levels.tolist()):
-            rows[position, : bounds[level - 1]] = queries[position, : bounds[level - 1]].numpy()
-            rows[position, self.dim + level - 1] = 1.0
-        _, found = self.index.search(rows, count)
-        return torch.from_numpy(found.astype(np.int64))
-
-
 class Searcher:
     """Exact top-``k`` search of one gallery index. It owns what it builds from the index (the
     faiss index, the prefix norms of the gallery) and rebuilds them when the index changes size,
@@ -187,7 +144,7 @@ class Searcher:
         if self._faiss is None or self._faiss[0] != len(self.index):
             self._faiss = (
                 len(self.index),
-                FaissPrefixIndex(self.index.embeddings, self.index.split_sizes),
+                FaissPrefixIndex(self.index.embeddings.numpy(), self.index.split_sizes),
             )
         return self._faiss[1]
 
@@ -230,7 +187,9 @@ class Searcher:
         if found is not None:
             pass  # the approximate index's short list, re-scored exactly below
         elif use_faiss:
-            found = self.faiss_index().candidates(queries, levels, count)
+            found = torch.from_numpy(
+                self.faiss_index().candidates(queries.numpy(), levels.tolist(), count)
+            )
         else:
             found = torch_candidates(
                 index.embeddings,
@@ -244,8 +203,8 @@ class Searcher:
         distances = rescore(
             queries, levels, index.embeddings, found, index.split_sizes, index.metric
         )
-        indices, distances = _order(found, distances, k)
-        return SearchResult(indices, distances.float(), levels)
+        indices, distances = order(found.numpy(), distances.numpy(), k)
+        return SearchResult(torch.from_numpy(indices), torch.from_numpy(distances), levels)
 
     def search_images(
         self,

@@ -53,7 +53,7 @@ def assert_same_index(one: Path, two: Path) -> None:
     np.testing.assert_array_equal(second.sizes, first.sizes)
     np.testing.assert_array_equal(second.stats, first.stats)
     assert second.levels.tolist() == first.levels.tolist()
-    assert second._meta() == first._meta()
+    assert second.record().meta() == first.record().meta()
 
 
 @pytest.mark.e2e

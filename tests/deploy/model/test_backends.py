@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
-from rareid.deploy.model.backends import EmbeddingBackend, TorchBackend, as_backend
+from rareid.deploy.model.backend_torch import TorchBackend
+from rareid.deploy.model.backends import EmbeddingBackend, as_backend
 from rareid.deploy.model.inference import Preprocess
 from tests.deploy.conftest import make_model
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rareid.deploy.gallery.index import GalleryIndex
-from rareid.deploy.model.backends import OnnxBackend
-from rareid.deploy.model.export import OnnxEmbedder, export_torch
+from rareid.deploy.model.backend_onnx import OnnxBackend
+from rareid.deploy.model.export import export_torch
 from rareid.deploy.model.inference import list_images, load_model
 from tests.deploy.conftest import index_args, search_args
 from tests.deploy.conftest import run_cli as run
@@ -32,7 +32,7 @@ def test_onnx_export_is_checked_on_every_level_and_serves_search(
     assert "check passed" in out
 
     model, preprocess = load_model(trained_checkpoint)
-    embedder = OnnxEmbedder(onnx_path)
+    embedder = OnnxBackend(onnx_path)
     assert json.loads(embedder.metadata["rareid_mean"]) == pytest.approx(list(preprocess.mean))
     images = torch.randn(5, 3, 64, 32)  # a batch size the export never saw
     levels = torch.tensor([4, 1, 2, 3, 1])
