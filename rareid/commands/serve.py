@@ -67,7 +67,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def _runtime(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """The embedding backend of the index's model (checked against the index's hash)."""
     from rareid.deploy.gallery.index import GalleryIndex, GalleryIndexError
-    from rareid.deploy.model.backends import OnnxBackend, TorchBackend
+    from rareid.deploy.model.backends import as_backend, open_file_runtime
     from rareid.deploy.model.checks import resolve_device
     from rareid.deploy.model.inference import file_sha256, load_model
 
@@ -79,7 +79,7 @@ def _runtime(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser.error(f"--index: {args.index!r} holds no image")
     try:
         if args.onnx:
-            return index, OnnxBackend(args.onnx, expected_sha256=index.checkpoint_sha256)
+            return index, open_file_runtime(args.onnx, expected_sha256=index.checkpoint_sha256)
         ckpt = args.ckpt or index.checkpoint_path
         if not ckpt:
             parser.error(f"--onnx: {args.index!r} was built with an ONNX model; pass --onnx MODEL")
@@ -87,7 +87,7 @@ def _runtime(parser: argparse.ArgumentParser, args: argparse.Namespace):
             parser.error(problem + ("" if args.ckpt else " (the index's checkpoint; pass --ckpt)"))
         if file_sha256(ckpt) != index.checkpoint_sha256:
             parser.error(f"--ckpt: {ckpt!r} is not the checkpoint the index was built with")
-        return index, TorchBackend(load_model(ckpt, resolve_device(args.device))[0])
+        return index, as_backend(load_model(ckpt, resolve_device(args.device))[0])
     except (ImportError, ValueError, OSError) as error:
         parser.error(str(error))
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @contextmanager
 def serving(index: Path, checkpoint: Path, max_upload: int = 1 << 20) -> Iterator[str]:
     """A review server of ``index`` on a free loopback port; its base URL."""
-    from rareid.deploy.model.backends import TorchBackend
+    from rareid.deploy.model.backend_torch import TorchBackend
     from rareid.deploy.model.inference import load_model
     from rareid.deploy.serve.engine import Matcher
     from rareid.deploy.serve.server import ReviewServer
@@ -212,7 +212,7 @@ def test_serve_usage_errors_are_one_line(tmp_path, review, capsys) -> None:
 def test_serve_with_onnx_ranks_as_the_checkpoint_does(tmp_path, review) -> None:
     pytest.importorskip("onnxruntime")
     from rareid.deploy.gallery.index import GalleryIndex
-    from rareid.deploy.model.backends import OnnxBackend
+    from rareid.deploy.model.backend_onnx import OnnxBackend
     from rareid.deploy.serve.engine import Matcher
     from rareid.deploy.serve.server import decode_upload
 
