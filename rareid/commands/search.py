@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the original distance in the re-ranked one (--rerank)",
     )
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
+    add("--batch-size", type=int, default=64, help="query crops per forward pass")
     add_output_arguments(parser)
     return parser
 
@@ -138,6 +139,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if args.sheets < -1:
         parser.error(f"--sheets: expected a number of pages (0 or more), got {args.sheets}")
     if problem := threads_problem(args.threads):
@@ -277,13 +280,17 @@ def _rank(
     and the prefix distances (Eq. 2) the verdicts are taken from."""
     import torch
 
-    from rareid.deploy.model.backends import EmbeddingBackend, OnnxBackend, TorchBackend
+    from rareid.deploy.model.backends import (
+        EmbeddingBackend,
+        OnnxBackend,
+        TorchBackend,
+        embed_in_batches,
+    )
     from rareid.deploy.model.checks import check_finite_embeddings, resolve_device
     from rareid.deploy.model.inference import load_model
     from rareid.deploy.search.exact import Searcher
 
     levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
-    tensors = index.preprocess(queries.images)
     try:
         runtime: EmbeddingBackend
         if args.backend == "onnx":
@@ -292,7 +299,9 @@ def _rank(
             model = load_model(ckpt, resolve_device(args.device))[0]
             runtime = TorchBackend(model)
         index.check_model(runtime)
-        embeddings = runtime.embed(tensors, levels)
+        embeddings = embed_in_batches(
+            runtime, queries.images, index.preprocess, levels, args.batch_size
+        )
         check_finite_embeddings(embeddings, "the query embeddings")
         engine = "auto" if args.backend == "onnx" else args.backend
         if not args.rerank:

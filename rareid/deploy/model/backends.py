@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,35 @@ class EmbeddingBackend(ABC):
     @abstractmethod
     def embed(self, images: torch.Tensor, levels: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Zero-padded embeddings (N, d), float32 on the CPU, of ``images`` at ``levels``."""
+
+
+def embed_in_batches(
+    runtime: EmbeddingBackend,
+    images: Sequence[Any],
+    preprocess: Callable[[Sequence[Any]], torch.Tensor],
+    levels: torch.Tensor | Sequence[int],
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Embeddings of ``images`` (decoded crops or paths), ``batch_size`` at a time.
+
+    Why: preprocessing and embedding a whole folder of queries at once holds every input
+    tensor and every activation together, which grows with the number of queries (thousands
+    of crops at 256x128 take tens of GB); one batch at a time keeps memory flat.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    levels = torch.as_tensor(levels).long().reshape(-1)
+    if levels.numel() != len(images):
+        raise ValueError(f"expected one level per image ({len(images)}), got {levels.numel()}")
+    parts = [
+        runtime.embed(
+            preprocess(images[start : start + batch_size]), levels[start : start + batch_size]
+        )
+        for start in range(0, len(images), batch_size)
+    ]
+    if not parts:
+        raise ValueError("no images to embed")
+    return torch.cat(parts)
 
 
 class TorchBackend(EmbeddingBackend):
