@@ -104,7 +104,10 @@ class EvaluationReport(Callback):
         if datamodule is None or not hasattr(datamodule, "load_eval_image"):
             log.warning("no rank-list picture: the datamodule cannot load evaluation images")
         else:
-            self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
+            if len(rank_lists["query_index"]):
+                self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
+            else:  # e.g. trainer.limit_test_batches stopped before the first query
+                log.warning("no rank-list picture: no query was scored")
             self.paths.update(write_mask_pictures(pl_module, datamodule.eval_dataset("test"), out))
         if tsne_data is not None:
             embeddings, pids, levels = tsne_data
