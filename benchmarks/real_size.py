@@ -290,6 +290,7 @@ def stage_test(args: argparse.Namespace) -> list[Row]:
                 "--data.num_workers": args.workers,
                 "--ckpt_path": args.checkpoints[backbone],
                 "--trainer.default_root_dir": args.out / f"test_{backbone}",
+                "--report.overwrite": "true",
                 "--trainer.accelerator": "gpu" if args.device == "cuda" else "cpu",
                 "--trainer.precision": args.fit_precision,
             },

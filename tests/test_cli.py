@@ -192,9 +192,8 @@ def test_fit_then_test_end_to_end(
     # A test cut short before the first query (gallery rows come first) still reports.
     (run / "results" / "rank_list.png").unlink()
     short = ["--trainer.limit_test_batches", "1", "--data.eval_batch_size", "4"]
-    assert (
-        main(["test", *common, "--ckpt_path", str(best), *short, "--report.overwrite", "true"]) == 0
-    )
+    short += ["--report.tsne", "true", "--report.overwrite", "true"]
+    assert main(["test", *common, "--ckpt_path", str(best), *short]) == 0
     assert not (run / "results" / "rank_list.png").exists()
     assert json.loads((run / "results" / "results.json").read_text())["rank1"] is None
     # A second fit in the same folder stops rather than replace the first run's checkpoints,
