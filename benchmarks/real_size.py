@@ -63,8 +63,11 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def run_child(argv: list[str], env_threads: int) -> tuple[float, float, int, str]:
-    """Run a command; its wall time, the peak RSS (GiB) of its process tree, status, output."""
+def run_child(
+    argv: list[str], env_threads: int, log: Path | None = None
+) -> tuple[float, float, int, str]:
+    """Run a command; its wall time, the peak RSS (GiB) of its process tree, status, output
+    (also written to ``log``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(env_threads)}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -74,6 +77,8 @@ def run_child(argv: list[str], env_threads: int) -> tuple[float, float, int, str
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    if log is not None:
+        log.write_text(output)
     return wall, usage.ru_maxrss / 2**20, proc.returncode, output
 
 
@@ -255,9 +260,8 @@ def stage_fit(args: argparse.Namespace) -> list[Row]:
             continue
         out = args.out / f"fit_{backbone}"
         shutil.rmtree(out, ignore_errors=True)
-        wall, peak, status, output = run_child(
-            fit_command(args, backbone, out, steps), args.threads
-        )
+        command = fit_command(args, backbone, out, steps)
+        wall, peak, status, output = run_child(command, args.threads, out.with_suffix(".log"))
         checkpoint = out / "checkpoints" / "last.ckpt"
         if status != 0 or not checkpoint.is_file():
             raise SystemExit(f"fit {backbone} failed ({status}):\n{output[-3000:]}")
@@ -299,10 +303,13 @@ def stage_test(args: argparse.Namespace) -> list[Row]:
             command += ["--trainer.limit_test_batches", str(fraction)]
         if backbone != "resnet50":
             command += ["--model.backbone", backbone, "--data.input_size", "[128, 64]"]
-        wall, peak, status, output = run_child(command, args.threads)
+        wall, peak, status, output = run_child(
+            command, args.threads, args.out / f"test_{backbone}.log"
+        )
         if status != 0:
             raise SystemExit(f"test {backbone} failed ({status}):\n{output[-3000:]}")
-        samples = TEST_SAMPLES * fraction
+        # Lightning keeps int(fraction x batches) batches of data.eval_batch_size (64)
+        samples = TEST_SAMPLES if fraction >= 1 else int(fraction * -(-TEST_SAMPLES // 64)) * 64
         note = f"10 trials, {samples:.0f} of {TEST_SAMPLES} embeddings"
         if fraction < 1.0:
             note += (
@@ -368,7 +375,8 @@ def stage_index(args: argparse.Namespace, search: bool) -> list[Row]:
                 },
             )
             what = "queries"
-        wall, peak, status, output = run_child(command, args.threads)
+        log = args.out / f"{'search' if search else 'index'}_{backbone}.log"
+        wall, peak, status, output = run_child(command, args.threads, log)
         if status != 0:
             raise SystemExit(
                 f"{'search' if search else 'index'} {backbone} failed ({status}):\n{output[-3000:]}"
