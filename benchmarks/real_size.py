@@ -314,7 +314,7 @@ def stage_test(args: argparse.Namespace) -> list[Row]:
         if fraction < 1.0:
             note += (
                 f" (the first batches: gallery images); all {TEST_SAMPLES} at this rate, "
-                f"start-up included: {wall / fraction / 60:.0f} min, an upper bound"
+                f"start-up included: {wall * TEST_SAMPLES / samples / 60:.0f} min, an upper bound"
             )
         rows.append(Row(f"test {backbone}", wall, f"{samples / wall:.1f} img/s", peak, note))
     return rows
