@@ -9,7 +9,6 @@ import argparse
 from collections.abc import Sequence
 
 from rareid.commands.arguments import cannot_write
-from rareid.data.synthetic.plan import SHAPES
 from rareid.runs import OneLineArgumentParser
 
 
@@ -27,10 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cameras", type=int, default=None, help="number of cameras (default 4)")
     parser.add_argument(
         "--like",
-        choices=sorted(SHAPES),
         default=None,
+        metavar="BENCHMARK",
         help="the exact identity, camera and image counts of a published benchmark, in its "
-        "layout (instead of --identities and --cameras)",
+        "layout (instead of --identities and --cameras): market1501",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
     parser.add_argument("--force", action="store_true", help="rewrite even if up to date")
@@ -41,12 +40,12 @@ def main(argv: Sequence[str]) -> int:
     """Write the dataset, or leave an up-to-date folder as it is (``--force`` rewrites it)."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
-    from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
-
     if args.like and (args.identities is not None or args.cameras is not None):
         parser.error(
             f"--like {args.like} fixes the identities and cameras: drop --identities/--cameras"
         )
+    from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
+
     sizes = {
         "identities": 100 if args.identities is None else args.identities,
         "cameras": 4 if args.cameras is None else args.cameras,

@@ -76,3 +76,5 @@ def test_synth_like_writes_what_the_market_reader_reads(
     assert "found complete" in capsys.readouterr().out
     assert main(["synth", "--like", "tiny", "--identities", "5", "--out", str(root)]) == 2
     assert "--like tiny fixes the identities" in capsys.readouterr().err
+    assert main(["synth", "--like", "market", "--out", str(tmp_path / "other")]) == 2
+    assert "--like: expected one of market1501, tiny, got 'market'" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def _normalize_params(
 ) -> dict[str, Any]:
     if like is not None:  # a published benchmark's counts replace the size options
         if like not in SHAPES:
-            raise ValueError(f"like must be one of {sorted(SHAPES)}, got {like!r}")
+            raise ValueError(f"--like: expected one of {', '.join(sorted(SHAPES))}, got {like!r}")
         return {
             "seed": _check_int("seed", seed, 0),
             **shape_params(SHAPES[like]),
