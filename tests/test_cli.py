@@ -189,6 +189,13 @@ def test_fit_then_test_end_to_end(
     assert table["embedding"].shape == (rows, 32) and rows > 0
     assert sorted(table["index"].tolist()) == list(range(rows))
     assert set(table["role"].tolist()) == {0, 1, 2}
+    # A test cut short before the first query (gallery rows come first) still reports.
+    (run / "results" / "rank_list.png").unlink()
+    short = ["--trainer.limit_test_batches", "1", "--data.eval_batch_size", "4"]
+    short += ["--report.tsne", "true", "--report.overwrite", "true"]
+    assert main(["test", *common, "--ckpt_path", str(best), *short]) == 0
+    assert not (run / "results" / "rank_list.png").exists()
+    assert json.loads((run / "results" / "results.json").read_text())["rank1"] is None
     # A second fit in the same folder stops rather than replace the first run's checkpoints,
     # and replaces them (with a word) when asked to.
     again = ["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]

@@ -103,12 +103,17 @@ class EvaluationReport(Callback):
         self.paths = {"results": out / "results.md"}
 
         datamodule = trainer.datamodule
+        # e.g. trainer.limit_test_batches stopped before the first query: nothing to picture
+        scored = len(rank_lists["query_index"]) > 0
+        if not scored:
+            log.warning("no rank-list or t-SNE picture: no query was scored")
         if datamodule is None or not hasattr(datamodule, "load_eval_image"):
             log.warning("no rank-list picture: the datamodule cannot load evaluation images")
         else:
-            self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
+            if scored:
+                self.paths["rank_list"] = self._rank_list(datamodule, rank_lists, out)
             self.paths.update(write_mask_pictures(pl_module, datamodule.eval_dataset("test"), out))
-        if tsne_data is not None:
+        if tsne_data is not None and scored:
             embeddings, pids, levels = tsne_data
             self.paths["tsne"] = plot_tsne(embeddings, pids, levels, out / "tsne.png")
         log_images_to_loggers(

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the original distance in the re-ranked one (--rerank)",
     )
     add("--device", default="auto", help="torch device to embed queries on (auto, cpu, cuda, ...)")
+    add("--batch-size", type=int, default=64, help="query crops per forward pass")
     add_output_arguments(parser)
     return parser
 
@@ -131,6 +132,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
     if args.top_k < 1:
         parser.error(f"--top-k: expected a positive integer, got {args.top_k}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if args.sheets < -1:
         parser.error(f"--sheets: expected a number of pages (0 or more), got {args.sheets}")
     if problem := threads_problem(args.threads):

@@ -61,14 +61,13 @@ def rank_queries(
     import torch
 
     from rareid.deploy.model.backend_torch import TorchBackend
-    from rareid.deploy.model.backends import EmbeddingBackend, open_file_runtime
+    from rareid.deploy.model.backends import EmbeddingBackend, embed_in_batches, open_file_runtime
     from rareid.deploy.model.bundle import resolve_bundle
     from rareid.deploy.model.checks import check_finite_embeddings, resolve_device
     from rareid.deploy.model.inference import load_model
     from rareid.deploy.search.exact import Searcher
 
     levels = torch.tensor([info["level"] for info in queries.infos], dtype=torch.long)
-    tensors = index.preprocess(queries.images)
     try:
         runtime: EmbeddingBackend
         if args.backend == "onnx":
@@ -79,7 +78,9 @@ def rank_queries(
             model = load_model(ckpt, resolve_device(args.device))[0]
             runtime = TorchBackend(model)
         index.check_model(runtime)
-        embeddings = runtime.embed(tensors, levels)
+        embeddings = embed_in_batches(
+            runtime, queries.images, index.preprocess, levels, args.batch_size
+        )
         check_finite_embeddings(embeddings, "the query embeddings")
         engine = "auto" if args.backend == "onnx" else args.backend
         if not args.rerank:
@@ -106,7 +107,7 @@ def rank_without_torch(
     """:func:`_rank` through an exported model's runtime and faiss, in NumPy (no torch)."""
     import numpy as np
 
-    from rareid.deploy.model.backends import open_file_runtime
+    from rareid.deploy.model.backends import embed_in_batches, open_file_runtime
     from rareid.deploy.model.bundle import resolve_bundle
     from rareid.deploy.search.prefix import search_record
 
@@ -118,7 +119,9 @@ def rank_without_torch(
             threads=args.threads,
         )
         index.check_model(runtime)
-        embeddings = runtime.embed_arrays(index.preprocess.arrays(queries.images), levels)
+        embeddings = embed_in_batches(
+            runtime, queries.images, index.preprocess, levels, args.batch_size, arrays=True
+        )
         if not np.isfinite(embeddings).all():
             raise ValueError("the query embeddings hold NaN or infinite values")
         result = search_record(index, embeddings, levels, args.top_k)

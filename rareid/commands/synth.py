@@ -20,8 +20,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output folder, e.g. data/synthetic")
-    parser.add_argument("--identities", type=int, default=100, help="number of identities")
-    parser.add_argument("--cameras", type=int, default=4, help="number of cameras")
+    parser.add_argument(
+        "--identities", type=int, default=None, help="number of identities (default 100)"
+    )
+    parser.add_argument("--cameras", type=int, default=None, help="number of cameras (default 4)")
+    parser.add_argument(
+        "--like",
+        default=None,
+        metavar="BENCHMARK",
+        help="the exact identity, camera and image counts of a published benchmark, in its "
+        "layout (instead of --identities and --cameras): market1501",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
     parser.add_argument("--force", action="store_true", help="rewrite even if up to date")
     return parser
@@ -31,11 +40,19 @@ def main(argv: Sequence[str]) -> int:
     """Write the dataset, or leave an up-to-date folder as it is (``--force`` rewrites it)."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    if args.like and (args.identities is not None or args.cameras is not None):
+        parser.error(
+            f"--like {args.like} fixes the identities and cameras: drop --identities/--cameras"
+        )
     from rareid.data.synthetic import ensure_synthetic_dataset, write_synthetic_dataset
 
+    sizes = {
+        "identities": 100 if args.identities is None else args.identities,
+        "cameras": 4 if args.cameras is None else args.cameras,
+    }
     write = write_synthetic_dataset if args.force else ensure_synthetic_dataset
     try:
-        summary = write(args.out, identities=args.identities, cameras=args.cameras, seed=args.seed)
+        summary = write(args.out, **sizes, seed=args.seed, like=args.like)
     except FileExistsError as error:
         if error.errno is not None:  # a file where the folder should be
             parser.error(cannot_write("--out", args.out, error))

@@ -20,15 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rareid.data.synthetic.common import (
-    _K_DISTRACTOR,
-    _K_JUNK,
-    _K_LAYOUT,
-    GENERATOR_VERSION,
-    IMAGE_SIZE,
-    JPEG_QUALITY,
-    _rng,
-)
+from rareid.data.synthetic.common import GENERATOR_VERSION, IMAGE_SIZE, JPEG_QUALITY
+from rareid.data.synthetic.plan import SHAPES, Job, plan, shape_params
 from rareid.data.synthetic.world import SyntheticWorld
 
 MANIFEST = "synthetic.files"
@@ -97,7 +90,19 @@ def _normalize_params(
     train_fraction: Any,
     distractors: Any,
     junk: Any,
+    like: str | None = None,
 ) -> dict[str, Any]:
+    if like is not None:  # a published benchmark's counts replace the size options
+        if like not in SHAPES:
+            raise ValueError(f"--like: expected one of {', '.join(sorted(SHAPES))}, got {like!r}")
+        return {
+            "seed": _check_int("seed", seed, 0),
+            **shape_params(SHAPES[like]),
+            "like": like,
+            "image_size": list(IMAGE_SIZE),
+            "jpeg_quality": JPEG_QUALITY,
+            "version": GENERATOR_VERSION,
+        }
     identities = _check_int("identities", identities, 2)
     seed = _check_int("seed", seed, 0)
     cameras = _check_int("cameras", cameras, 2)
@@ -135,77 +140,6 @@ def _normalize_params(
     }
 
 
-@dataclass(frozen=True)
-class _Job:
-    folder: str
-    pid: int
-    cam: int  # 0-based
-    frame: int
-
-    @property
-    def name(self) -> str:
-        pid = "-1" if self.pid < 0 else f"{self.pid:04d}"
-        return f"{pid}_c{self.cam + 1}s1_{self.frame:06d}_01.jpg"
-
-
-def _frames(rng: np.random.Generator, n: int) -> list[int]:
-    """Distinct increasing frame numbers (like a tracker's), all < 10**6."""
-    steps = rng.integers(15, 400, size=n)
-    return (int(rng.integers(1, 5000)) + np.cumsum(steps)).tolist()
-
-
-def _plan(params: dict[str, Any]) -> list[_Job]:
-    """All files to write; depends only on the parameters (never on generation order)."""
-    seed, cams = params["seed"], params["cameras"]
-    lo, hi = params["images_per_camera"]
-    n_train = params["train_identities"]
-    jobs: list[_Job] = []
-    for pid in range(1, params["identities"] + 1):
-        rng = _rng(seed, _K_LAYOUT, pid)
-        per_cam = {c: _frames(rng, int(rng.integers(lo, hi + 1))) for c in range(cams)}
-        if pid <= n_train:
-            jobs += [_Job("bounding_box_train", pid, c, f) for c, fs in per_cam.items() for f in fs]
-            continue
-        queries = _pick_queries(per_cam, rng)
-        for c, fs in per_cam.items():
-            for i, f in enumerate(fs):
-                folder = "query" if queries.get(c) == i else "bounding_box_test"
-                jobs.append(_Job(folder, pid, c, f))
-    for kind, pid, count in (
-        (_K_DISTRACTOR, 0, params["distractors"]),
-        (_K_JUNK, -1, params["junk"]),
-    ):
-        rng = _rng(seed, _K_LAYOUT, kind)
-        cams_of = rng.integers(0, cams, size=count)
-        for c in range(cams):
-            n = int((cams_of == c).sum())
-            jobs += [_Job("bounding_box_test", pid, c, f) for f in _frames(rng, n)]
-    return jobs
-
-
-def _pick_queries(per_cam: dict[int, list[int]], rng: np.random.Generator) -> dict[int, int]:
-    """One query image from each of up to 2 cameras, keeping a cross-camera gallery match.
-
-    Returns {camera: index of its query frame}. Each query camera q must keep, after removing
-    the queries, a gallery image of the same identity in some camera != q.
-    """
-    order = [int(c) for c in rng.permutation(sorted(per_cam))]
-
-    def valid(qcams: list[int]) -> bool:
-        left = {c: len(fs) - (c in qcams) for c, fs in per_cam.items()}
-        return all(any(n > 0 for c, n in left.items() if c != q) for q in qcams)
-
-    first = order[0]
-    chosen = [first]
-    for c in order[1:]:
-        if valid([first, c]):
-            chosen.append(c)
-            break
-    if not valid(chosen):  # cannot happen with >= 2 cameras and >= 1 image each
-        raise RuntimeError("internal error: no valid query camera")
-    return {c: int(rng.integers(len(per_cam[c]))) for c in chosen}
-
-
 def _readme(params: dict[str, Any], summary: SyntheticSummary) -> str:
     return f"""rareid synthetic pedestrian dataset (Market-1501 layout)
 =========================================================
@@ -219,7 +153,7 @@ Layout: bounding_box_train/ holds pids 1..{params["train_identities"]}; query/ a
 hold pids {params["train_identities"] + 1}..{params["identities"]}. File names: <pid:04d>_c<cam>s1_<frame:06d>_01.jpg
 (cameras 1-based). pid 0000 = distractor (a person outside the identity set), pid -1 = junk
 (bad detections); both only in the gallery. Each test identity has one query from each of up
-to 2 cameras and a gallery image in another camera.
+to 2 cameras (a benchmark's shape: up to all of them) and a gallery image in another camera.
 
 Images: 128x64 RGB JPEG (quality {JPEG_QUALITY}), drawn procedurally with OpenCV. Identities come
 in coarse groups of 4-6 that share clothing colours, build, height, hair and skin (ambiguous at
@@ -242,7 +176,7 @@ def _written_before(root: Path, entries: set[str]) -> set[str] | None:
         return {line for line in manifest.read_text().splitlines() if line}
     try:
         params = json.loads((root / "synthetic.json").read_text())["params"]
-        jobs = _plan(params)
+        jobs = plan(params)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return {f"{job.folder}/{job.name}" for job in jobs}
@@ -316,7 +250,7 @@ def _prepare_folder(root: Path, planned: set[str]) -> tuple[str, ...]:
     return tuple(sorted(kept))
 
 
-def _write_images(world: SyntheticWorld, jobs: list[_Job], root: Path, progress: bool) -> None:
+def _write_images(world: SyntheticWorld, jobs: list[Job], root: Path, progress: bool) -> None:
     """Render and write every planned file as a JPEG (BGR on disk, like any camera dump)."""
     for folder in _FOLDERS:
         (root / folder).mkdir(exist_ok=True)
@@ -343,6 +277,7 @@ def write_synthetic_dataset(
     distractors: int = 100,
     junk: int = 50,
     progress: bool = True,
+    like: str | None = None,
 ) -> SyntheticSummary:
     """Write the synthetic dataset in the Market-1501 layout under ``out``; return its summary.
 
@@ -350,13 +285,15 @@ def write_synthetic_dataset(
     per identity and camera). The first ``round(identities * train_fraction)`` pids train, the rest
     test. ``out`` must be new/empty or hold a previous synthetic dataset: the files that one
     wrote (its manifest) are replaced; other files in its folders are kept and counted.
-    The defaults give ~2,000 identity images plus 150 distractor/junk images.
+    The defaults give ~2,000 identity images plus 150 distractor/junk images. ``like`` (a name
+    in :data:`rareid.data.synthetic.plan.SHAPES`, e.g. ``"market1501"``) writes a published
+    benchmark's exact counts instead of the size options (all but ``seed`` and ``progress``).
     """
     params = _normalize_params(
-        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk
+        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk, like
     )
     root = Path(out)
-    jobs = _plan(params)
+    jobs = plan(params)
     planned = [f"{job.folder}/{job.name}" for job in jobs]
     kept = _prepare_folder(root, set(planned))
     # The manifest first: a write killed halfway is still known to be ours next time.
@@ -407,6 +344,7 @@ def ensure_synthetic_dataset(
     distractors: int = 100,
     junk: int = 50,
     progress: bool = True,
+    like: str | None = None,
 ) -> SyntheticSummary:
     """Write the dataset unless ``out`` already holds a complete one with the same parameters.
 
@@ -414,7 +352,7 @@ def ensure_synthetic_dataset(
     time is wasteful. A folder with other content raises ``FileExistsError``.
     """
     params = _normalize_params(
-        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk
+        identities, seed, cameras, images_per_camera, train_fraction, distractors, junk, like
     )
     root = Path(out)
     meta_path = root / "synthetic.json"
@@ -436,4 +374,5 @@ def ensure_synthetic_dataset(
         distractors=distractors,
         junk=junk,
         progress=progress,
+        like=like,
     )

@@ -143,6 +143,52 @@ class FileBackend(EmbeddingBackend, ABC):
         """The file's graph on checked inputs."""
 
 
+def embed_in_batches(
+    runtime: EmbeddingBackend,
+    images: Sequence[Any],
+    preprocess: Any,
+    levels: Any,
+    batch_size: int = 64,
+    arrays: bool = False,
+) -> Any:
+    """Embeddings of ``images`` (decoded crops or paths), ``batch_size`` at a time: a tensor
+    through ``runtime.embed`` and ``preprocess``, or with ``arrays`` a NumPy array through
+    ``runtime.embed_arrays`` and ``preprocess.arrays`` (no torch).
+
+    Why: preprocessing and embedding a whole folder of queries at once holds every input and
+    every activation together, which grows with the number of queries (thousands of crops at
+    256x128 take tens of GB); one batch at a time keeps memory flat.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    levels = np.asarray(levels, dtype=np.int64).reshape(-1)
+    if levels.size != len(images):
+        raise ValueError(f"expected one level per image ({len(images)}), got {levels.size}")
+    if not len(images):
+        raise ValueError("no images to embed")
+    starts = range(0, len(images), batch_size)
+    if arrays:
+        return np.concatenate(
+            [
+                runtime.embed_arrays(
+                    preprocess.arrays(images[s : s + batch_size]), levels[s : s + batch_size]
+                )
+                for s in starts
+            ]
+        )
+    import torch
+
+    return torch.cat(
+        [
+            runtime.embed(
+                preprocess(images[s : s + batch_size]),
+                torch.from_numpy(levels[s : s + batch_size]),
+            )
+            for s in starts
+        ]
+    )
+
+
 def runtime_class(name: str) -> type[EmbeddingBackend]:
     """The backend class of runtime ``name`` (a key of :data:`RUNTIMES`), imported now."""
     if name not in RUNTIMES:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from rareid.deploy.gallery.ann import ann_candidates, faiss_available
-from rareid.deploy.model.backends import EmbeddingBackend, as_backend
+from rareid.deploy.model.backends import EmbeddingBackend, as_backend, embed_in_batches
 from rareid.deploy.model.inputs import finite_queries, integer_levels
 from rareid.deploy.search.prefix import CHUNK_ROWS, FAISS_MARGIN, FaissPrefixIndex, order
 from rareid.deploy.search.prefix import prefix_sq_norms as array_sq_norms
@@ -213,13 +213,14 @@ class Searcher:
         levels: Sequence[int] | torch.Tensor,
         k: int = 10,
         engine: Engine = "auto",
+        batch_size: int = 64,
     ) -> SearchResult:
-        """Embed ``images`` at ``levels`` with ``model`` (the index's, or a backend running it)
-        and search."""
+        """Embed ``images`` at ``levels`` with ``model`` (the index's, or a backend running it),
+        ``batch_size`` at a time, and search."""
         runtime = as_backend(model)
         self.index.check_model(runtime)
         levels = integer_levels(levels)
-        embeddings = runtime.embed(self.index.preprocess(images), levels)
+        embeddings = embed_in_batches(runtime, images, self.index.preprocess, levels, batch_size)
         return self.search(embeddings, levels, k, engine)
 
 
