@@ -104,7 +104,7 @@ class EvaluationReport(Callback):
 
         datamodule = trainer.datamodule
         # e.g. trainer.limit_test_batches stopped before the first query: nothing to picture
-        scored = len(rank_lists["query_index"]) > 0
+        scored = len(rank_lists.get("query_index", ())) > 0
         if not scored:
             log.warning("no rank-list or t-SNE picture: no query was scored")
         if datamodule is None or not hasattr(datamodule, "load_eval_image"):
