@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from rareid.data.lowres import degrade
+from rareid.data.pixels import read_image
 from rareid.data.protocol import EvalTable
 from rareid.data.readers.base import ImageRecord
 from rareid.data.samplers import SampleKey
-from rareid.data.transforms import EvalTransform, TrainTransform, read_image
+from rareid.data.transforms import EvalTransform, TrainTransform
 from rareid.levels import rate_to_level
 
 __all__ = ["EvalDataset", "TrainDataset"]

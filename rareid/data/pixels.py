@@ -4,6 +4,7 @@ normalisation, so an exported model sees the numbers it was trained on."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -11,6 +12,18 @@ import numpy as np
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to uint8 HxWx3 RGB with OpenCV (training, evaluation and the
+    torch-free runtime read images the same way); an unreadable file is an OSError naming it."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(
+            f"could not read image {str(path)!r}: the file is missing, unreadable or corrupt; "
+            "remove or replace it"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def check_stats(name: str, values: Sequence[float], positive: bool) -> np.ndarray:

@@ -46,17 +46,6 @@ def backbone_statistics(backbone: str) -> tuple[tuple[float, ...], tuple[float, 
     return mean, std
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode an image file to uint8 HxWx3 RGB with OpenCV; unreadable file -> error naming it."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(
-            f"could not read image {str(path)!r}: the file is missing, unreadable or corrupt; "
-            "remove or replace it (or rebuild the dataset)"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
     """Validate the network input size (H, W)."""
     try:

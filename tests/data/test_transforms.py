@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from rareid.data.lowres import synthesize_lowres
+from rareid.data.pixels import read_image
 from rareid.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EvalTransform,
     Normalize,
     TrainTransform,
-    read_image,
     resize_to,
 )
 

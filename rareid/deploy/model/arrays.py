@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rareid.data.pixels import IMAGENET_MEAN, IMAGENET_STD, ArrayNormalize
+from rareid.data.pixels import IMAGENET_MEAN, IMAGENET_STD, ArrayNormalize, read_image
 
 #: File suffixes (lower case) that ``list_images`` picks up.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -50,19 +50,6 @@ def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
     ):
         return [images]
     return list(images)
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to uint8 HxWx3 RGB with OpenCV; an unreadable file is an OSError."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(
-            f"could not read image {str(path)!r}: the file is missing, unreadable or corrupt; "
-            "remove or replace it"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)
@@ -103,7 +90,7 @@ class ArrayPreprocess:
         """One image (a path or a uint8 HxWx3 RGB array) -> (3, H, W) float32."""
         from rareid.data.lowres import synthesize_lowres
 
-        array = read_rgb(image) if isinstance(image, str | os.PathLike) else image
+        array = read_image(image) if isinstance(image, str | os.PathLike) else image
         if not (
             isinstance(array, np.ndarray)
             and array.dtype == np.uint8

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rareid.data.lowres import degrade
-from rareid.deploy.model.arrays import ArrayPreprocess, read_rgb
+from rareid.data.pixels import read_image
+from rareid.deploy.model.arrays import ArrayPreprocess
 from rareid.levels import level_to_rate, prefix_lengths
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def read_heldout(labels: str | Path) -> HeldOut:
     images, pids, camids, unreadable = [], [], [], 0
     for row in rows:
         try:
-            images.append(read_rgb(labels.parent / row["path"]))
+            images.append(read_image(labels.parent / row["path"]))
         except OSError:
             unreadable += 1
             continue

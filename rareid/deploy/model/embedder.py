@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rareid.deploy.model.arrays import ArrayPreprocess, ImageInput, image_list, read_rgb
+from rareid.data.pixels import read_image
+from rareid.deploy.model.arrays import ArrayPreprocess, ImageInput, image_list
 from rareid.deploy.model.backends import FileBackend, open_file_runtime
 from rareid.levels import query_level
 
@@ -80,7 +81,7 @@ class OnnxEmbedder:
         """(embeddings (N, d) float32, levels (N,)) of ``images``; ``levels`` None: from each
         image's height."""
         arrays = [
-            read_rgb(image) if isinstance(image, str | os.PathLike | Path) else image
+            read_image(image) if isinstance(image, str | os.PathLike | Path) else image
             for image in image_list(images)
         ]
         if levels is None:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from rareid.data.lowres import degrade
-from rareid.deploy.model.arrays import ArrayPreprocess, list_images, read_rgb
+from rareid.data.pixels import read_image
+from rareid.deploy.model.arrays import ArrayPreprocess, list_images
 from rareid.levels import level_to_rate
 
 #: Calibration crops per forward pass.
@@ -29,7 +30,7 @@ def calibration_batches(
     images, unreadable = [], 0
     for path in paths[:samples]:
         try:
-            images.append(read_rgb(path))
+            images.append(read_image(path))
         except OSError:
             unreadable += 1
     if not images:
