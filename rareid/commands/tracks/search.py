@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -195,6 +196,12 @@ def ranked_rows(
     return rows, rankings
 
 
+def rows_per_query(rows: list[dict[str, Any]], rankings: list[list[int]]) -> list[list[dict]]:
+    """The flat match rows (query by query, in ranking order) cut into one list per query."""
+    cuts = itertools.accumulate((len(order) for order in rankings), initial=0)
+    return [rows[start:stop] for start, stop in itertools.pairwise(cuts)]
+
+
 def draw_sheets(
     queries: TrackIndex,
     index: TrackIndex,
@@ -209,11 +216,7 @@ def draw_sheets(
     from rareid.tracks.model import VERDICT_COLORS
 
     written = []
-    by_query: dict[int, list[dict[str, Any]]] = {}
-    position = 0
-    for query, order in enumerate(rankings):
-        by_query[query] = rows[position : position + len(order)]
-        position += len(order)
+    by_query = rows_per_query(rows, rankings)
     pages = max(1, -(-len(rankings) // QUERIES_PER_SHEET))
     for page in range(pages):
         chosen = list(
@@ -263,8 +266,10 @@ def write_page(
     matches' largest frames with distance, the level compared at and the verdict."""
     from rareid.deploy.report.page import write_report
 
-    page_queries, page_matches, position = [], [], 0
-    for query, order in enumerate(rankings):
+    page_queries, page_matches = [], []
+    for query, (order, query_rows) in enumerate(
+        zip(rankings, rows_per_query(rows, rankings), strict=True)
+    ):
         levels = queries.levels[queries.frame_rows(query)]
         name = f"{queries.cameras[query]}/{queries.track_ids[query]}"
         page_queries.append(
@@ -277,7 +282,7 @@ def write_page(
             }
         )
         ranked = []
-        for column, row in zip(order, rows[position : position + len(order)], strict=True):
+        for column, row in zip(order, query_rows, strict=True):
             note = f"level {row['level']}, {row['query_frames']}+{row['gallery_frames']} frames"
             ranked.append(
                 {
@@ -288,7 +293,6 @@ def write_page(
                     "note": note + (f" ({row['level_note']})" if row["level_note"] else ""),
                 }
             )
-        position += len(order)
         page_matches.append(ranked)
     # the gallery names are tracklets, not files of a gallery index: no labels CSV
     return write_report(out, page_queries, page_matches, title, labels=False)[0]
